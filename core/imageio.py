@@ -1,0 +1,170 @@
+"""Image decoding: the one function every image path in CopyLens goes through.
+
+Whatever arrives (JPEG with an EXIF rotation, palette PNG with transparency, CMYK, 16-bit, grayscale,
+an animated GIF, a file with quotes or unicode in its name) leaves as an RGB ``uint8`` array ``[H x W x 3]``
+with the orientation a person would see. Anything that cannot be decoded raises
+:class:`~copylens.core.errors.ImageLoadError` with the path and a human reason.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+from .errors import ImageLoadError
+
+MAX_PIXELS = 120_000_000  # decompression-bomb guard: refuse images with more pixels than this (w * h)
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff", ".jfif"})
+
+ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated file is an error, never half an image
+
+
+@dataclass(frozen=True, slots=True)
+class DecodedImage:
+    """Decoded pixels plus the size of the image as stored (after EXIF orientation).
+
+    ``pixels`` may be smaller than ``original_size`` when the caller asked for a bounded side; multiply
+    pixel coordinates by :attr:`scale_to_original` to get back to the original image.
+    """
+
+    pixels: np.ndarray  # [H x W x 3] uint8 RGB
+    original_size: tuple[int, int]  # (width, height)
+    source: str
+
+    @property
+    def scale_to_original(self) -> float:
+        return self.original_size[0] / self.pixels.shape[1]
+
+
+def is_image_path(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
+
+
+def _flatten(img: Image.Image) -> Image.Image:
+    """Normalise any Pillow mode to RGB; transparency is composited on white."""
+    if img.mode == "P":
+        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        arr = np.asarray(img, dtype=np.float64)
+        lo, hi = float(arr.min()), float(arr.max())
+        arr = (arr - lo) / (hi - lo) * 255.0 if hi > lo else np.zeros_like(arr)
+        img = Image.fromarray(arr.round().astype(np.uint8), mode="L")
+    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(background, rgba)
+    if img.mode != "RGB":
+        img = img.convert("RGB")
+    return img
+
+
+def _decode(fp, source: str, max_side: int | None, max_pixels: int) -> DecodedImage:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(fp)
+            w, h = img.size
+            if w <= 0 or h <= 0:
+                raise ImageLoadError(source, "the image has no pixels")
+            if w * h > max_pixels:
+                raise ImageLoadError(
+                    source, f"the image is too large ({w}x{h} = {w * h / 1e6:.0f} megapixels; "
+                            f"the limit is {max_pixels / 1e6:.0f})")
+            if getattr(img, "is_animated", False):
+                img.seek(0)
+            orientation = img.getexif().get(0x0112, 1) if hasattr(img, "getexif") else 1
+            if max_side is not None and img.format == "JPEG" and img.mode in ("RGB", "L", "CMYK"):
+                # decode at a reduced scale directly: several times faster for big photos
+                img.draft("RGB", (max_side, max_side))
+            img.load()
+            img = ImageOps.exif_transpose(img) if orientation != 1 else img
+            ow, oh = (h, w) if orientation in (5, 6, 7, 8) else (w, h)
+            img = _flatten(img)
+            if max_side is not None and max(img.size) > max_side:
+                s = max_side / max(img.size)
+                img = img.resize((max(1, round(img.width * s)), max(1, round(img.height * s))),
+                                 Image.Resampling.BILINEAR, reducing_gap=2.0)
+            pixels = np.asarray(img, dtype=np.uint8)
+    except ImageLoadError:
+        raise
+    except UnidentifiedImageError:
+        raise ImageLoadError(source, "not an image file (or a format CopyLens cannot read)") from None
+    except Image.DecompressionBombError as exc:
+        raise ImageLoadError(source, f"refused as a possible decompression bomb ({exc})") from None
+    except Image.DecompressionBombWarning as exc:
+        raise ImageLoadError(source, f"refused as a possible decompression bomb ({exc})") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        msg = str(exc) or type(exc).__name__
+        if "truncated" in msg.lower():
+            msg = "the file is truncated (incomplete download or copy?)"
+        raise ImageLoadError(source, f"cannot decode the image: {msg}") from None
+    except MemoryError:
+        raise ImageLoadError(source, "not enough memory to decode the image") from None
+    if pixels.ndim != 3 or pixels.shape[2] != 3:
+        raise ImageLoadError(source, f"unexpected pixel layout {pixels.shape}")
+    return DecodedImage(np.ascontiguousarray(pixels), (ow, oh), source)
+
+
+def load_image(path: str | Path, max_side: int | None = None, max_pixels: int = MAX_PIXELS) -> DecodedImage:
+    """Decode the image at ``path`` to RGB, optionally bounding its longer side to ``max_side``."""
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        raise ImageLoadError(path, "file not found") from None
+    except OSError as exc:
+        raise ImageLoadError(path, f"cannot read the file: {exc.strerror or exc}") from None
+    if path.is_dir():
+        raise ImageLoadError(path, "is a folder, not an image")
+    if size == 0:
+        raise ImageLoadError(path, "the file is empty (0 bytes)")
+    try:
+        with open(path, "rb") as fp:
+            data = fp.read()
+    except OSError as exc:
+        raise ImageLoadError(path, f"cannot read the file: {exc.strerror or exc}") from None
+    return _decode(io.BytesIO(data), str(path), max_side, max_pixels)
+
+
+def load_image_bytes(data: bytes, source: str = "<memory>", max_side: int | None = None,
+                     max_pixels: int = MAX_PIXELS) -> DecodedImage:
+    """Decode an encoded image held in memory (clipboard, network upload)."""
+    if not data:
+        raise ImageLoadError(source, "the image data is empty (0 bytes)")
+    return _decode(io.BytesIO(data), source, max_side, max_pixels)
+
+
+def from_array(pixels: np.ndarray, source: str = "<array>", max_side: int | None = None) -> DecodedImage:
+    """Wrap an RGB (or grayscale) array as a :class:`DecodedImage`, resizing like :func:`load_image`."""
+    arr = np.asarray(pixels)
+    if arr.ndim == 2:
+        arr = np.repeat(arr[:, :, None], 3, axis=2)
+    if arr.ndim != 3 or arr.shape[2] not in (3, 4) or arr.size == 0:
+        raise ImageLoadError(source, f"unexpected pixel array of shape {arr.shape}")
+    if arr.dtype != np.uint8:
+        raise ImageLoadError(source, f"expected uint8 pixels, got {arr.dtype}")
+    img = _flatten(Image.fromarray(arr))
+    size = img.size
+    if max_side is not None and max(img.size) > max_side:
+        s = max_side / max(img.size)
+        img = img.resize((max(1, round(img.width * s)), max(1, round(img.height * s))), Image.Resampling.BILINEAR)
+    return DecodedImage(np.ascontiguousarray(np.asarray(img)), size, source)
+
+
+def encode_jpeg(pixels: np.ndarray, max_side: int = 320, quality: int = 85) -> bytes:
+    """A small JPEG of an RGB array (thumbnails stored in the index)."""
+    img = Image.fromarray(pixels)
+    img.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG", quality=quality, optimize=True)
+    return buf.getvalue()
+
+
+def decode_jpeg(data: bytes) -> np.ndarray:
+    """Decode a thumbnail made by :func:`encode_jpeg`."""
+    return load_image_bytes(data, "<thumbnail>").pixels
