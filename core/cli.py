@@ -1,0 +1,219 @@
+"""The ``copylens`` command line: index building, queries, and the subcommands plugins register.
+
+Subcommands from other modules (the benchmark toolkit, the desktop app) come through the entry-point group
+``copylens.commands``: each entry point is ``register(subparsers)``. Exit codes: 0 success, 1 failure,
+2 usage error, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from importlib.metadata import entry_points
+from pathlib import Path
+
+from .errors import CopyLensError, ImageLoadError
+from .imageio import is_image_path
+from .progress import ConsoleProgress, run_job
+
+
+def _progress(args) -> ConsoleProgress | None:
+    return None if getattr(args, "quiet", False) else ConsoleProgress()
+
+
+def _print_summary(s, stream=sys.stderr) -> None:
+    print(f"added {s.added}, skipped {s.skipped} already indexed, {s.duplicates} duplicate(s), "
+          f"{len(s.failed)} failed; {s.total_references} references in the index ({s.seconds:.1f} s)", file=stream)
+    for path, reason in s.failed:
+        print(f"  failed: {path}: {reason}", file=stream)
+
+
+def cmd_index_build(args) -> int:
+    from .index import build_index
+
+    bar = _progress(args)
+    s = run_job(build_index(args.ref_dir, args.out, workers=args.workers, calibrate=not args.no_calibrate),
+                bar)
+    if bar:
+        bar.close()
+    _print_summary(s)
+    return 0 if s.total_references > 0 else 1
+
+
+def cmd_index_add(args) -> int:
+    from .index import add_to_index
+
+    bar = _progress(args)
+    s = run_job(add_to_index(args.index, args.paths, workers=args.workers), bar)
+    if bar:
+        bar.close()
+    _print_summary(s)
+    return 0 if s.added or s.duplicates or not s.failed else 1
+
+
+def cmd_index_remove(args) -> int:
+    from .index import remove_from_index
+
+    n = remove_from_index(args.index, args.reference_ids)
+    missing = len(set(args.reference_ids)) - n
+    print(f"removed {n} reference(s)" + (f"; {missing} id(s) not in the index" if missing else ""), file=sys.stderr)
+    return 0 if n else 1
+
+
+def cmd_index_info(args) -> int:
+    from .engine import Engine
+
+    with Engine.open(args.index) as eng:
+        info = eng.info
+        m = eng.manifest
+    data = {"name": info.name, "path": info.path, "references": info.num_references,
+            "descriptors": info.descriptors, "size_bytes": info.size_bytes, "format_version": info.format_version,
+            "created": info.created, "updated": m.get("updated"), "reference_root": m.get("reference_root"),
+            "features": m["features"], "local_index": m["local_index"], "counts": m["counts"],
+            "calibration": info.calibration}
+    if args.json:
+        print(json.dumps(data, indent=2))
+    else:
+        for k, v in data.items():
+            print(f"{k:>15}: {v}")
+    return 0
+
+
+def _query_files(paths: list[str]) -> list[Path]:
+    out: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            out.extend(sorted(f for f in p.rglob("*") if f.is_file() and is_image_path(f)))
+        else:
+            out.append(p)
+    return out
+
+
+def _evidence_json(m) -> dict:
+    ev = m.evidence
+    return {
+        "reference_id": m.reference_id, "score": round(m.score, 6), "inliers": ev.num_inliers,
+        "mirrored": ev.mirrored,
+        "homography": None if ev.homography is None else ev.homography.round(6).tolist(),
+        "outline": None if ev.outline is None else ev.outline.round(2).tolist(),
+        "query_points": ev.query_points.round(2).tolist(),
+        "reference_points": ev.reference_points.round(2).tolist(),
+        "signals": {k: round(v, 6) for k, v in m.signals.items()},
+    }
+
+
+def cmd_query(args) -> int:
+    from .engine import Engine
+
+    files = _query_files(args.paths)
+    if not files:
+        print("copylens query: no image files given", file=sys.stderr)
+        return 1
+    out = open(args.out, "w", newline="", encoding="utf-8") if args.out else sys.stdout
+    ok = failed = 0
+    results = []
+    try:
+        with Engine.open(args.index) as eng:
+            writer = csv.writer(out) if args.format == "csv" else None
+            if writer:
+                writer.writerow(["query_id", "reference_id", "score"])
+            for i, f in enumerate(files):
+                try:
+                    r = run_job(eng.query_path(f, top_k=args.top_k))
+                except ImageLoadError as exc:
+                    print(f"copylens query: skipped {exc.path}: {exc.reason}", file=sys.stderr)
+                    failed += 1
+                    continue
+                ok += 1
+                if writer:
+                    for m in r.matches:
+                        writer.writerow([r.query_id, m.reference_id, f"{m.score:.6f}"])
+                else:
+                    results.append({"query_id": r.query_id, "path": str(f), "image_size": list(r.image_size),
+                                    "timings_ms": {k: round(v, 2) for k, v in r.timings_ms.items()},
+                                    "regions": [{"box": list(g.box), "score": g.score, "kind": g.kind}
+                                                for g in r.regions],
+                                    "matches": [_evidence_json(m) for m in r.matches]})
+                if not args.quiet and len(files) > 1:
+                    print(f"\rquery {i + 1}/{len(files)}", end="", file=sys.stderr)
+            if not args.quiet and len(files) > 1:
+                print(file=sys.stderr)
+        if args.format == "json":
+            json.dump(results, out, indent=1)
+            out.write("\n")
+    finally:
+        if args.out:
+            out.close()
+    if failed:
+        print(f"copylens query: {ok} processed, {failed} skipped", file=sys.stderr)
+    return 0 if ok else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="copylens", description="CopyLens: find which known image a query "
+                                "is a modified copy of, and show the evidence.")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    ix = sub.add_parser("index", help="build and maintain reference indexes")
+    ixs = ix.add_subparsers(dest="index_command", metavar="SUBCOMMAND")
+    ixs.required = True
+    b = ixs.add_parser("build", help="build (or resume building) an index from a folder of references")
+    b.add_argument("ref_dir", help="folder of reference images (searched recursively)")
+    b.add_argument("--out", required=True, help="index directory to create or resume")
+    b.add_argument("--workers", type=int, default=None, help="extraction threads (default: all cores)")
+    b.add_argument("--no-calibrate", action="store_true", help="skip fitting the confidence model")
+    b.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    b.set_defaults(func=cmd_index_build)
+    a = ixs.add_parser("add", help="add images or folders to an index")
+    a.add_argument("index")
+    a.add_argument("paths", nargs="+", metavar="PATH")
+    a.add_argument("--workers", type=int, default=None)
+    a.add_argument("-q", "--quiet", action="store_true")
+    a.set_defaults(func=cmd_index_add)
+    r = ixs.add_parser("remove", help="remove references by id")
+    r.add_argument("index")
+    r.add_argument("reference_ids", nargs="+", metavar="REFERENCE_ID")
+    r.set_defaults(func=cmd_index_remove)
+    i = ixs.add_parser("info", help="describe an index")
+    i.add_argument("index")
+    i.add_argument("--json", action="store_true")
+    i.set_defaults(func=cmd_index_info)
+
+    q = sub.add_parser("query", help="find the references that query images are copies of")
+    q.add_argument("index")
+    q.add_argument("paths", nargs="+", metavar="PATH", help="query images or folders of them")
+    q.add_argument("--top-k", type=int, default=10, help="matches reported per query (default 10)")
+    q.add_argument("--out", help="write results here instead of standard output")
+    q.add_argument("--format", choices=("csv", "json"), default="csv",
+                   help="csv: query_id,reference_id,score (ISC2021); json: with the evidence")
+    q.add_argument("-q", "--quiet", action="store_true")
+    q.set_defaults(func=cmd_query)
+
+    for ep in sorted(entry_points(group="copylens.commands"), key=lambda e: e.name):
+        try:
+            ep.load()(sub)
+        except ImportError as exc:  # e.g. the GUI without Qt installed: the rest still works
+            print(f"copylens: the {ep.name!r} commands are unavailable ({exc})", file=sys.stderr)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("\ncopylens: interrupted (everything committed so far is kept)", file=sys.stderr)
+        return 130
+    except CopyLensError as exc:
+        print(f"copylens: error: {exc}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,198 @@
+"""The query engine: an opened index answering queries.
+
+``Engine.open(index_dir)`` loads the manifest, the reference database and the FAISS index. A query is a
+generator job (yields :class:`~copylens.core.progress.Progress`, returns a
+:class:`~copylens.core.results.QueryResult`) that runs in the caller's thread; several threads may query
+one engine at once.
+
+Pipeline of one query: decode -> RootSIFT (direct + mirrored) -> FAISS k-NN votes -> top candidates ->
+matching + MAGSAC homography per candidate -> calibrated probability -> ranked matches.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .calibrate import Calibrator, default_calibrator
+from .errors import IndexFormatError
+from .features import FeatureConfig, LocalFeatures, extract, mirrored_descriptors, rootsift
+from .imageio import DecodedImage, decode_jpeg, load_image
+from .localindex import LocalIndex
+from .progress import Job, Progress
+from .recall import RecallConfig, top_candidates, vote
+from .results import Evidence, Match, QueryResult, ReferenceInfo, Region
+from .store import LOCAL_FAISS, ReferenceStore, read_manifest
+from .verify import VerifyConfig, verify
+
+
+@dataclass(frozen=True, slots=True)
+class QueryConfig:
+    """Query-time settings (the feature settings themselves come from the index manifest)."""
+
+    query_max_keypoints: int = 1000  # queries keep more keypoints than references: a copy may be a small part
+    query_max_side: int = 800  # queries are resized so the longer side is at most this before SIFT
+    recall: RecallConfig = RecallConfig()
+    verify: VerifyConfig = VerifyConfig()
+
+
+@dataclass(frozen=True, slots=True)
+class IndexInfo:
+    name: str
+    path: str
+    num_references: int
+    size_bytes: int
+    format_version: int
+    descriptors: list[str]
+    created: str
+    calibration: str
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """A verified candidate before scoring: its row, the evidence and the raw signals."""
+
+    row: int
+    evidence: Evidence
+    signals: dict[str, float]
+
+
+def _dir_size(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.iterdir() if p.is_file())
+
+
+class Engine:
+    """An opened CopyLens index."""
+
+    def __init__(self, index_dir: Path, manifest: dict, store: ReferenceStore, local: LocalIndex,
+                 calibrator: Calibrator, config: QueryConfig) -> None:
+        self.index_dir = index_dir
+        self.manifest = manifest
+        self.store = store
+        self.local = local
+        self.calibrator = calibrator
+        self.config = config
+        self.features = FeatureConfig.from_dict(manifest["features"])
+
+    @classmethod
+    def open(cls, index_dir: str | Path, config: QueryConfig | None = None) -> Engine:
+        index_dir = Path(index_dir)
+        manifest = read_manifest(index_dir)
+        store = ReferenceStore(index_dir)
+        if store.count() != manifest["counts"]["references"]:
+            raise IndexFormatError(f"{index_dir}: the database holds {store.count()} references but the "
+                                   f"manifest says {manifest['counts']['references']}; an update was "
+                                   "interrupted: rerun the build or add command to repair it")
+        faiss_path = index_dir / LOCAL_FAISS
+        if not faiss_path.exists():
+            raise IndexFormatError(f"{index_dir}: {LOCAL_FAISS} is missing; rebuild the index")
+        local = LocalIndex.load(faiss_path, manifest["local_index"]["kind"])
+        cal = manifest.get("calibration")
+        calibrator = Calibrator.from_dict(cal) if cal else default_calibrator()
+        return cls(index_dir, manifest, store, local, calibrator, config or QueryConfig())
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    @property
+    def info(self) -> IndexInfo:
+        m = self.manifest
+        return IndexInfo(name=m.get("name", self.index_dir.name), path=str(self.index_dir),
+                         num_references=int(m["counts"]["references"]), size_bytes=_dir_size(self.index_dir),
+                         format_version=int(m["format_version"]), descriptors=list(m.get("descriptors", [])),
+                         created=str(m.get("created", "")), calibration=self.calibrator.source)
+
+    # --- references ------------------------------------------------------------------------------
+    def references(self) -> list[ReferenceInfo]:
+        return self.store.infos()
+
+    def reference(self, reference_id: str) -> ReferenceInfo:
+        return self.store.info(reference_id)
+
+    def thumbnail(self, reference_id: str) -> np.ndarray:
+        return decode_jpeg(self.store.thumbnail(reference_id))
+
+    def reference_image(self, reference_id: str, max_side: int | None = 1600) -> DecodedImage:
+        """The original reference if still present and unchanged, else its stored thumbnail."""
+        import hashlib
+
+        info = self.reference(reference_id)
+        p = Path(info.path)
+        try:
+            if p.is_file() and hashlib.sha256(p.read_bytes()).hexdigest() == info.sha256:
+                img = load_image(p, max_side=max_side)
+                return DecodedImage(img.pixels, (info.width, info.height), str(p))
+        except OSError:
+            pass
+        return DecodedImage(self.thumbnail(reference_id), (info.width, info.height), f"<thumbnail {reference_id}>")
+
+    # --- queries ---------------------------------------------------------------------------------
+    def query_path(self, path: str | Path, top_k: int = 10) -> Job[QueryResult]:
+        """Decode ``path`` (raising ImageLoadError for a bad file) and query it."""
+        t0 = time.perf_counter()
+        image = load_image(path, max_side=self.config.query_max_side)
+        decode_ms = (time.perf_counter() - t0) * 1000
+        result = yield from self.query(image, query_id=Path(path).stem, top_k=top_k)
+        result.timings_ms["decode"] = decode_ms
+        return result
+
+    def query_features(self, image: DecodedImage) -> LocalFeatures:
+        cfg = FeatureConfig(max(self.features.max_side, self.config.query_max_side),
+                            self.config.query_max_keypoints, self.features.contrast_threshold,
+                            self.features.edge_threshold)
+        return extract(image, cfg)
+
+    def query(self, image: DecodedImage, query_id: str = "query", top_k: int = 10) -> Job[QueryResult]:
+        timings: dict[str, float] = {}
+        t = time.perf_counter()
+        yield Progress("features", 0, 1, query_id)
+        feats = self.query_features(image)
+        timings["features"] = (time.perf_counter() - t) * 1000
+        full = Region((0.0, 0.0, float(image.original_size[0]), float(image.original_size[1])), 1.0, "full")
+        candidates = yield from self.search_and_verify(feats, region=full, timings=timings)
+        t = time.perf_counter()
+        scores = self.calibrator.predict([c.signals for c in candidates])
+        ids = self.store.ids_of_rows([c.row for c in candidates])
+        matches = [Match(ids[c.row], float(s), c.evidence, c.signals)
+                   for c, s in zip(candidates, scores, strict=True) if c.row in ids]
+        matches.sort(key=lambda m: (-m.score, -m.num_inliers, m.reference_id))
+        timings["score"] = (time.perf_counter() - t) * 1000
+        return QueryResult(query_id, image.source, image.original_size, matches[:top_k], [full], timings)
+
+    def search_and_verify(self, feats: LocalFeatures, region: Region | None = None,
+                          exclude_rows: frozenset[int] = frozenset(),
+                          timings: dict[str, float] | None = None) -> Job[list[Candidate]]:
+        """Recall candidates for ``feats`` by voting and verify each; rows in ``exclude_rows`` are ignored."""
+        timings = timings if timings is not None else {}
+        cfg = self.config
+        t = time.perf_counter()
+        rs = rootsift(feats.descriptors)
+        rsm = rootsift(mirrored_descriptors(feats.descriptors))
+        neigh = self.local.search(np.vstack([rs, rsm]), cfg.recall.neighbours)
+        votes = vote(neigh, rs.shape[0], cfg.recall, exclude_rows)
+        cands = top_candidates(votes, cfg.recall.candidates)
+        timings["search"] = (time.perf_counter() - t) * 1000
+        t = time.perf_counter()
+        out: list[Candidate] = []
+        for i, (row, nvotes) in enumerate(cands):
+            yield Progress("verify", i, len(cands))
+            try:
+                ref = self.store.features(row)
+            except KeyError:  # removed from the database after the FAISS index was loaded
+                continue
+            v = verify(feats.keypoints, rs, rsm, feats.image_size, ref.keypoints, rootsift(ref.descriptors),
+                       ref.image_size, cfg.verify, region)
+            signals = dict(v.stats)
+            signals["votes"] = float(nvotes)
+            out.append(Candidate(row, v.evidence, signals))
+        timings["verify"] = (time.perf_counter() - t) * 1000
+        return out

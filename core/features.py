@@ -1,0 +1,128 @@
+"""Local features: RootSIFT keypoints and descriptors (OpenCV SIFT), wrapped at the edge.
+
+No ``cv2.KeyPoint`` leaves this module: keypoints are ``[N x 4]`` float32 arrays ``(x, y, size, angle)``
+in pixels of the original image, descriptors ``[N x 128]`` uint8 (OpenCV's SIFT values, which are integers
+in 0..255). :func:`rootsift` turns them into L2-normalised float32 RootSIFT vectors for matching.
+
+The mirrored query needs no second extraction: a horizontal flip maps a SIFT descriptor to a fixed
+permutation of itself (spatial rows reversed in the keypoint frame, orientation bins negated), checked
+against real re-extraction in the tests.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from .imageio import DecodedImage
+
+
+@dataclass(frozen=True, slots=True)
+class FeatureConfig:
+    """Local-feature settings; stored in the index manifest, and a query must use the index's values."""
+
+    max_side: int = 640  # images are resized so the longer side is at most this before SIFT
+    max_keypoints: int = 500  # keep the strongest keypoints (by detector response) up to this number
+    contrast_threshold: float = 0.03  # SIFT's DoG contrast threshold (OpenCV default 0.04); lower finds more on flat graphics
+    edge_threshold: float = 10.0  # SIFT's edge-response threshold (OpenCV default)
+
+    def to_dict(self) -> dict:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+    @staticmethod
+    def from_dict(d: dict) -> FeatureConfig:
+        return FeatureConfig(**{k: d[k] for k in FeatureConfig.__dataclass_fields__ if k in d})
+
+
+@dataclass(frozen=True, slots=True)
+class LocalFeatures:
+    """Keypoints ``[N x 4]`` float32 ``(x, y, size, angle_deg)`` in original pixels; descriptors ``[N x 128]`` uint8."""
+
+    keypoints: np.ndarray
+    descriptors: np.ndarray
+    image_size: tuple[int, int]  # (width, height) of the original image
+
+    def __len__(self) -> int:
+        return int(self.keypoints.shape[0])
+
+    @staticmethod
+    def empty(image_size: tuple[int, int] = (0, 0)) -> LocalFeatures:
+        return LocalFeatures(np.zeros((0, 4), np.float32), np.zeros((0, 128), np.uint8), image_size)
+
+    def subset(self, mask: np.ndarray) -> LocalFeatures:
+        return LocalFeatures(self.keypoints[mask], self.descriptors[mask], self.image_size)
+
+
+_SIFT_CACHE: dict[tuple, cv2.SIFT] = {}
+
+
+def _sift(cfg: FeatureConfig) -> cv2.SIFT:
+    key = (cfg.max_keypoints, cfg.contrast_threshold, cfg.edge_threshold)
+    sift = _SIFT_CACHE.get(key)
+    if sift is None:
+        sift = cv2.SIFT_create(nfeatures=cfg.max_keypoints, contrastThreshold=cfg.contrast_threshold,
+                               edgeThreshold=cfg.edge_threshold)
+        _SIFT_CACHE[key] = sift
+    return sift
+
+
+def to_gray(pixels: np.ndarray) -> np.ndarray:
+    """RGB ``uint8`` to grayscale ``uint8`` (already-gray input passes through)."""
+    return pixels if pixels.ndim == 2 else cv2.cvtColor(pixels, cv2.COLOR_RGB2GRAY)
+
+
+def extract(image: DecodedImage, cfg: FeatureConfig = FeatureConfig(),
+            max_keypoints: int | None = None) -> LocalFeatures:
+    """SIFT on ``image`` (resized so its longer side ≤ ``cfg.max_side``), keypoints in original pixels.
+
+    ``max_keypoints`` overrides ``cfg.max_keypoints`` (queries may keep more than references).
+    """
+    pixels = image.pixels
+    h, w = pixels.shape[:2]
+    scale = 1.0
+    if max(h, w) > cfg.max_side:
+        scale = cfg.max_side / max(h, w)
+        pixels = cv2.resize(pixels, (max(1, round(w * scale)), max(1, round(h * scale))),
+                            interpolation=cv2.INTER_AREA)
+    gray = to_gray(pixels)
+    if min(gray.shape) < 16:
+        return LocalFeatures.empty(image.original_size)
+    if max_keypoints is not None and max_keypoints != cfg.max_keypoints:
+        cfg = FeatureConfig(cfg.max_side, max_keypoints, cfg.contrast_threshold, cfg.edge_threshold)
+    kps, desc = _sift(cfg).detectAndCompute(gray, None)
+    if desc is None or len(kps) == 0:
+        return LocalFeatures.empty(image.original_size)
+    if len(kps) > cfg.max_keypoints:  # OpenCV keeps ties at the cut; honour the cap exactly
+        order = np.argsort([-k.response for k in kps], kind="stable")[: cfg.max_keypoints]
+        kps = [kps[i] for i in order]
+        desc = desc[order]
+    to_orig = image.scale_to_original / scale
+    kp = np.array([(k.pt[0], k.pt[1], k.size, k.angle) for k in kps], dtype=np.float32)
+    kp[:, :3] *= to_orig
+    return LocalFeatures(kp, np.clip(np.rint(desc), 0, 255).astype(np.uint8), image.original_size)
+
+
+def rootsift(descriptors: np.ndarray) -> np.ndarray:
+    """RootSIFT (Arandjelović & Zisserman 2012): L1-normalise, square-root; the result has unit L2 norm."""
+    d = descriptors.astype(np.float32)
+    d /= np.maximum(d.sum(axis=1, keepdims=True), 1e-7)
+    return np.sqrt(d)
+
+
+def _mirror_permutation() -> np.ndarray:
+    idx = np.arange(128).reshape(4, 4, 8)  # OpenCV layout: [row][col][orientation bin]
+    return idx[::-1][:, :, (-np.arange(8)) % 8].reshape(-1)
+
+
+MIRROR_PERMUTATION = _mirror_permutation()
+
+
+def mirrored_descriptors(descriptors: np.ndarray) -> np.ndarray:
+    """Descriptors the same keypoints would have in the horizontally flipped image.
+
+    Matching these against a reference finds copies that were mirrored; the keypoint locations stay those
+    of the unflipped query, so the homography found is simply one with a reflection.
+    """
+    return descriptors[:, MIRROR_PERMUTATION]

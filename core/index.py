@@ -1,0 +1,301 @@
+"""Building and updating an index: generator jobs that yield Progress and return a BuildSummary.
+
+A build scans the reference folder, extracts features in a thread pool (decoding, SIFT and JPEG encoding
+release the GIL, so threads use all cores without pickling anything between processes), commits
+references to SQLite in small transactions, then writes the FAISS index and fits the calibration. Killed at
+any moment, a build loses nothing already committed: rerunning it skips every file already in the database
+and redoes only the final steps. Files with the same content (sha256) are stored once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections.abc import Iterable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+from .errors import CopyLensError, ImageLoadError
+from .features import FeatureConfig, extract, rootsift
+from .imageio import encode_jpeg, is_image_path, load_image_bytes
+from .localindex import LocalIndex, choose_kind
+from .progress import Job, Progress
+from .store import (
+    FORMAT_NAME,
+    FORMAT_VERSION,
+    LOCAL_FAISS,
+    MANIFEST,
+    ReferenceStore,
+    StoredReference,
+    read_manifest,
+    write_json_atomic,
+)
+
+BATCH = 16  # references per SQLite transaction
+TRAIN_SAMPLE = 200_000  # descriptors sampled to train the IVF cells
+
+
+@dataclass(frozen=True, slots=True)
+class BuildSummary:
+    added: int
+    skipped: int  # already in the index (resumed build) or a duplicate of one
+    duplicates: int  # files whose content equals a reference already stored
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
+    total_references: int = 0
+    seconds: float = 0.0
+
+
+def default_workers() -> int:
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
+
+
+def scan_images(root: Path) -> list[Path]:
+    """Image files below ``root`` (recursive, sorted, hidden files and folders skipped)."""
+    out = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        out.extend(Path(dirpath) / f for f in sorted(filenames) if is_image_path(Path(f)))
+    return out
+
+
+def reference_id_for(path: Path, root: Path | None) -> str:
+    """Path relative to ``root`` without extension, '/'-separated (the file stem when outside ``root``)."""
+    if root is not None:
+        try:
+            return path.resolve().relative_to(root.resolve()).with_suffix("").as_posix()
+        except ValueError:
+            pass
+    return path.stem
+
+
+def extract_reference(path: Path, reference_id: str, cfg: FeatureConfig) -> StoredReference:
+    """Read, hash, decode and describe one reference file (runs in a worker thread)."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ImageLoadError(path, f"cannot read the file: {exc.strerror or exc}") from None
+    if not data:
+        raise ImageLoadError(path, "the file is empty (0 bytes)")
+    image = load_image_bytes(data, str(path), max_side=cfg.max_side)
+    feats = extract(image, cfg)
+    return StoredReference(reference_id, str(path.resolve()), hashlib.sha256(data).hexdigest(), len(data), feats,
+                           encode_jpeg(image.pixels))
+
+
+def _extract_all(store: ReferenceStore, items: list[tuple[Path, str]], cfg: FeatureConfig,
+                 workers: int) -> Job[tuple[int, int, list[tuple[str, str]]]]:
+    """Extract and commit ``items`` (path, reference id); yields progress, returns (added, dups, failures)."""
+    added = dups = 0
+    failures: list[tuple[str, str]] = []
+    pending_refs: list[StoredReference] = []
+    pending_fail: list[tuple[str, str]] = []
+    total = len(items)
+    done = 0
+
+    def flush() -> None:
+        nonlocal added, dups
+        rows, d = store.insert_batch(pending_refs, pending_fail)
+        added += len(rows)
+        dups += d
+        pending_refs.clear()
+        pending_fail.clear()
+
+    it = iter(items)
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="copylens-extract") as pool:
+        running: dict[Future, Path] = {}
+        try:
+            while True:
+                while len(running) < workers * 4:
+                    nxt = next(it, None)
+                    if nxt is None:
+                        break
+                    running[pool.submit(extract_reference, nxt[0], nxt[1], cfg)] = nxt[0]
+                if not running:
+                    break
+                finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                for fut in finished:
+                    path = running.pop(fut)
+                    try:
+                        pending_refs.append(fut.result())
+                    except CopyLensError as exc:
+                        reason = exc.reason if isinstance(exc, ImageLoadError) else str(exc)
+                        pending_fail.append((str(path), reason))
+                        failures.append((str(path), reason))
+                    except Exception as exc:  # an unexpected decoder failure must not stop the build
+                        pending_fail.append((str(path), f"{type(exc).__name__}: {exc}"))
+                        failures.append((str(path), f"{type(exc).__name__}: {exc}"))
+                    done += 1
+                if len(pending_refs) + len(pending_fail) >= BATCH:
+                    flush()
+                yield Progress("extract", done, total, path.name)
+        finally:
+            # on cancellation (GeneratorExit) or error: keep what is finished, drop the rest
+            for fut in running:
+                fut.cancel()
+            if pending_refs or pending_fail:
+                flush()
+    return added, dups, failures
+
+
+def _write_local_index(store: ReferenceStore, index_dir: Path, seed: int = 1234) -> Job[LocalIndex]:
+    """Build the FAISS index over every stored descriptor and save it atomically."""
+    total = store.count_descriptors()
+    nrefs = store.count()
+    kind = choose_kind(total)
+    training = np.zeros((0, 128), np.float32)
+    if kind != "flat":
+        rng = np.random.default_rng(seed)
+        keep = min(1.0, TRAIN_SAMPLE / max(total, 1))
+        parts = []
+        for i, (_, f) in enumerate(store.iter_features()):
+            if len(f):
+                sel = rng.random(len(f)) < keep
+                parts.append(rootsift(f.descriptors[sel]))
+            if i % 200 == 0:
+                yield Progress("train", i, nrefs, "sampling descriptors")
+        training = np.vstack(parts) if parts else training
+        yield Progress("train", nrefs, nrefs, f"k-means on {len(training)} descriptors")
+    local = LocalIndex.create(training, total, seed)
+    rows, kps, vecs = [], [], []
+    n = 0
+    for i, (row, f) in enumerate(store.iter_features()):
+        if len(f):
+            rows.append(np.full(len(f), row, np.int64))
+            kps.append(np.arange(len(f), dtype=np.int64))
+            vecs.append(rootsift(f.descriptors))
+            n += len(f)
+        if n >= 100_000 or i == nrefs - 1:
+            if vecs:
+                local.add_many(np.concatenate(rows), np.concatenate(kps), np.vstack(vecs))
+            rows, kps, vecs, n = [], [], [], 0
+            yield Progress("faiss", i + 1, nrefs)
+    if vecs:
+        local.add_many(np.concatenate(rows), np.concatenate(kps), np.vstack(vecs))
+    local.save(index_dir / LOCAL_FAISS)
+    return local
+
+
+def _manifest(index_dir: Path, store: ReferenceStore, cfg: FeatureConfig, local: LocalIndex,
+              calibration: dict | None, root: Path | None, previous: dict | None) -> dict:
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return {
+        "format": FORMAT_NAME,
+        "format_version": FORMAT_VERSION,
+        "name": index_dir.resolve().name,
+        "created": (previous or {}).get("created", now),
+        "updated": now,
+        "reference_root": str(root.resolve()) if root else (previous or {}).get("reference_root"),
+        "features": {"kind": "rootsift", **cfg.to_dict()},
+        "descriptors": ["local:rootsift"],
+        "local_index": {"kind": local.kind, "descriptors": local.ntotal},
+        "counts": {"references": store.count(), "descriptors": store.count_descriptors(),
+                   "duplicates": store.num_duplicates(), "failures": len(store.failures())},
+        "calibration": calibration,
+    }
+
+
+def build_index(ref_dir: str | Path, out_dir: str | Path, workers: int | None = None,
+                config: FeatureConfig | None = None, calibrate: bool = True, seed: int = 0) -> Job[BuildSummary]:
+    """Build (or resume building) the index ``out_dir`` from the images below ``ref_dir``."""
+    from .selfcal import calibrate_index
+
+    t0 = time.monotonic()
+    ref_dir, out_dir = Path(ref_dir), Path(out_dir)
+    if not ref_dir.is_dir():
+        raise CopyLensError(f"{ref_dir}: no such folder")
+    previous = None
+    cfg = config or FeatureConfig()
+    if (out_dir / MANIFEST).exists():
+        previous = read_manifest(out_dir)
+        cfg = FeatureConfig.from_dict(previous["features"])
+    store = ReferenceStore(out_dir, create=True)
+    stored_cfg = store.get_meta("features")
+    if stored_cfg is not None:
+        cfg = FeatureConfig.from_dict(json.loads(stored_cfg))
+    else:
+        store.set_meta("features", json.dumps(cfg.to_dict()))
+    yield Progress("scan", 0, 0, str(ref_dir))
+    files = scan_images(ref_dir)
+    known = store.known_paths()
+    todo = [(p, reference_id_for(p, ref_dir)) for p in files if str(p.resolve()) not in known]
+    skipped = len(files) - len(todo)
+    added, dups, failures = yield from _extract_all(store, todo, cfg, workers or default_workers())
+    local = yield from _write_local_index(store, out_dir)
+    calibration = None
+    if calibrate:
+        write_json_atomic(out_dir / MANIFEST, _manifest(out_dir, store, cfg, local, None, ref_dir, previous))
+        calibration = yield from calibrate_index(out_dir, seed=seed)
+    write_json_atomic(out_dir / MANIFEST, _manifest(out_dir, store, cfg, local, calibration, ref_dir, previous))
+    return BuildSummary(added, skipped, dups, failures, store.count(), time.monotonic() - t0)
+
+
+def _expand(paths: Iterable[str | Path]) -> list[tuple[Path, Path | None]]:
+    out = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            out.extend((f, p.parent) for f in scan_images(p))
+        else:
+            out.append((p, None))
+    return out
+
+
+def add_to_index(index_dir: str | Path, paths: Iterable[str | Path], workers: int | None = None) -> Job[BuildSummary]:
+    """Add files (or folders of files) to an existing index. Reference ids are relative to the index's
+    reference root when the file lies below it, else to the added folder's parent, else the file stem."""
+    t0 = time.monotonic()
+    index_dir = Path(index_dir)
+    manifest = read_manifest(index_dir)
+    cfg = FeatureConfig.from_dict(manifest["features"])
+    root = Path(manifest["reference_root"]) if manifest.get("reference_root") else None
+    store = ReferenceStore(index_dir)
+    known, known_ids = store.known_paths(), store.known_ids()
+    todo, failures, skipped = [], [], 0
+    for f, base in _expand(paths):
+        if str(f.resolve()) in known:
+            skipped += 1
+            continue
+        rid = reference_id_for(f, root)
+        if root is None or rid == f.stem and base is not None:
+            rid = reference_id_for(f, base) if base is not None else rid
+        if rid in known_ids:
+            failures.append((str(f), f"reference id {rid!r} is already in the index"))
+            continue
+        known_ids.add(rid)
+        todo.append((f, rid))
+    local = LocalIndex.load(index_dir / LOCAL_FAISS, manifest["local_index"]["kind"])
+    before = set(store.rows())
+    added, dups, fails = yield from _extract_all(store, todo, cfg, workers or default_workers())
+    new_rows = sorted(set(store.rows()) - before)
+    for i, row in enumerate(new_rows):
+        local.add(row, rootsift(store.features(row).descriptors))
+        if i % 50 == 0:
+            yield Progress("faiss", i, len(new_rows))
+    if local.ntotal != store.count_descriptors():  # an earlier update was interrupted: rebuild from the database
+        local = yield from _write_local_index(store, index_dir)
+    else:
+        local.save(index_dir / LOCAL_FAISS)
+    write_json_atomic(index_dir / MANIFEST, _manifest(index_dir, store, cfg, local, manifest.get("calibration"),
+                                                      None, manifest))
+    return BuildSummary(added, skipped, dups, failures + fails, store.count(), time.monotonic() - t0)
+
+
+def remove_from_index(index_dir: str | Path, reference_ids: Iterable[str]) -> int:
+    """Remove references by id; unknown ids are ignored. Returns how many were removed."""
+    index_dir = Path(index_dir)
+    manifest = read_manifest(index_dir)
+    store = ReferenceStore(index_dir)
+    local = LocalIndex.load(index_dir / LOCAL_FAISS, manifest["local_index"]["kind"])
+    rows = store.delete(list(reference_ids))
+    if rows:
+        local.remove_rows(rows)
+        local.save(index_dir / LOCAL_FAISS)
+    cfg = FeatureConfig.from_dict(manifest["features"])
+    write_json_atomic(index_dir / MANIFEST, _manifest(index_dir, store, cfg, local, manifest.get("calibration"),
+                                                      None, manifest))
+    return len(rows)

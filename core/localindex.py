@@ -1,0 +1,141 @@
+"""FAISS index over local (RootSIFT) descriptors, for candidate recall by voting.
+
+FAISS objects stay inside this module; callers pass and get NumPy arrays. Every descriptor's FAISS id
+packs its reference row and keypoint number: ``id = row * KP_SLOTS + keypoint``, so the reference owning
+a neighbour is ``id // KP_SLOTS`` and removing a reference is one id range.
+
+Index kinds (chosen by :func:`choose_kind`):
+- ``flat``: exact L2 search; used while the index holds at most ``FLAT_MAX_DESCRIPTORS`` descriptors.
+- ``ivf-sq8``: inverted file over ``nlist`` k-means cells with 8-bit scalar-quantised vectors (128 bytes per
+  descriptor instead of 512), searched with ``nprobe`` cells. See bench/measure_localindex.py for the
+  measurement that set the threshold.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+KP_SLOTS = 4096  # keypoints per reference the id packing allows (the feature cap must stay below)
+FLAT_MAX_DESCRIPTORS = 60_000  # exact search up to here (about 120 references); approximate beyond
+NPROBE = 16  # IVF cells visited per query descriptor
+
+
+@dataclass(frozen=True, slots=True)
+class Neighbours:
+    """``k`` nearest reference descriptors of each query descriptor.
+
+    ``rows`` ``[N x k]`` int64 reference rows (-1 where fewer than ``k`` exist), ``keypoints`` ``[N x k]``
+    keypoint numbers, ``sq_dists`` ``[N x k]`` squared L2 distances between RootSIFT vectors (0..2).
+    """
+
+    rows: np.ndarray
+    keypoints: np.ndarray
+    sq_dists: np.ndarray
+
+
+def choose_kind(num_descriptors: int) -> str:
+    return "flat" if num_descriptors <= FLAT_MAX_DESCRIPTORS else "ivf-sq8"
+
+
+def _nlist(num_descriptors: int) -> int:
+    # ~4*sqrt(N) cells, and at least ~40 training points per cell
+    return int(max(64, min(4 * np.sqrt(num_descriptors), num_descriptors // 40)))
+
+
+class LocalIndex:
+    """A FAISS index of RootSIFT descriptors keyed by (reference row, keypoint)."""
+
+    def __init__(self, index: faiss.Index, kind: str) -> None:
+        self._index = index  # the CPU index: always the one added to, removed from and saved
+        self.kind = kind
+        self._search_index = None  # GPU clone used for search when a GPU is present (made lazily)
+
+    @staticmethod
+    def create(training_vectors: np.ndarray, expected_total: int, seed: int = 1234) -> LocalIndex:
+        """A new empty index for about ``expected_total`` descriptors; IVF cells are trained on the sample."""
+        kind = choose_kind(expected_total)
+        if kind == "flat":
+            return LocalIndex(faiss.IndexIDMap2(faiss.IndexFlatL2(128)), kind)
+        nlist = _nlist(expected_total)
+        quantizer = faiss.IndexFlatL2(128)
+        index = faiss.IndexIVFScalarQuantizer(quantizer, 128, nlist, faiss.ScalarQuantizer.QT_8bit,
+                                              faiss.METRIC_L2)
+        index.cp.seed = seed
+        index.cp.max_points_per_centroid = 64  # bound training time: at most 64 * nlist training points
+        sample = np.ascontiguousarray(training_vectors, dtype=np.float32)
+        index.train(sample)
+        index.nprobe = NPROBE
+        return LocalIndex(index, kind)
+
+    @property
+    def ntotal(self) -> int:
+        return int(self._index.ntotal)
+
+    def add(self, row: int, vectors: np.ndarray) -> None:
+        """Add the RootSIFT ``vectors`` ``[N x 128]`` of the reference stored at ``row``."""
+        n = vectors.shape[0]
+        if n == 0:
+            return
+        if n > KP_SLOTS:
+            raise ValueError(f"{n} descriptors for one reference; at most {KP_SLOTS}")
+        ids = np.int64(row) * KP_SLOTS + np.arange(n, dtype=np.int64)
+        self._search_index = None
+        self._index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), ids)
+
+    def add_many(self, rows: np.ndarray, keypoints: np.ndarray, vectors: np.ndarray) -> None:
+        if vectors.shape[0]:
+            ids = rows.astype(np.int64) * KP_SLOTS + keypoints.astype(np.int64)
+            self._search_index = None
+            self._index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), ids)
+
+    def _searcher(self) -> faiss.Index:
+        if self._search_index is None:
+            self._search_index = self._index
+            if faiss.get_num_gpus() > 0:  # pragma: no cover - no GPU on CI
+                try:
+                    self._search_index = faiss.index_cpu_to_all_gpus(self._index)
+                except RuntimeError:  # an index kind without a GPU version: stay on the CPU
+                    self._search_index = self._index
+        return self._search_index
+
+    def remove_rows(self, rows: list[int]) -> int:
+        removed = 0
+        self._search_index = None
+        for row in rows:
+            sel = faiss.IDSelectorRange(int(row) * KP_SLOTS, (int(row) + 1) * KP_SLOTS)
+            removed += int(self._index.remove_ids(sel))
+        return removed
+
+    def search(self, vectors: np.ndarray, k: int) -> Neighbours:
+        """The ``k`` nearest indexed descriptors of each RootSIFT vector in ``vectors`` ``[N x 128]``."""
+        n = vectors.shape[0]
+        if n == 0 or self.ntotal == 0:
+            e = np.zeros((n, 0), np.int64)
+            return Neighbours(e, e.copy(), np.zeros((n, 0), np.float32))
+        k = min(k, self.ntotal)
+        dists, ids = self._searcher().search(np.ascontiguousarray(vectors, dtype=np.float32), k)
+        valid = ids >= 0
+        rows = np.where(valid, ids // KP_SLOTS, -1)
+        kps = np.where(valid, ids % KP_SLOTS, -1)
+        return Neighbours(rows, kps, np.where(valid, dists, np.inf).astype(np.float32))
+
+    def save(self, path: Path) -> None:
+        """Write atomically: a reader never sees half a file."""
+        path = Path(path)
+        tmp = path.with_name(path.name + ".tmp")
+        faiss.write_index(self._index, str(tmp))
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+
+    @staticmethod
+    def load(path: Path, kind: str) -> LocalIndex:
+        index = faiss.read_index(str(path))
+        if kind != "flat":
+            faiss.extract_index_ivf(index).nprobe = NPROBE
+        return LocalIndex(index, kind)

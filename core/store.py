@@ -1,0 +1,269 @@
+"""The index directory on disk: a versioned JSON manifest, a SQLite database of references and features.
+
+Layout of an index directory::
+
+    manifest.json       format name and version, feature settings, counts, calibration (written last, atomically)
+    references.sqlite   references (id, path, sha256, size, thumbnail, keypoints, descriptors), duplicates,
+                        failures: every write is a transaction, so a killed build loses nothing committed
+    local.faiss         FAISS index over the references' RootSIFT descriptors (see localindex.py)
+
+Feature arrays are stored as raw little-endian bytes with their shapes implied (keypoints ``[N x 4]``
+float32, descriptors ``[N x 128]`` uint8): nothing is ever unpickled.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import IndexFormatError
+from .features import LocalFeatures
+from .results import ReferenceInfo
+
+FORMAT_NAME = "copylens-index"
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+DATABASE = "references.sqlite"
+LOCAL_FAISS = "local.faiss"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS refs (
+    row INTEGER PRIMARY KEY,
+    reference_id TEXT NOT NULL UNIQUE,
+    path TEXT NOT NULL,
+    sha256 TEXT NOT NULL UNIQUE,
+    size_bytes INTEGER NOT NULL,
+    width INTEGER NOT NULL,
+    height INTEGER NOT NULL,
+    num_keypoints INTEGER NOT NULL,
+    keypoints BLOB NOT NULL,
+    descriptors BLOB NOT NULL,
+    thumbnail BLOB NOT NULL,
+    added_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ', 'now'))
+);
+CREATE TABLE IF NOT EXISTS duplicates (
+    path TEXT PRIMARY KEY,
+    sha256 TEXT NOT NULL,
+    reference_id TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS failures (
+    path TEXT PRIMARY KEY,
+    reason TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredReference:
+    """What the extraction worker produces for one reference file."""
+
+    reference_id: str
+    path: str
+    sha256: str
+    size_bytes: int
+    features: LocalFeatures
+    thumbnail: bytes
+
+
+def write_json_atomic(path: Path, data: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(data, fh, indent=2, sort_keys=True)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def read_manifest(index_dir: Path) -> dict:
+    index_dir = Path(index_dir)
+    if not index_dir.is_dir():
+        raise IndexFormatError(f"{index_dir}: no such index directory")
+    path = index_dir / MANIFEST
+    if not path.exists():
+        if (index_dir / DATABASE).exists():
+            raise IndexFormatError(f"{index_dir}: the index build did not finish; run "
+                                   f"'copylens index build REF_DIR --out {index_dir}' again to resume it")
+        raise IndexFormatError(f"{index_dir}: not a CopyLens index (no {MANIFEST})")
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise IndexFormatError(f"{path}: unreadable manifest ({exc})") from None
+    if manifest.get("format") != FORMAT_NAME:
+        raise IndexFormatError(f"{path}: not a CopyLens index manifest")
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise IndexFormatError(f"{path}: index format version {manifest.get('format_version')} "
+                               f"but this CopyLens reads version {FORMAT_VERSION}; rebuild the index")
+    return manifest
+
+
+class ReferenceStore:
+    """The SQLite part of an index. One connection per thread; writes are transactions."""
+
+    def __init__(self, index_dir: Path, create: bool = False) -> None:
+        self.index_dir = Path(index_dir)
+        self.path = self.index_dir / DATABASE
+        if not create and not self.path.exists():
+            raise IndexFormatError(f"{self.index_dir}: no {DATABASE}")
+        self._local = threading.local()
+        if create:
+            self.index_dir.mkdir(parents=True, exist_ok=True)
+            with self._conn() as c:
+                c.executescript(_SCHEMA)
+
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=30.0)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            self._local.conn = conn
+        return conn
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+    # --- writes -------------------------------------------------------------------------------------
+    def insert_batch(self, refs: list[StoredReference], failures: list[tuple[str, str]]) -> tuple[list[int], int]:
+        """Insert references in one transaction. Returns (new rows, duplicates recorded)."""
+        rows, dups = [], 0
+        conn = self._conn()
+        with conn:
+            for path, reason in failures:
+                conn.execute("INSERT OR REPLACE INTO failures(path, reason) VALUES (?, ?)", (path, reason))
+            for ref in refs:
+                existing = conn.execute("SELECT reference_id FROM refs WHERE sha256 = ?", (ref.sha256,)).fetchone()
+                if existing is not None:
+                    conn.execute("INSERT OR REPLACE INTO duplicates(path, sha256, reference_id) VALUES (?, ?, ?)",
+                                 (ref.path, ref.sha256, existing[0]))
+                    dups += 1
+                    continue
+                f = ref.features
+                cur = conn.execute(
+                    "INSERT INTO refs(reference_id, path, sha256, size_bytes, width, height, num_keypoints,"
+                    " keypoints, descriptors, thumbnail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (ref.reference_id, ref.path, ref.sha256, ref.size_bytes, f.image_size[0], f.image_size[1],
+                     len(f), f.keypoints.astype("<f4").tobytes(), f.descriptors.astype(np.uint8).tobytes(),
+                     ref.thumbnail))
+                rows.append(int(cur.lastrowid))
+                conn.execute("DELETE FROM failures WHERE path = ?", (ref.path,))
+        return rows, dups
+
+    def delete(self, reference_ids: list[str]) -> list[int]:
+        """Delete references (and their duplicate records); returns the rows removed."""
+        conn = self._conn()
+        rows = []
+        with conn:
+            for rid in reference_ids:
+                r = conn.execute("SELECT row FROM refs WHERE reference_id = ?", (rid,)).fetchone()
+                if r is None:
+                    continue
+                rows.append(int(r[0]))
+                conn.execute("DELETE FROM refs WHERE row = ?", (r[0],))
+                conn.execute("DELETE FROM duplicates WHERE reference_id = ?", (rid,))
+        return rows
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self._conn() as c:
+            c.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
+
+    def get_meta(self, key: str) -> str | None:
+        r = self._conn().execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if r is None else r[0]
+
+    # --- reads --------------------------------------------------------------------------------------
+    def count(self) -> int:
+        return int(self._conn().execute("SELECT COUNT(*) FROM refs").fetchone()[0])
+
+    def count_descriptors(self) -> int:
+        return int(self._conn().execute("SELECT COALESCE(SUM(num_keypoints), 0) FROM refs").fetchone()[0])
+
+    def known_paths(self) -> set[str]:
+        c = self._conn()
+        paths = {r[0] for r in c.execute("SELECT path FROM refs")}
+        paths |= {r[0] for r in c.execute("SELECT path FROM duplicates")}
+        return paths
+
+    def known_ids(self) -> set[str]:
+        return {r[0] for r in self._conn().execute("SELECT reference_id FROM refs")}
+
+    def failures(self) -> list[tuple[str, str]]:
+        return [(r[0], r[1]) for r in self._conn().execute("SELECT path, reason FROM failures ORDER BY path")]
+
+    def num_duplicates(self) -> int:
+        return int(self._conn().execute("SELECT COUNT(*) FROM duplicates").fetchone()[0])
+
+    def rows(self) -> list[int]:
+        return [int(r[0]) for r in self._conn().execute("SELECT row FROM refs ORDER BY row")]
+
+    def row_of(self, reference_id: str) -> int | None:
+        r = self._conn().execute("SELECT row FROM refs WHERE reference_id = ?", (reference_id,)).fetchone()
+        return None if r is None else int(r[0])
+
+    def reference_id(self, row: int) -> str:
+        r = self._conn().execute("SELECT reference_id FROM refs WHERE row = ?", (row,)).fetchone()
+        if r is None:
+            raise KeyError(row)
+        return r[0]
+
+    def ids_of_rows(self, rows: list[int]) -> dict[int, str]:
+        if not rows:
+            return {}
+        q = f"SELECT row, reference_id FROM refs WHERE row IN ({','.join('?' * len(rows))})"
+        return {int(a): b for a, b in self._conn().execute(q, [int(r) for r in rows])}
+
+    def features(self, row: int) -> LocalFeatures:
+        r = self._conn().execute("SELECT width, height, num_keypoints, keypoints, descriptors FROM refs "
+                                 "WHERE row = ?", (row,)).fetchone()
+        if r is None:
+            raise KeyError(row)
+        w, h, n, kp, desc = r
+        return LocalFeatures(np.frombuffer(kp, dtype="<f4").reshape(n, 4).astype(np.float32),
+                             np.frombuffer(desc, dtype=np.uint8).reshape(n, 128), (int(w), int(h)))
+
+    def iter_features(self, batch: int = 256) -> Iterator[tuple[int, LocalFeatures]]:
+        """Every reference's features, in row order (a fresh cursor, safe for big indexes)."""
+        conn = sqlite3.connect(self.path, timeout=30.0)
+        try:
+            cur = conn.execute("SELECT row, width, height, num_keypoints, keypoints, descriptors FROM refs "
+                               "ORDER BY row")
+            while True:
+                chunk = cur.fetchmany(batch)
+                if not chunk:
+                    break
+                for row, w, h, n, kp, desc in chunk:
+                    yield int(row), LocalFeatures(np.frombuffer(kp, dtype="<f4").reshape(n, 4),
+                                                  np.frombuffer(desc, dtype=np.uint8).reshape(n, 128),
+                                                  (int(w), int(h)))
+        finally:
+            conn.close()
+
+    def info(self, reference_id: str) -> ReferenceInfo:
+        r = self._conn().execute("SELECT reference_id, path, sha256, width, height, num_keypoints FROM refs "
+                                 "WHERE reference_id = ?", (reference_id,)).fetchone()
+        if r is None:
+            raise KeyError(reference_id)
+        return ReferenceInfo(r[0], r[1], r[2], int(r[3]), int(r[4]), int(r[5]))
+
+    def infos(self) -> list[ReferenceInfo]:
+        return [ReferenceInfo(r[0], r[1], r[2], int(r[3]), int(r[4]), int(r[5])) for r in self._conn().execute(
+            "SELECT reference_id, path, sha256, width, height, num_keypoints FROM refs ORDER BY reference_id")]
+
+    def thumbnail(self, reference_id: str) -> bytes:
+        r = self._conn().execute("SELECT thumbnail FROM refs WHERE reference_id = ?", (reference_id,)).fetchone()
+        if r is None:
+            raise KeyError(reference_id)
+        return bytes(r[0])
