@@ -1,0 +1,153 @@
+"""Overlay detection: propose query regions that may hold a copied picture.
+
+The hardest edits put the copy inside something else (pasted onto another photo, framed in a social-media
+screenshot, under a meme caption, surrounded by padding). A descriptor of the whole query then mostly
+describes the background, so the query pipeline also searches the regions proposed here.
+
+Methods need no training (the ISC2021 winners' ideas) and are chosen by name from :data:`METHODS`:
+
+- ``"border"`` / ``"caption"`` (:mod:`.regions_background`): near-constant colour connected to the image
+  border (padding, screenshot frames, caption bands) is background; a large, nearly rectangular
+  foreground blob inside it is the picture. ``"caption"`` when the background also carries text or marks.
+- ``"edges"`` (:mod:`.regions_edges`): long straight horizontal and vertical step edges that stand out
+  from their neighbourhood and close an axis-aligned rectangle (a paste onto another photo).
+- ``"fixed"``: centre crops at a few scales with a low score, as a fallback.
+
+All work runs on a copy whose longer side is :attr:`ProposalConfig.work_side`; boxes map back to input
+pixels. Scores are in [0, 1] and comparable across images: a plain photo should not get a region scoring
+0.5 or more. The whole image is never returned (the pipeline searches it anyway, as kind ``"full"``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from .errors import UnknownBackendError
+from .results import Region
+
+
+@dataclass(frozen=True)
+class ProposalConfig:
+    """Settings of :func:`propose_regions`; the defaults are the tuned values."""
+
+    methods: tuple[str, ...] = ("border", "edges", "fixed")  # names in METHODS, run in this order
+    max_regions: int = 5  # most regions returned, best first (fixed fallback crops included)
+    work_side: int = 512  # longer side of the downscaled working copy (never upscaled)
+    min_side: int = 24  # images whose shorter side is below this (input pixels) get no proposals
+    min_area: float = 0.03  # smallest proposal, as a fraction of the image area
+    max_area: float = 0.92  # largest proposal: anything bigger is the whole image in all but name
+    min_box_side: float = 0.12  # smallest proposal side, as a fraction of the matching image side
+    nms_iou: float = 0.6  # a proposal overlapping a better one by more IoU than this is dropped
+    # "border" / "caption"
+    bg_tolerance: int = 20  # max per-channel difference from a border colour still counted as background
+    bg_side_purity: float = 0.85  # an image side whose line is this uniform gives a background colour
+    bg_min_fraction: float = 0.02  # less border-connected background than this (of the image): no proposal
+    # "edges"
+    edge_threshold: int = 24  # centred difference (max over RGB, 0-255) that makes an edge pixel
+    edge_lines: int = 18  # candidate rows (and columns) kept, longest straight edge runs first
+    edge_window: float = 0.08  # window along a line that seeds it as a candidate, fraction of the longer side
+    edge_min_line: float = 0.3  # least line strength (coverage minus neighbours) in that window for a candidate
+    edge_per_method: int = 3  # best rectangles kept from the edge method
+    # "fixed"
+    fixed_scales: tuple[float, ...] = (0.6,)  # centre crops, side as a fraction of the image side
+    fixed_score: float = 0.05  # their score: a fallback, never mistaken for a detection
+
+
+@dataclass(frozen=True, slots=True)
+class WorkImage:
+    """The downscaled working copy handed to each method, ``pixels`` ``[h x w x 3]`` uint8 RGB."""
+
+    pixels: np.ndarray
+    scale: float  # working pixels per input pixel (<= 1)
+
+
+Box = tuple[float, float, float, float]
+Method = Callable[[WorkImage, ProposalConfig], list[Region]]  # regions in working-copy pixels
+
+
+def _fixed(work: WorkImage, config: ProposalConfig) -> list[Region]:
+    h, w = work.pixels.shape[:2]
+    out = []
+    for s in config.fixed_scales:
+        dx, dy = w * (1 - s) / 2, h * (1 - s) / 2
+        out.append(Region((dx, dy, w - dx, h - dy), config.fixed_score, "fixed"))
+    return out
+
+
+def _methods() -> dict[str, Method]:
+    from .regions_background import propose_background
+    from .regions_edges import propose_edges
+
+    return {"border": propose_background, "edges": propose_edges, "fixed": _fixed}
+
+
+METHODS: tuple[str, ...] = ("border", "edges", "fixed")  # valid names for ProposalConfig.methods
+
+
+def box_iou(a: Box, b: Box) -> float:
+    """Intersection over union of two ``(x0, y0, x1, y1)`` boxes (0 when either is empty)."""
+    iw = min(a[2], b[2]) - max(a[0], b[0])
+    ih = min(a[3], b[3]) - max(a[1], b[1])
+    if iw <= 0 or ih <= 0:
+        return 0.0
+    inter = iw * ih
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return float(inter / union) if union > 0 else 0.0
+
+
+def non_max_suppression(regions: list[Region], iou: float) -> list[Region]:
+    """Regions sorted by score (stable), dropping any that overlap a kept one by more than ``iou``."""
+    kept: list[Region] = []
+    for r in sorted(regions, key=lambda r: -r.score):
+        if all(box_iou(r.box, k.box) <= iou for k in kept):
+            kept.append(r)
+    return kept
+
+
+def _valid(box: Box, w: int, h: int, config: ProposalConfig) -> bool:
+    bw, bh = box[2] - box[0], box[3] - box[1]
+    if bw < config.min_box_side * w or bh < config.min_box_side * h:
+        return False
+    frac = bw * bh / float(w * h)
+    return config.min_area <= frac <= config.max_area
+
+
+def propose_regions(pixels: np.ndarray, config: ProposalConfig = ProposalConfig()) -> list[Region]:
+    """Regions of ``pixels`` (``[H x W x 3]`` uint8 RGB) that may hold a pasted or framed picture.
+
+    Returns at most ``config.max_regions`` regions, best first, boxes ``(x0, y0, x1, y1)`` in input pixels,
+    never the whole image. An image too small to hold an overlay gets ``[]``.
+    """
+    registry = _methods()
+    for name in config.methods:
+        if name not in registry:
+            raise UnknownBackendError("region proposal method", name, list(registry))
+    if pixels.ndim != 3 or pixels.shape[2] != 3:
+        raise ValueError(f"expected an [H x W x 3] RGB array, got shape {pixels.shape}")
+    h0, w0 = pixels.shape[:2]
+    if min(h0, w0) < config.min_side or config.max_regions <= 0:
+        return []
+    scale = min(1.0, config.work_side / max(h0, w0))
+    small = pixels
+    if scale < 1.0:
+        size = (max(1, round(w0 * scale)), max(1, round(h0 * scale)))
+        small = cv2.resize(pixels, size, interpolation=cv2.INTER_AREA)
+    small = np.ascontiguousarray(small, dtype=np.uint8)
+    h, w = small.shape[:2]
+    sx, sy = w0 / w, h0 / h
+    work = WorkImage(small, scale)
+    found: list[Region] = []
+    for name in config.methods:
+        for r in registry[name](work, config):
+            if r.kind == "fixed" or _valid(r.box, w, h, config):
+                found.append(r)
+    out = []
+    for r in non_max_suppression(found, config.nms_iou)[:config.max_regions]:
+        x0, y0, x1, y1 = r.box
+        box = (max(0.0, x0 * sx), max(0.0, y0 * sy), min(float(w0), x1 * sx), min(float(h0), y1 * sy))
+        out.append(Region(box, float(np.clip(r.score, 0.0, 1.0)), r.kind))
+    return out
