@@ -1,0 +1,27 @@
+"""Rows for "Export results" (CSV / JSON): one row per (query, ranked reference)."""
+
+from __future__ import annotations
+
+from .query_queue import QueueItem
+from .settings import AppSettings
+
+
+def result_rows(items: list[QueueItem], settings: AppSettings) -> list[dict]:
+    rows = []
+    for it in items:
+        req = it.request
+        if it.state != "done" or it.outcome is None:
+            rows.append({"query": req.path or req.label, "query_sha256": "", "state": it.state, "rank": "",
+                         "reference_id": "", "score": "", "verdict": "", "inliers": "", "mirrored": "",
+                         "error": it.error})
+            continue
+        if not it.outcome.result.matches:
+            rows.append({"query": req.path or req.label, "query_sha256": it.outcome.sha256, "state": "done",
+                         "rank": "", "reference_id": "", "score": "", "verdict": "no match", "inliers": "",
+                         "mirrored": "", "error": ""})
+        for rank, m in enumerate(it.outcome.result.matches, 1):
+            rows.append({"query": req.path or req.label, "query_sha256": it.outcome.sha256, "state": "done",
+                         "rank": rank, "reference_id": m.reference_id, "score": round(float(m.score), 6),
+                         "verdict": settings.verdict(m.score), "inliers": m.num_inliers,
+                         "mirrored": bool(m.evidence.mirrored), "error": ""})
+    return rows

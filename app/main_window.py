@@ -1,0 +1,355 @@
+"""The CopyLens main window: assembles the panels and routes worker signals to them.
+
+Nothing slow runs here: opening an index, decoding, searching and preparing the inspector all happen in
+``JobWorker``s; the window only starts them, cancels stale ones and renders what they deliver.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from copylens.core.imageio import is_image_path
+from PySide6.QtCore import QMimeData, QSettings, Qt, Signal
+from PySide6.QtGui import QAction, QDragEnterEvent, QDropEvent, QGuiApplication, QKeySequence
+from PySide6.QtWidgets import QFileDialog, QLabel, QMainWindow, QSplitter, QVBoxLayout, QWidget
+
+from . import settings as st
+from .exports import result_rows
+from .index_dialog import BuildIndexDialog
+from .inspector import Inspector
+from .jobs import QueryRequest, inspect_job, open_engine
+from .notifications import NotificationArea
+from .query_queue import QueryQueue, describe_error
+from .queue_panel import QueuePanel
+from .results_panel import ResultsPanel
+from .review_log import ReviewLog, export_log, write_rows
+from .workers import JobWorker, WorkerPool, call_job
+
+log = logging.getLogger(__name__)
+IMAGE_MIME = ("image/png", "image/jpeg", "image/webp", "image/bmp", "image/gif", "image/tiff")
+
+
+class MainWindow(QMainWindow):
+    engine_opened = Signal(object)  # the Engine
+    inspector_ready = Signal()  # the inspector shows a new pair
+
+    def __init__(self, store: QSettings | None = None, data_dir: Path | None = None) -> None:
+        super().__init__()
+        self.setWindowTitle("CopyLens")
+        self.resize(1500, 900)
+        self.setAcceptDrops(True)
+        self.store = store if store is not None else st.default_store()
+        self.settings = st.load_settings(self.store)
+        self.data_dir = Path(data_dir) if data_dir is not None else st.default_data_dir()
+        self.review_log = ReviewLog.in_dir(self.data_dir)
+        self.pool = WorkerPool(max_threads=self.settings.workers + 2, parent=self)
+        self.engine = None
+        self._retired: list = []
+        self._inspect_worker: JobWorker | None = None
+        self._open_worker: JobWorker | None = None
+        self.queue = QueryQueue(self.pool, self)
+        self.queue.top_k = self.settings.top_k
+        # ---- widgets
+        self.header = QLabel("No index open. File ▸ Open index… or Build index…")
+        self.header.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.queue_panel = QueuePanel(self.queue)
+        self.results = ResultsPanel()
+        self.inspector = Inspector()
+        self.notifications = NotificationArea()
+        left = QSplitter(Qt.Orientation.Vertical)
+        left.addWidget(self.queue_panel)
+        left.addWidget(self.notifications)
+        left.setSizes([600, 200])
+        main = QSplitter(Qt.Orientation.Horizontal)
+        main.addWidget(left)
+        main.addWidget(self.results)
+        main.addWidget(self.inspector)
+        main.setStretchFactor(2, 1)
+        main.setSizes([290, 400, 810])
+        central = QWidget()
+        lay = QVBoxLayout(central)
+        lay.addWidget(self.header)
+        lay.addWidget(main, 1)
+        self.setCentralWidget(central)
+        for view in (self.inspector.canvas.query_view, self.inspector.canvas.ref_view):
+            view.setAcceptDrops(False)
+            view.viewport().setAcceptDrops(False)
+        # ---- wiring
+        self.queue.failed.connect(self.notifications.notify)
+        self.queue_panel.selected.connect(self.show_query)
+        self.results.selected.connect(self.inspect)
+        self._build_menus()
+        self.statusBar().showMessage("Drop images or folders here, or paste one with Ctrl+V.")
+
+    # ---- menus and shortcuts ----------------------------------------------------------------------------
+    def _action(self, menu, text, slot, shortcut=None) -> QAction:
+        act = QAction(text, self)
+        if shortcut is not None:
+            act.setShortcuts(shortcut if isinstance(shortcut, list) else [QKeySequence(shortcut)])
+            act.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
+        act.triggered.connect(lambda _=False: slot())
+        menu.addAction(act)
+        self.addAction(act)  # shortcuts work even with the menu bar hidden
+        return act
+
+    def _build_menus(self) -> None:
+        bar = self.menuBar()
+        f = bar.addMenu("&File")
+        self._action(f, "Open &index…", self.choose_index, QKeySequence.StandardKey.Open)
+        self.recent_menu = f.addMenu("Recent indexes")
+        self._refresh_recent()
+        self._action(f, "&Build index from folder…", self.build_index_dialog, "Ctrl+B")
+        f.addSeparator()
+        self._action(f, "Add &query images…", self.choose_queries, "Ctrl+Shift+O")
+        self._action(f, "&Paste image as query", self.paste, QKeySequence.StandardKey.Paste)
+        f.addSeparator()
+        self._action(f, "Export &results (CSV/JSON)…", self.export_results)
+        self._action(f, "Export review &log (CSV/JSON)…", self.export_review_log)
+        self._action(f, "Export inspector view as &PNG…", self.export_view, "Ctrl+E")
+        f.addSeparator()
+        self._action(f, "Se&ttings…", self.edit_settings, QKeySequence.StandardKey.Preferences)
+        self._action(f, "&Quit", self.close, QKeySequence.StandardKey.Quit)
+        r = bar.addMenu("&Review")
+        self._action(r, "Mark as &copy", lambda: self.decide("copy"), "C")
+        self._action(r, "Mark as &not a copy", lambda: self.decide("not a copy"), "N")
+        self._action(r, "Ne&xt pair", lambda: self.step(1), [QKeySequence("Right"), QKeySequence("Down")])
+        self._action(r, "Pre&vious pair", lambda: self.step(-1), [QKeySequence("Left"), QKeySequence("Up")])
+        q = bar.addMenu("&Queue")
+        self._action(q, "&Cancel queue", self.queue.cancel, "Ctrl+.")
+        self._action(q, "&Retry selected query", lambda: self.queue.retry(self.queue_panel.list.currentRow()))
+
+    def _refresh_recent(self) -> None:
+        self.recent_menu.clear()
+        for path in st.recent_indexes(self.store):
+            act = self.recent_menu.addAction(path)
+            act.triggered.connect(lambda _=False, p=path: self.open_index(p))
+        self.recent_menu.setEnabled(bool(self.recent_menu.actions()))
+
+    # ---- index ------------------------------------------------------------------------------------------
+    def choose_index(self) -> None:
+        path = QFileDialog.getExistingDirectory(self, "Open a CopyLens index")
+        if path:
+            self.open_index(path)
+
+    def open_index(self, path: str) -> None:
+        """Open ``path`` in a worker; errors (missing or invalid index) go to the notification area."""
+        path = str(path)
+        self.header.setText(f"Opening {path}…")
+        device = self.settings.device
+        w = JobWorker(lambda: call_job(lambda: open_engine(path, device)), name=f"open {path}")
+        w.signals.result.connect(lambda eng, p=path: self._on_engine(p, eng))
+        w.signals.error.connect(lambda exc, p=path: self._on_open_error(p, exc))
+        self._open_worker = self.pool.start(w)
+
+    def _on_engine(self, path: str, engine) -> None:
+        self._open_worker = None
+        if self.engine is not None:
+            self._retired.append(self.engine)
+        self.engine = engine
+        info = engine.info
+        size = f" · {info.size_bytes / 1e6:.1f} MB" if getattr(info, "size_bytes", 0) else ""
+        self.header.setText(f"<b>{info.name}</b> · {info.num_references} references{size} · descriptors: "
+                            f"{', '.join(info.descriptors) or '—'} · <span style='color:gray'>{info.path}</span>")
+        self.setWindowTitle(f"CopyLens: {info.name}")
+        st.remember_index(self.store, path)
+        self._refresh_recent()
+        self.queue.set_engine(engine, self.settings.top_k)
+        self.engine_opened.emit(engine)
+
+    def _on_open_error(self, path: str, exc: BaseException) -> None:
+        self._open_worker = None
+        subject, reason = describe_error(exc)
+        self.notifications.notify(path, reason if subject == type(exc).__name__ else f"{subject}: {reason}")
+        self.header.setText("No index open." if self.engine is None else self.header.text())
+
+    def build_index_dialog(self, ref_dir: str = "", out_dir: str = "", autostart: bool = False,
+                           build_fn=None) -> BuildIndexDialog:
+        dlg = BuildIndexDialog(self.pool, self.settings.workers, ref_dir, out_dir, build_fn, self)
+        dlg.index_ready.connect(self.open_index)
+        dlg.failed.connect(self.notifications.notify)
+        dlg.setModal(False)
+        dlg.show()
+        if autostart:
+            dlg.start()
+        return dlg
+
+    # ---- queries ----------------------------------------------------------------------------------------
+    def choose_queries(self) -> None:
+        paths, _ = QFileDialog.getOpenFileNames(self, "Add query images", "",
+                                                "Images (*.jpg *.jpeg *.png *.gif *.bmp *.webp *.tif *.tiff)")
+        self.add_paths(paths)
+
+    def add_paths(self, paths) -> int:
+        """Queue files, and the images inside folders (recursively); returns how many were queued."""
+        n = 0
+        for p in map(Path, paths):
+            files = sorted(f for f in p.rglob("*") if f.is_file() and is_image_path(f)) if p.is_dir() else [p]
+            if p.is_dir() and not files:
+                self.notifications.notify(str(p), "the folder holds no images", level="warning")
+            for f in files:
+                self.queue.add(QueryRequest(self.queue.next_id(), f.name, path=str(f)))
+                n += 1
+        if n and self.engine is None and self._open_worker is None:
+            self.notifications.notify("queue", "open an index to run the queued queries", level="warning")
+        return n
+
+    def add_mime(self, mime: QMimeData) -> int:
+        """Files/folders (urls), encoded image bytes or a bitmap: the drop and paste handler."""
+        urls = [u.toLocalFile() for u in mime.urls() if u.isLocalFile()] if mime.hasUrls() else []
+        if urls:
+            return self.add_paths(urls)
+        for fmt in IMAGE_MIME:
+            if mime.hasFormat(fmt):
+                data = bytes(mime.data(fmt))
+                self.queue.add(QueryRequest(self.queue.next_id(), self.queue.next_paste_label(), data=data))
+                return 1
+        if mime.hasImage():
+            from .images import qimage_to_rgb
+
+            pixels = qimage_to_rgb(mime.imageData())
+            self.queue.add(QueryRequest(self.queue.next_id(), self.queue.next_paste_label(), pixels=pixels))
+            return 1
+        self.notifications.notify("clipboard", "holds no image or image file", level="warning")
+        return 0
+
+    def paste(self) -> None:
+        self.add_mime(QGuiApplication.clipboard().mimeData())
+
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802 - Qt override
+        mime = event.mimeData()
+        if mime.hasUrls() or mime.hasImage() or any(mime.hasFormat(f) for f in IMAGE_MIME):
+            event.acceptProposedAction()
+
+    def dropEvent(self, event: QDropEvent) -> None:  # noqa: N802 - Qt override
+        if self.add_mime(event.mimeData()):
+            event.acceptProposedAction()
+
+    # ---- results and inspector --------------------------------------------------------------------------
+    def current_item(self):
+        row = self.queue_panel.list.currentRow()
+        return self.queue.items[row] if 0 <= row < len(self.queue.items) else None
+
+    def show_query(self, row: int) -> None:
+        item = self.queue.items[row] if 0 <= row < len(self.queue.items) else None
+        if item is None or item.state != "done":
+            msg = {"waiting": "waiting in the queue", "running": "searching…", "cancelled": "cancelled",
+                   "error": f"failed: {item.error}" if item else ""}.get(item.state if item else "", "")
+            if self.results.outcome is not None or item is not None:
+                self.results.show_outcome(None, self.settings, message=msg)
+            return
+        if self.results.outcome is item.outcome:
+            return
+        decisions = {m.reference_id: d for m in item.outcome.result.matches
+                     if (d := self.review_log.latest(item.outcome.sha256, m.reference_id))}
+        self.results.show_outcome(item.outcome, self.settings, decisions)
+
+    def inspect(self, match_row: int) -> None:
+        """Show the selected pair; cancel the previous pair's preparation (stale work)."""
+        if self._inspect_worker is not None:
+            self._inspect_worker.cancel()
+            self._inspect_worker = None
+        outcome = self.results.outcome
+        if outcome is None or not 0 <= match_row < len(outcome.result.matches) or self.engine is None:
+            self.inspector.show_data(None)
+            return
+        match, engine = outcome.result.matches[match_row], self.engine
+        w = JobWorker(lambda: inspect_job(engine, outcome, match), name=f"inspect {match.reference_id}")
+        w.signals.result.connect(lambda data, wk=w: self._on_inspect(wk, data))
+        w.signals.error.connect(lambda exc: self.notifications.notify(*describe_error(exc)))
+        self._inspect_worker = self.pool.start(w)
+
+    def _on_inspect(self, worker: JobWorker, data) -> None:
+        if worker is not self._inspect_worker:  # a newer selection replaced it
+            return
+        self._inspect_worker = None
+        self.inspector.show_data(data)
+        self.inspector_ready.emit()
+
+    # ---- review -----------------------------------------------------------------------------------------
+    def decide(self, decision: str) -> None:
+        item, row = self.current_item(), self.results.current()
+        if item is None or item.outcome is None or item.outcome is not self.results.outcome or row < 0:
+            self.statusBar().showMessage("Select a result first.", 3000)
+            return
+        m = item.outcome.result.matches[row]
+        self.review_log.record(item.request.path or item.request.label, item.outcome.sha256, m.reference_id,
+                               m.score, decision)
+        self.results.set_decision(row, decision)
+        self.statusBar().showMessage(f"{item.request.label} ↔ {m.reference_id}: {decision}", 4000)
+        self.step(1)
+
+    def step(self, delta: int) -> None:
+        """Next / previous pair: through the results, then on to the neighbouring finished query."""
+        n = self.results.table.rowCount()
+        row = self.results.current() + delta
+        if 0 <= row < n:
+            self.results.select(row)
+            return
+        qrow = self.queue_panel.list.currentRow() + delta
+        while 0 <= qrow < len(self.queue.items):
+            it = self.queue.items[qrow]
+            if it.state == "done" and it.outcome is not None and it.outcome.result.matches:
+                self.queue_panel.select(qrow)
+                self.results.select(0 if delta > 0 else len(it.outcome.result.matches) - 1)
+                return
+            qrow += delta
+        self.statusBar().showMessage("No more pairs.", 3000)
+
+    # ---- export and settings ----------------------------------------------------------------------------
+    def _save_name(self, title: str, default: str, filters: str) -> str:
+        path, _ = QFileDialog.getSaveFileName(self, title, str(Path.home() / default), filters)
+        return path
+
+    def export_results(self, path: str | None = None) -> Path | None:
+        path = path or self._save_name("Export results", "copylens_results.csv", "CSV (*.csv);;JSON (*.json)")
+        return self._export(path, lambda p: write_rows(p, result_rows(self.queue.items, self.settings)))
+
+    def export_review_log(self, path: str | None = None) -> Path | None:
+        path = path or self._save_name("Export review log", "copylens_review.csv", "CSV (*.csv);;JSON (*.json)")
+        return self._export(path, lambda p: export_log(self.review_log, p))
+
+    def export_view(self, path: str | None = None) -> Path | None:
+        path = path or self._save_name("Export inspector view", "copylens_inspector.png", "PNG (*.png)")
+        return self._export(path, lambda p: Path(p) if self.inspector.annotated_image().save(str(p)) else None)
+
+    def _export(self, path: str | None, fn) -> Path | None:
+        if not path:
+            return None
+        try:
+            out = fn(path)
+        except (OSError, ValueError) as exc:
+            self.notifications.notify(path, str(exc))
+            return None
+        if out is None:
+            self.notifications.notify(path, "could not be written")
+        else:
+            self.statusBar().showMessage(f"Saved {out}", 4000)
+        return out
+
+    def edit_settings(self) -> None:
+        from .settings_dialog import SettingsDialog
+
+        dlg = SettingsDialog(self.settings, self)
+        if dlg.exec():
+            self.apply_settings(dlg.value())
+
+    def apply_settings(self, new: st.AppSettings) -> None:
+        self.settings = new
+        st.save_settings(self.store, new)
+        self.queue.top_k = new.top_k
+        self.pool.pool.setMaxThreadCount(max(2, new.workers + 2))
+        item = self.current_item()
+        if item is not None and item.outcome is not None:
+            self.results.outcome = None  # force a re-render with the new thresholds
+            self.show_query(self.queue_panel.list.currentRow())
+
+    def closeEvent(self, event) -> None:  # noqa: N802 - Qt override
+        self.queue.cancel()
+        self.pool.shutdown()
+        for eng in [*self._retired, self.engine]:
+            if eng is not None and hasattr(eng, "close"):
+                eng.close()
+        self._retired, self.engine = [], None
+        self.review_log.close()
+        super().closeEvent(event)

@@ -1,0 +1,169 @@
+"""The query queue: requests run one at a time in the background; the GUI only watches its signals."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+from copylens.core.errors import ImageLoadError
+from PySide6.QtCore import QObject, Signal
+from PySide6.QtGui import QImage
+
+from .jobs import QueryOutcome, QueryRequest, query_job
+from .workers import JobWorker, WorkerPool
+
+STATES = ("waiting", "running", "done", "error", "cancelled")
+
+
+@dataclass
+class QueueItem:
+    request: QueryRequest
+    state: str = "waiting"
+    thumb: QImage | None = None
+    outcome: QueryOutcome | None = None
+    error: str = ""
+    fraction: float = 0.0  # progress of this item while running
+
+
+def describe_error(exc: BaseException) -> tuple[str, str]:
+    """(file or subject, human reason) for the notification area: never a traceback."""
+    if isinstance(exc, ImageLoadError):
+        return exc.path, exc.reason
+    return type(exc).__name__, str(exc) or "unexpected error"
+
+
+class QueryQueue(QObject):
+    item_added = Signal(int)
+    item_changed = Signal(int)
+    progress = Signal(float)  # overall fraction of the queue done, in [0, 1]
+    idle = Signal()  # nothing left to run
+    failed = Signal(str, str)  # (subject, reason) for the notification area
+
+    def __init__(self, pool: WorkerPool, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.pool = pool
+        self.items: list[QueueItem] = []
+        self.engine = None
+        self.top_k = 10
+        self._current: tuple[int, JobWorker] | None = None
+        self._ids = itertools.count(1)
+        self._pastes = itertools.count(1)
+
+    # ---- adding -------------------------------------------------------------------------------------
+    def next_id(self) -> str:
+        return f"q{next(self._ids)}"
+
+    def next_paste_label(self) -> str:
+        return f"<clipboard {next(self._pastes)}>"
+
+    def add(self, request: QueryRequest) -> int:
+        self.items.append(QueueItem(request))
+        row = len(self.items) - 1
+        self.item_added.emit(row)
+        self._emit_progress()
+        self._pump()
+        return row
+
+    def set_engine(self, engine, top_k: int | None = None) -> None:
+        """Use ``engine`` for queries still waiting (and rerun nothing already done)."""
+        self.engine = engine
+        if top_k is not None:
+            self.top_k = top_k
+        self._pump()
+
+    # ---- running ------------------------------------------------------------------------------------
+    @property
+    def running(self) -> bool:
+        return self._current is not None
+
+    def _pump(self) -> None:
+        if self._current is not None or self.engine is None:
+            return
+        row = next((i for i, it in enumerate(self.items) if it.state == "waiting"), None)
+        if row is None:
+            self._emit_progress()
+            self.idle.emit()
+            return
+        item = self.items[row]
+        item.state = "running"
+        engine, req, top_k = self.engine, item.request, self.top_k
+        worker = JobWorker(lambda: query_job(engine, req, top_k, on_decoded=sig.emit), name=req.label)
+        sig = _ThumbSignal(worker.signals)
+        sig.thumb.connect(lambda img, r=row: self._on_thumb(r, img))
+        worker.signals.progress.connect(lambda p, r=row: self._on_progress(r, p))
+        worker.signals.result.connect(lambda out, r=row: self._on_result(r, out))
+        worker.signals.error.connect(lambda exc, r=row: self._on_error(r, exc))
+        worker.signals.cancelled.connect(lambda r=row: self._on_cancelled(r))
+        worker.signals.finished.connect(self._on_finished)
+        self._current = (row, worker)
+        self.item_changed.emit(row)
+        self.pool.start(worker)
+
+    def cancel(self) -> None:
+        """Stop the running query and drop every waiting one."""
+        for i, it in enumerate(self.items):
+            if it.state == "waiting":
+                it.state = "cancelled"
+                self.item_changed.emit(i)
+        if self._current is not None:
+            self._current[1].cancel()
+        self._emit_progress()
+
+    def retry(self, row: int) -> None:
+        it = self.items[row]
+        if it.state in ("error", "cancelled"):
+            it.state, it.error, it.fraction = "waiting", "", 0.0
+            self.item_changed.emit(row)
+            self._pump()
+
+    # ---- worker callbacks (GUI thread) --------------------------------------------------------------
+    def _on_thumb(self, row: int, img: QImage) -> None:
+        self.items[row].thumb = img
+        self.item_changed.emit(row)
+
+    def _on_progress(self, row: int, p) -> None:
+        stage_weight = {"decode": (0.0, 0.1), "thumbnails": (0.9, 0.1)}.get(p.stage, (0.1, 0.8))
+        self.items[row].fraction = stage_weight[0] + stage_weight[1] * p.fraction
+        self._emit_progress()
+
+    def _on_result(self, row: int, outcome: QueryOutcome) -> None:
+        it = self.items[row]
+        it.state, it.outcome, it.fraction = "done", outcome, 1.0
+        self.item_changed.emit(row)
+
+    def _on_error(self, row: int, exc: BaseException) -> None:
+        it = self.items[row]
+        subject, reason = describe_error(exc)
+        it.state, it.error = "error", reason
+        self.item_changed.emit(row)
+        self.failed.emit(it.request.label if subject == it.request.path else subject, reason)
+
+    def _on_cancelled(self, row: int) -> None:
+        self.items[row].state = "cancelled"
+        self.item_changed.emit(row)
+
+    def _on_finished(self) -> None:
+        self._current = None
+        self._emit_progress()
+        self._pump()
+
+    def _emit_progress(self) -> None:
+        active = [it for it in self.items if it.state != "cancelled"]
+        if not active:
+            self.progress.emit(1.0)
+            return
+        done = sum(1.0 if it.state in ("done", "error") else it.fraction if it.state == "running" else 0.0
+                   for it in active)
+        self.progress.emit(done / len(active))
+
+
+class _ThumbSignal(QObject):
+    """Carries the query thumbnail out of the worker as soon as it is decoded."""
+
+    thumb = Signal(object)
+
+    def __init__(self, parent: QObject) -> None:
+        super().__init__(parent)
+
+    def emit(self, img: QImage) -> None:
+        self.thumb.emit(img)

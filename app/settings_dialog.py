@@ -1,0 +1,53 @@
+"""Settings dialog: top-k, verdict thresholds, device, worker count."""
+
+from __future__ import annotations
+
+from PySide6.QtWidgets import (
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QSpinBox,
+    QWidget,
+)
+
+from .settings import DEVICES, AppSettings
+
+
+class SettingsDialog(QDialog):
+    def __init__(self, current: AppSettings, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("CopyLens settings")
+        self.top_k = QSpinBox()
+        self.top_k.setRange(1, 100)
+        self.top_k.setValue(current.top_k)
+        self.copy_t = QDoubleSpinBox()
+        self.possible_t = QDoubleSpinBox()
+        for box, value in ((self.copy_t, current.copy_threshold), (self.possible_t, current.possible_threshold)):
+            box.setRange(0.0, 1.0)
+            box.setSingleStep(0.05)
+            box.setDecimals(2)
+            box.setValue(value)
+        self.device = QComboBox()
+        self.device.addItems(DEVICES)
+        self.device.setCurrentText(current.device)
+        self.workers = QSpinBox()
+        self.workers.setRange(1, 64)
+        self.workers.setValue(current.workers)
+        form = QFormLayout(self)
+        form.addRow("Results per query (top-k)", self.top_k)
+        form.addRow("“Copy” at confidence ≥", self.copy_t)
+        form.addRow("“Possible” at confidence ≥", self.possible_t)
+        form.addRow("Device (takes effect on next open)", self.device)
+        form.addRow("Worker threads (index builds)", self.workers)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        form.addRow(buttons)
+
+    def value(self) -> AppSettings:
+        copy_t = self.copy_t.value()
+        return AppSettings(top_k=self.top_k.value(), copy_threshold=copy_t,
+                           possible_threshold=min(self.possible_t.value(), copy_t),
+                           device=self.device.currentText(), workers=self.workers.value())
