@@ -1,0 +1,269 @@
+"""Build an ISC2021-style benchmark folder from folders of images.
+
+Layout of the result (``DIR``)::
+
+    DIR/references/<source>/<relative path>   copies of the reference files (names kept as they are)
+    DIR/queries/q00042.jpg                    edited copies of some references + edited distractors
+    DIR/ground_truth.csv                      query_id,reference_id,attack,content,x0,y0,x1,y1
+    DIR/benchmark.json                        how it was made (seed, sources, counts)
+
+``reference_id`` is the reference's path relative to ``DIR/references`` without its extension, with ``/``
+separators (the id the index gives it); it is empty for a distractor query. Copies and distractors go
+through the same random edit mix, and query names are shuffled, so neither style nor name gives the
+answer away. Paste backgrounds come from images that are not references. Everything follows from the seed.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import time
+import tomllib
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+from copylens.core.bench.edits import ATTACKS, Edited, apply_edit
+from copylens.core.bench.metrics import GT_COLUMNS
+from copylens.core.errors import ImageLoadError, UnknownBackendError
+from copylens.core.imageio import is_image_path, load_image
+from copylens.core.progress import Job, Progress
+from PIL import Image
+
+JPEG_QUALITY = 90  # quality of the query JPEGs
+SOURCE_MAX_SIDE = 1024  # images are decoded at most this large before editing
+BACKGROUND_FAMILIES = ("paste", "combo")  # families that may need a background image
+
+
+@dataclass(frozen=True)
+class Source:
+    """A folder of images (searched recursively) and what it holds.
+
+    ``references`` / ``queries`` / ``distractors`` are this source's shares of the benchmark's totals
+    (weights; ``None`` means "in proportion to the number of images in the folder").
+    """
+
+    path: Path
+    content: str = "photo"  # "photo" or "graphics": reported as ground truth's content column
+    references: int | None = None
+    queries: int | None = None
+    distractors: int | None = None
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    sources: list[Source]
+    references: int
+    queries: int
+    distractors: int
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class BenchmarkSummary:
+    out_dir: str
+    references: int
+    copies: int
+    distractors: int
+    per_content: dict[str, dict[str, int]]  # content -> {"references", "copies", "distractors"}
+    per_attack: dict[str, int]
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (path, reason) of images that could not be used
+    seconds: float = 0.0
+
+
+def load_config(path: str | Path) -> BenchConfig:
+    """Read a benchmark definition (see bench/dev.toml); relative source paths are resolved against the
+    config folder joined with ``[benchmark] root``."""
+    path = Path(path)
+    with open(path, "rb") as fh:
+        data = tomllib.load(fh)
+    bench = data.get("benchmark", {})
+    root = (path.parent / bench.get("root", ".")).resolve()
+    sources = []
+    for s in data.get("sources", []):
+        if "path" not in s:
+            raise ValueError(f"{path}: every [[sources]] entry needs a path")
+        sources.append(Source((root / s["path"]).resolve(), s.get("content", "photo"), s.get("references"),
+                              s.get("queries"), s.get("distractors")))
+    if not sources:
+        raise ValueError(f"{path}: no [[sources]] defined")
+
+    def total(key: str) -> int:
+        if key in bench:
+            return int(bench[key])
+        return sum(getattr(s, key) or 0 for s in sources)
+
+    return BenchConfig(sources, total("references"), total("queries"), total("distractors"),
+                       int(bench.get("seed", 0)))
+
+
+def list_images(folder: Path) -> list[Path]:
+    """Image files under ``folder`` (recursive), sorted; of several files with the same path up to the
+    extension only the first is kept, so reference ids stay unique."""
+    if not folder.is_dir():
+        raise FileNotFoundError(f"source folder not found: {folder}")
+    out, seen = [], set()
+    for p in sorted(folder.rglob("*"), key=lambda p: p.relative_to(folder).as_posix()):
+        rel = p.relative_to(folder)
+        if any(part.startswith(".") for part in rel.parts) or not p.is_file() or not is_image_path(p):
+            continue
+        key = rel.with_suffix("").as_posix()
+        if key not in seen:
+            seen.add(key)
+            out.append(p)
+    return out
+
+
+def _allocate(total: int, weights: list[float], caps: list[int]) -> list[int]:
+    """Split ``total`` in proportion to ``weights`` (largest remainder), each part at most its cap."""
+    wsum = sum(weights)
+    if total <= 0 or wsum <= 0:
+        return [0] * len(weights)
+    raw = [total * w / wsum for w in weights]
+    parts = [int(r) for r in raw]
+    for i in sorted(range(len(raw)), key=lambda i: parts[i] - raw[i])[: total - sum(parts)]:
+        parts[i] += 1
+    return [min(p, c) for p, c in zip(parts, caps, strict=True)]
+
+
+def _unique_names(sources: Sequence[Source]) -> list[str]:
+    names, used = [], Counter()
+    for s in sources:
+        base = Path(s.path).resolve().name or "source"
+        used[base] += 1
+        names.append(base if used[base] == 1 else f"{base}-{used[base]}")
+    return names
+
+
+def _save_jpeg(pixels: np.ndarray, path: Path) -> None:
+    tmp = path.with_name(path.name + ".part")
+    Image.fromarray(pixels).save(tmp, "JPEG", quality=JPEG_QUALITY)
+    os.replace(tmp, path)
+
+
+def make_benchmark(sources: Sequence[Source | str | Path], out_dir: str | Path, references: int,
+                   queries: int, distractors: int, seed: int = 0,
+                   families: Sequence[str] | None = None) -> Job[BenchmarkSummary]:
+    """Generator job writing a benchmark into ``out_dir`` (which must be empty or absent).
+
+    ``references`` images become the reference set; ``queries`` edited copies of references and
+    ``distractors`` edited non-reference images form the query set. ``families`` restricts the edit mix
+    (default: every family of :data:`~copylens.core.bench.edits.ATTACKS`, chosen uniformly).
+    """
+    t0 = time.monotonic()
+    srcs = [s if isinstance(s, Source) else Source(Path(s)) for s in sources]
+    fams = list(families) if families is not None else list(ATTACKS)
+    for f in fams:
+        if f not in ATTACKS:
+            raise UnknownBackendError("edit", f, list(ATTACKS))
+    out = Path(out_dir)
+    if out.exists() and any(out.iterdir()):
+        raise FileExistsError(f"output folder is not empty: {out}")
+    if not srcs:
+        raise ValueError("no source folders given")
+
+    # ---- split every source into references and a non-reference pool, reproducibly
+    images = []
+    for i, s in enumerate(srcs):
+        yield Progress("scan", i, len(srcs), str(s.path))
+        files = list_images(Path(s.path))
+        np.random.default_rng([seed, 1, i]).shuffle(files)
+        images.append(files)
+    sizes = [len(f) for f in images]
+    n_ref = _allocate(references, [s.references if s.references is not None else n for s, n in zip(srcs, sizes, strict=True)],
+                      sizes)
+    n_copy = _allocate(queries, [s.queries if s.queries is not None else n for s, n in zip(srcs, n_ref, strict=True)],
+                       n_ref)
+    n_dis = _allocate(distractors, [s.distractors if s.distractors is not None else n - r
+                                    for s, n, r in zip(srcs, sizes, n_ref, strict=True)],
+                      [n - r for n, r in zip(sizes, n_ref, strict=True)])
+    names = _unique_names(srcs)
+
+    ref_dir, q_dir = out / "references", out / "queries"
+    ref_dir.mkdir(parents=True, exist_ok=True)
+    q_dir.mkdir(parents=True, exist_ok=True)
+    jobs = []  # (source index, path, reference id or "")
+    photo_pool, any_pool = [], []
+    n_total_refs, done = sum(n_ref), 0
+    for i, (s, files) in enumerate(zip(srcs, images, strict=True)):
+        refs, pool = files[: n_ref[i]], files[n_ref[i]:]
+        ids = []
+        for p in refs:
+            rel = Path(names[i]) / p.relative_to(s.path)
+            dest = ref_dir / rel
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(p, dest)
+            ids.append(rel.with_suffix("").as_posix())
+            done += 1
+            if done % 25 == 0 or done == n_total_refs:
+                yield Progress("references", done, n_total_refs, rel.as_posix())
+        pick = np.random.default_rng([seed, 2, i]).permutation(len(refs))[: n_copy[i]]
+        jobs += [(i, refs[k], ids[k]) for k in sorted(pick)]
+        jobs += [(i, p, "") for p in pool[: n_dis[i]]]
+        (photo_pool if s.content == "photo" else any_pool).extend(pool)
+    backgrounds = photo_pool or any_pool
+    order = np.random.default_rng([seed, 3]).permutation(len(jobs))
+    jobs = [jobs[k] for k in order]
+
+    # ---- edit and write the queries
+    width = max(5, len(str(len(jobs))))
+    rows, failed, attacks = [], [], Counter()
+    counts = {s.content: Counter() for s in srcs}
+    for i, s in enumerate(srcs):
+        counts[s.content]["references"] += n_ref[i]
+    n = 0
+    for k, (si, path, ref_id) in enumerate(jobs):
+        yield Progress("queries", k, len(jobs), path.name)
+        rng = np.random.default_rng([seed, 4, k])
+        family = fams[int(rng.integers(0, len(fams)))]
+        try:
+            pixels = load_image(path, max_side=SOURCE_MAX_SIDE).pixels
+            bg = None
+            if family in BACKGROUND_FAMILIES and backgrounds:
+                bg = _load_background(backgrounds, rng, path, failed)
+            edited: Edited = apply_edit(family, pixels, rng, bg)
+        except ImageLoadError as exc:
+            failed.append((exc.path, exc.reason))
+            continue
+        qid = f"q{n:0{width}d}"
+        n += 1
+        _save_jpeg(edited.pixels, q_dir / f"{qid}.jpg")
+        box = list(edited.box) if (edited.box is not None and ref_id) else ["", "", "", ""]
+        rows.append([qid, ref_id, edited.attack, srcs[si].content, *box])
+        attacks[edited.attack] += 1
+        counts[srcs[si].content]["copies" if ref_id else "distractors"] += 1
+    yield Progress("queries", len(jobs), len(jobs), "")
+
+    tmp = out / "ground_truth.csv.part"
+    with open(tmp, "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(GT_COLUMNS)
+        w.writerows(rows)
+    os.replace(tmp, out / "ground_truth.csv")
+    summary = BenchmarkSummary(
+        str(out), sum(n_ref), sum(1 for r in rows if r[1]), sum(1 for r in rows if not r[1]),
+        {c: dict(v) for c, v in counts.items()}, dict(sorted(attacks.items())), failed, time.monotonic() - t0)
+    meta = {"seed": seed, "families": fams, "jpeg_quality": JPEG_QUALITY,
+            "sources": [{"path": str(s.path), "name": nm, "content": s.content, "references": r, "copies": c,
+                         "distractors": d} for s, nm, r, c, d in zip(srcs, names, n_ref, n_copy, n_dis, strict=True)],
+            "summary": asdict(summary)}
+    (out / "benchmark.json").write_text(json.dumps(meta, indent=2, ensure_ascii=False), encoding="utf-8")
+    return summary
+
+
+def _load_background(pool: list[Path], rng: np.random.Generator, avoid: Path,
+                     failed: list[tuple[str, str]]) -> np.ndarray | None:
+    """A random non-reference image (never the query's own source image); ``None`` if none decodes."""
+    for _ in range(3):
+        p = pool[int(rng.integers(0, len(pool)))]
+        if p == avoid:
+            continue
+        try:
+            return load_image(p, max_side=SOURCE_MAX_SIDE).pixels
+        except ImageLoadError as exc:
+            failed.append((exc.path, exc.reason))
+    return None
