@@ -144,3 +144,36 @@ def test_load_config_resolves_paths(tmp_path, source_tree):
     c = load_config(cfg)
     assert c.seed == 4 and c.sources[0].path == photos and c.sources[1].path == (tmp_path / "g").resolve()
     assert c.sources[1].content == "graphics" and (c.references, c.queries, c.distractors) == (2, 1, 0)
+
+
+def _cli(argv: list[str]) -> int:
+    import argparse
+
+    from copylens.core.bench.cli import register
+
+    parser = argparse.ArgumentParser(prog="copylens")
+    sub = parser.add_subparsers(dest="command", required=True)
+    register(sub)
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+def test_bench_make_command(source_tree, tmp_path, capsys):
+    photos, graphics = source_tree
+    cfg = tmp_path / "b.toml"
+    cfg.write_text(f'[benchmark]\nseed = 9\nreferences = 4\nqueries = 2\ndistractors = 2\n\n'
+                   f'[[sources]]\npath = "{graphics}"\ncontent = "graphics"\n', encoding="utf-8")
+    out = tmp_path / "cli"
+    code = _cli(["bench", "make", str(photos), "--config", str(cfg), "--out", str(out), "--references", "8",
+                 "--queries", "4"])
+    assert code == 0
+    rows = _gt(out)
+    assert sum(1 for r in rows if r["reference_id"]) == 4 and sum(1 for r in rows if not r["reference_id"]) == 2
+    assert {r["content"] for r in rows} <= {"photo", "graphics"}
+    assert len([p for p in (out / "references").rglob("*") if p.is_file()]) == 8
+    assert "4 copies" in capsys.readouterr().err
+    # usage error: nothing to make it from
+    assert _cli(["bench", "make", "--out", str(tmp_path / "x")]) == 2
+    # failure: the output folder is not empty; one line on stderr
+    assert _cli(["bench", "make", str(photos), "--out", str(out)]) == 1
+    assert "not empty" in capsys.readouterr().err

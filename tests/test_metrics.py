@@ -168,3 +168,37 @@ def test_table_and_json():
     assert "μAP" in text and "0.6667" in text and "graphics" in text
     d = json.loads(json.dumps(m.to_dict()))
     assert d["micro_ap"] == pytest.approx(2 / 3) and d["per_attack"]["crop"]["recall_at_1"] == 0.5
+
+
+def _cli(argv: list[str]) -> int:
+    import argparse
+
+    from copylens.core.bench.cli import register
+
+    parser = argparse.ArgumentParser(prog="copylens")
+    sub = parser.add_subparsers(dest="command", required=True)
+    register(sub)
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+def test_eval_command(tmp_path, capsys):
+    gt, pred = tmp_path / "gt.csv", tmp_path / "pred.csv"
+    gt.write_text("query_id,reference_id,attack,content\nq1,r1,crop,photo\nq2,r2,crop,photo\n"
+                  "q3,r3,blur,graphics\nq4,,blur,graphics\n", encoding="utf-8")
+    write_predictions(pred, PRED)
+    assert _cli(["eval", "--gt", str(gt), "--pred", str(pred)]) == 0
+    assert "0.6667" in capsys.readouterr().out
+    assert _cli(["eval", "--gt", str(gt), "--pred", str(pred), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["micro_ap"] == pytest.approx(2 / 3)
+    # a failure is one line on stderr and exit code 1
+    assert _cli(["eval", "--gt", str(tmp_path / "missing.csv"), "--pred", str(pred)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "missing.csv" in err and len(err.splitlines()) == 1
+    pred.write_text("q1,r1,0.9\nq1,r1,0.8\n", encoding="utf-8")
+    assert _cli(["eval", "--gt", str(gt), "--pred", str(pred)]) == 1
+    assert "duplicate" in capsys.readouterr().err
+    # usage errors exit with 2 (argparse)
+    with pytest.raises(SystemExit) as exc:
+        _cli(["eval", "--gt", str(gt)])
+    assert exc.value.code == 2

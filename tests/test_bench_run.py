@@ -1,0 +1,90 @@
+"""End to end: a miniature benchmark from scikit-image's bundled photos, indexed, queried and scored."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from copylens.core.bench.cli import register
+from copylens.core.bench.make import make_benchmark
+from copylens.core.bench.run import RunReport, format_report, run_benchmark
+from copylens.core.progress import run_job
+from PIL import Image
+from skimage import data
+
+IMAGES = ["astronaut", "coffee", "chelsea", "rocket", "camera", "immunohistochemistry", "hubble_deep_field",
+          "coins", "page", "text"]
+EASY = ["crop", "color", "mirror_jpeg", "text", "paste"]  # edits a working engine must see through
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("run")
+    src = root / "src"
+    src.mkdir()
+    for name in IMAGES:
+        a = getattr(data, name)()
+        if a.ndim == 2:
+            a = np.stack([a] * 3, axis=-1)
+        Image.fromarray(a[..., :3]).save(src / f"{name}'s photo.png")
+    run_job(make_benchmark([src], root / "bench", references=7, queries=5, distractors=3, seed=1, families=EASY))
+    return root / "bench"
+
+
+@pytest.fixture(scope="module")
+def first_run(bench) -> RunReport:
+    return run_job(run_benchmark(bench, run_dir=bench / "run1", calibrate=False))
+
+
+def _cli(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="copylens")
+    sub = parser.add_subparsers(dest="command", required=True)
+    register(sub)
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+def test_run_writes_predictions_and_scores_them(bench, first_run):
+    r = first_run
+    assert not r.index_reused and r.build_seconds is not None and r.build_images_per_s > 0
+    assert r.num_references == 7 and r.num_queries == 8 and not r.failed_queries
+    with open(bench / "run1" / "predictions.csv", newline="", encoding="utf-8") as fh:
+        rows = list(csv.reader(fh))
+    assert rows[0] == ["query_id", "reference_id", "score"] and len(rows) - 1 == r.metrics.num_predictions > 0
+    query_ids = {p.stem for p in (bench / "queries").iterdir()}
+    assert {row[0] for row in rows[1:]} <= query_ids
+    ref_ids = {p.relative_to(bench / "references").with_suffix("").as_posix()
+               for p in (bench / "references").rglob("*.png")}
+    assert {row[1] for row in rows[1:]} <= ref_ids
+    m = r.metrics
+    assert (m.num_positive_queries, m.num_distractor_queries) == (5, 3)
+    # easy edits of distinct photos: a working engine finds most of them first
+    assert m.recall_at_1 >= 0.6 and m.micro_ap >= 0.5
+    assert set(m.per_attack) <= set(EASY) and "photo" in m.per_content
+    assert r.latency_p95_ms >= r.latency_p50_ms > 0 and r.peak_rss_mb > 0
+    assert r.index_bytes > 0 and r.bytes_per_reference == pytest.approx(r.index_bytes / 7)
+    saved = json.loads((bench / "run1" / "report.json").read_text(encoding="utf-8"))
+    assert saved["metrics"]["micro_ap"] == pytest.approx(m.micro_ap)
+    assert "μAP" in format_report(r)
+
+
+def test_second_run_reuses_the_index_through_the_cli(bench, first_run, capsys):
+    code = _cli(["bench", "run", str(bench), "--out", str(bench / "run2"), "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert code == 0 and out["index_reused"] and out["build_seconds"] is None
+    assert out["metrics"]["micro_ap"] == pytest.approx(first_run.metrics.micro_ap)
+    # scoring the saved predictions again gives the same answer
+    code = _cli(["eval", "--gt", str(bench / "ground_truth.csv"), "--pred", str(bench / "run2" / "predictions.csv"),
+                 "--threshold", "0.5", "--json"])
+    assert code == 0
+    assert json.loads(capsys.readouterr().out)["recall_at_1"] == pytest.approx(first_run.metrics.recall_at_1)
+
+
+def test_run_on_a_folder_that_is_not_a_benchmark_fails_cleanly(tmp_path, capsys):
+    assert _cli(["bench", "run", str(tmp_path)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "not a benchmark folder" in err and len(err.splitlines()) == 1
