@@ -119,15 +119,21 @@ def list_images(folder: Path) -> list[Path]:
 
 
 def _allocate(total: int, weights: list[float], caps: list[int]) -> list[int]:
-    """Split ``total`` in proportion to ``weights`` (largest remainder), each part at most its cap."""
-    wsum = sum(weights)
-    if total <= 0 or wsum <= 0:
-        return [0] * len(weights)
-    raw = [total * w / wsum for w in weights]
-    parts = [int(r) for r in raw]
-    for i in sorted(range(len(raw)), key=lambda i: parts[i] - raw[i])[: total - sum(parts)]:
-        parts[i] += 1
-    return [min(p, c) for p, c in zip(parts, caps, strict=True)]
+    """Split ``total`` in proportion to ``weights`` (largest remainder), each part at most its cap; what a
+    capped part cannot take goes to the others."""
+    parts = [0] * len(weights)
+    while total > sum(parts):
+        open_ = [i for i in range(len(weights)) if parts[i] < caps[i] and weights[i] > 0]
+        if not open_:
+            break
+        left, wsum = total - sum(parts), sum(weights[i] for i in open_)
+        raw = {i: left * weights[i] / wsum for i in open_}
+        add = {i: int(r) for i, r in raw.items()}
+        for i in sorted(open_, key=lambda i: add[i] - raw[i])[: left - sum(add.values())]:
+            add[i] += 1
+        for i in open_:
+            parts[i] = min(caps[i], parts[i] + add[i])
+    return parts
 
 
 def _unique_names(sources: Sequence[Source]) -> list[str]:
