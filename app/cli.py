@@ -101,6 +101,20 @@ def _screenshot_when_done(app, win, out: str, timeout: float) -> None:
     QTimer.singleShot(int(timeout * 1000), lambda: save(1))
 
 
+def _exec(app, win) -> int:
+    """Run the event loop, then tear the window down while Python is still fully alive (deleting Qt
+    objects during interpreter finalisation can crash PySide)."""
+    import gc
+
+    code = app.exec()
+    win.close()
+    win.deleteLater()
+    app.processEvents()
+    del win
+    gc.collect()
+    return code
+
+
 def run_gui(args) -> int:
     app = make_app(offscreen=bool(args.screenshot))
     win = _window(args)
@@ -115,7 +129,7 @@ def run_gui(args) -> int:
             QTimer.singleShot(500, lambda: (win.grab().save(args.screenshot), app.exit(0)))
         else:
             _screenshot_when_done(app, win, args.screenshot, args.timeout)
-    return app.exec()
+    return _exec(app, win)
 
 
 def run_demo(args) -> int:
@@ -139,14 +153,15 @@ def run_demo(args) -> int:
         else:
             dlg = win.build_index_dialog(str(paths["references"]), str(paths["index"]), autostart=True)
             dlg.index_ready.connect(built)
-            dlg.index_ready.connect(lambda _p: dlg.accept())
+            dlg.index_ready.connect(lambda _p: dlg.hide())
+        win.statusBar().showMessage("Demo ready: C = copy, N = not a copy, arrows = next / previous.")
 
     win.statusBar().showMessage("Preparing the demo images…")
     w = JobWorker(lambda: call_job(lambda: demo.prepare_demo_files(data_dir)), name="demo files")
     w.signals.result.connect(files_ready)
     w.signals.error.connect(lambda exc: win.notifications.notify("demo", str(exc)))
     win.pool.start(w)
-    return app.exec()
+    return _exec(app, win)
 
 
 def main(argv: list[str] | None = None) -> int:

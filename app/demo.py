@@ -23,7 +23,7 @@ COMPLETE_MARK = ".copylens_demo_complete"  # written in the demo dir once the in
 def demo_paths(data_dir: Path) -> dict[str, Path]:
     root = Path(data_dir) / "demo"
     return {"root": root, "references": root / "references", "queries": root / "queries",
-            "index": root / "index", "mark": root / COMPLETE_MARK}
+            "index": root / "demo-index", "mark": root / COMPLETE_MARK}
 
 
 def _sample(name: str) -> np.ndarray:

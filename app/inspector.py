@@ -48,8 +48,8 @@ class SyncedView(QGraphicsView):
         self.setDragMode(QGraphicsView.DragMode.ScrollHandDrag)
         self.setTransformationAnchor(QGraphicsView.ViewportAnchor.AnchorUnderMouse)
         self.setFocusPolicy(Qt.FocusPolicy.NoFocus)  # keep review keys (C / N / arrows) for the window
-        self.horizontalScrollBar().valueChanged.connect(self.moved.emit)
-        self.verticalScrollBar().valueChanged.connect(self.moved.emit)
+        self.horizontalScrollBar().valueChanged.connect(lambda _v: self.moved.emit())
+        self.verticalScrollBar().valueChanged.connect(lambda _v: self.moved.emit())
 
     def wheelEvent(self, event) -> None:  # noqa: N802 - Qt override
         factor = 1.25 if event.angleDelta().y() > 0 else 0.8

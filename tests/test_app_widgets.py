@@ -1,0 +1,209 @@
+"""App tests without an index: workers, review log, settings, inspector drawing, build cancel, CLI."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from copylens.app.images import qimage_to_rgb, rgb_to_qimage  # noqa: E402
+from copylens.app.index_dialog import BuildIndexDialog  # noqa: E402
+from copylens.app.inspector import Inspector  # noqa: E402
+from copylens.app.jobs import InspectData, QueryOutcome, QueryRequest, display_homography  # noqa: E402
+from copylens.app.review_log import ReviewLog, export_log  # noqa: E402
+from copylens.app.settings import AppSettings, load_settings, recent_indexes, remember_index, save_settings  # noqa: E402
+from copylens.app.workers import JobWorker, WorkerPool  # noqa: E402
+from copylens.core.errors import ImageLoadError  # noqa: E402
+from copylens.core.progress import Progress  # noqa: E402
+from copylens.core.results import Evidence, Match, QueryResult, Region  # noqa: E402
+from PySide6.QtCore import QSettings  # noqa: E402
+
+pytestmark = pytest.mark.gui
+
+
+@pytest.fixture
+def pool(qtbot):
+    p = WorkerPool(4)
+    yield p
+    p.shutdown()
+
+
+# ---- workers -------------------------------------------------------------------------------------------
+def test_worker_runs_off_gui_thread_and_reports_progress(qtbot, pool):
+    seen = {}
+
+    def job():
+        seen["thread"] = threading.get_ident()
+        for i in range(3):
+            yield Progress("step", i + 1, 3)
+        return "answer"
+
+    w = JobWorker(job)
+    progress = []
+    w.signals.progress.connect(lambda p: progress.append((p.done, threading.get_ident())))
+    with qtbot.waitSignal(w.signals.result, timeout=5000) as blocker:
+        pool.start(w)
+    assert blocker.args == ["answer"]
+    assert seen["thread"] != threading.get_ident()
+    assert w.thread_ident == seen["thread"]
+    assert [d for d, _ in progress] == [1, 2, 3]
+    assert all(t == threading.get_ident() for _, t in progress)  # delivered on the GUI thread
+
+
+def test_worker_cancel_stops_between_yields(qtbot, pool):
+    steps = []
+
+    def endless():
+        while True:
+            steps.append(1)
+            time.sleep(0.005)
+            yield Progress("spin", len(steps), 0)
+
+    w = JobWorker(endless)
+    results = []
+    w.signals.result.connect(results.append)
+    w.signals.progress.connect(lambda p: w.cancel() if p.done >= 3 else None)
+    with qtbot.waitSignal(w.signals.cancelled, timeout=5000):
+        pool.start(w)
+    qtbot.waitSignal(w.signals.finished, timeout=2000, raising=False)
+    n = len(steps)
+    time.sleep(0.05)
+    assert results == [] and len(steps) == n  # the generator was closed, nothing runs any more
+
+
+def test_worker_error_is_a_signal_not_an_exception(qtbot, pool):
+    def bad():
+        yield Progress("decode", 0, 1)
+        raise ImageLoadError("/x/broken.jpg", "the file is truncated")
+
+    w = JobWorker(bad)
+    with qtbot.waitSignal(w.signals.error, timeout=5000) as blocker:
+        pool.start(w)
+    assert isinstance(blocker.args[0], ImageLoadError) and blocker.args[0].reason == "the file is truncated"
+
+
+# ---- settings and review log ---------------------------------------------------------------------------
+def test_settings_roundtrip_in_isolated_store(tmp_path):
+    store = QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat)
+    assert load_settings(store) == AppSettings()
+    s = AppSettings(top_k=5, copy_threshold=0.9, possible_threshold=0.4, device="cpu", workers=3)
+    save_settings(store, s)
+    assert load_settings(QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat)) == s
+    assert (s.verdict(0.95), s.verdict(0.5), s.verdict(0.1)) == ("copy", "possible", "no match")
+    remember_index(store, "/a")
+    remember_index(store, "/b")
+    remember_index(store, "/a")
+    assert recent_indexes(store) == ["/a", "/b"]
+
+
+def test_review_log_records_and_exports(tmp_path):
+    log = ReviewLog.in_dir(tmp_path)
+    log.record("/q/a.jpg", "ab" * 32, "ref/1", 0.91, "copy")
+    log.record("/q/a.jpg", "ab" * 32, "ref/1", 0.91, "not a copy")
+    assert log.latest("ab" * 32, "ref/1") == "not a copy"
+    with pytest.raises(ValueError, match="valid: copy, not a copy"):
+        log.record("/q/a.jpg", "ab" * 32, "ref/1", 0.91, "maybe")
+    rows = json.loads(export_log(log, tmp_path / "log.json").read_text())
+    assert [r["decision"] for r in rows] == ["copy", "not a copy"] and rows[0]["reference_id"] == "ref/1"
+    csv_text = export_log(log, tmp_path / "log.csv").read_text()
+    assert csv_text.splitlines()[0] == "time,query_path,query_sha256,reference_id,score,decision"
+    log.close()
+
+
+# ---- images and inspector ------------------------------------------------------------------------------
+def test_qimage_roundtrip_keeps_pixels():
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 256, (13, 7, 3), dtype=np.uint8)  # odd width: padded QImage rows
+    assert np.array_equal(qimage_to_rgb(rgb_to_qimage(a)), a)
+
+
+def _hand_made_pair(n: int = 7) -> InspectData:
+    """A 200x100 query that is the 100x50 reference scaled by 2 (display scale 1 on both sides)."""
+    rng = np.random.default_rng(1)
+    ref_pts = rng.uniform([5, 5], [95, 45], (n, 2)).astype(np.float32)
+    h = np.diag([2.0, 2.0, 1.0])
+    ev = Evidence(ref_pts * 2, ref_pts, np.linspace(0, 1, n).astype(np.float32), h,
+                  np.array([[0, 0], [200, 0], [200, 100], [0, 100]], np.float32),
+                  region=Region((0, 0, 200, 100), 1.0, "full"))
+    match = Match("ref/one", 0.93, ev)
+    result = QueryResult("q1", "q.png", (200, 100), [match], [Region((0, 0, 200, 100), 1.0, "full"),
+                                                              Region((10, 10, 90, 60), 0.7, "caption")])
+    q = rgb_to_qimage(np.full((100, 200, 3), 90, np.uint8))
+    outcome = QueryOutcome(QueryRequest("q1", "q.png", path="q.png"), result, "0" * 64, q, 1.0, {})
+    ref = rgb_to_qimage(np.full((50, 100, 3), 160, np.uint8))
+    warped = rgb_to_qimage(np.full((100, 200, 3), 160, np.uint8))
+    return InspectData(outcome, match, ref, 1.0, warped)
+
+
+def test_inspector_draws_one_line_per_inlier(qtbot):
+    insp = Inspector()
+    qtbot.addWidget(insp)
+    insp.resize(900, 500)
+    insp.show()
+    qtbot.waitExposed(insp)
+    data = _hand_made_pair(7)
+    insp.show_data(data)
+    qtbot.wait(50)
+    insp.canvas.grab()  # paints the overlay
+    assert insp.canvas.overlay.drawn == 7
+    kinds = sorted(k for k, _ in insp.canvas._annotations)
+    assert kinds == ["outline", "region", "region"]  # caption box + its label, and the outline
+    insp.boxes["matches"].setChecked(False)
+    insp.canvas.grab()
+    assert insp.canvas.overlay.drawn == 0
+    insp.mode.setCurrentIndex(1)  # blend: the warped reference is shown over the query
+    assert insp.canvas._warp_item.isVisible() and not insp.canvas.ref_view.isVisible()
+    png = insp.annotated_image()
+    assert png.width() > 0 and png.height() > insp.canvas.height()
+
+
+def test_display_homography_maps_display_pixels():
+    h = np.array([[1.5, 0, 10], [0, 1.5, 20], [0, 0, 1]], np.float64)
+    hd = display_homography(h, query_scale=2.0, reference_scale=4.0)
+    r_disp = np.array([10.0, 5.0, 1.0])  # reference display pixel -> original (40, 20)
+    q_orig = h @ np.array([40.0, 20.0, 1.0])
+    assert np.allclose(hd @ r_disp, q_orig / np.array([2.0, 2.0, 1.0]))
+
+
+# ---- build dialog --------------------------------------------------------------------------------------
+def test_cancel_stops_a_running_build(qtbot, pool, tmp_path):
+    ticks = []
+
+    def slow_build(ref, out, workers):
+        for i in range(1000):
+            ticks.append(i)
+            time.sleep(0.01)
+            yield Progress("extract", i, 1000, f"img{i}.png")
+        return "finished"
+
+    (tmp_path / "refs").mkdir()
+    dlg = BuildIndexDialog(pool, 1, str(tmp_path / "refs"), str(tmp_path / "idx"), build_fn=slow_build)
+    qtbot.addWidget(dlg)
+    dlg.start()
+    qtbot.waitUntil(lambda: len(ticks) >= 5, timeout=5000)
+    assert dlg.state == "running" and dlg.cancel_button.isEnabled()
+    dlg.cancel()
+    qtbot.waitUntil(lambda: dlg.state == "cancelled", timeout=5000)
+    qtbot.waitUntil(lambda: dlg.worker is None, timeout=5000)
+    n = len(ticks)
+    time.sleep(0.1)
+    assert len(ticks) == n < 1000 and dlg.summary is None
+    assert "Resume" in dlg.result_label.text() and dlg.start_button.isEnabled()
+
+
+# ---- CLI -----------------------------------------------------------------------------------------------
+def test_cli_registers_gui_and_demo():
+    from copylens.app.cli import register, run_demo, run_gui
+
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers(dest="command", required=True))
+    a = parser.parse_args(["gui", "idx", "--query", "a.jpg", "--query", "b", "--screenshot", "o.png"])
+    assert (a.func, a.index, a.query, a.screenshot) == (run_gui, "idx", ["a.jpg", "b"], "o.png")
+    assert parser.parse_args(["demo"]).func is run_demo
