@@ -208,6 +208,10 @@ def main() -> int:
         if box is None:
             st["alarm"].append(float(any(r.score >= 0.5 for r in regions)))
             st["top_score"].append(max((r.score for r in regions), default=0.0))
+            if args.show_misses and regions and regions[0].score >= 0.5:
+                path = f"/tmp/regions_alarm_{i}_{content}.png"
+                Image.fromarray(px).save(path)
+                print(f"alarm {path} shape={px.shape[:2]} best={regions[0]}")
             continue
         ious = [box_iou(r.box, box) for r in regions]
         best = max(ious, default=0.0)

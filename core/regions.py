@@ -116,6 +116,25 @@ def _valid(box: Box, w: int, h: int, config: ProposalConfig) -> bool:
     return config.min_area <= frac <= config.max_area
 
 
+def _downscale(pixels: np.ndarray, side: int) -> tuple[np.ndarray, tuple[int, int]]:
+    """A contiguous copy with longer side <= ``side``, and the (width, height) of input it covers.
+
+    An integer-factor box filter does most of the reduction (fast in OpenCV); the input is cropped by
+    fewer than that factor pixels at the right and bottom so the factor divides its size.
+    """
+    h0, w0 = pixels.shape[:2]
+    k = max(h0, w0) // side
+    wc, hc = w0, h0
+    if k >= 2:
+        wc, hc = (w0 // k) * k, (h0 // k) * k
+        pixels = cv2.resize(pixels[:hc, :wc], (wc // k, hc // k), interpolation=cv2.INTER_AREA)
+    h, w = pixels.shape[:2]
+    if max(h, w) > side:
+        f = side / max(h, w)
+        pixels = cv2.resize(pixels, (max(1, round(w * f)), max(1, round(h * f))), interpolation=cv2.INTER_LINEAR)
+    return np.ascontiguousarray(pixels, dtype=np.uint8), (wc, hc)
+
+
 def propose_regions(pixels: np.ndarray, config: ProposalConfig = ProposalConfig()) -> list[Region]:
     """Regions of ``pixels`` (``[H x W x 3]`` uint8 RGB) that may hold a pasted or framed picture.
 
@@ -131,14 +150,10 @@ def propose_regions(pixels: np.ndarray, config: ProposalConfig = ProposalConfig(
     h0, w0 = pixels.shape[:2]
     if min(h0, w0) < config.min_side or config.max_regions <= 0:
         return []
-    scale = min(1.0, config.work_side / max(h0, w0))
-    small = pixels
-    if scale < 1.0:
-        size = (max(1, round(w0 * scale)), max(1, round(h0 * scale)))
-        small = cv2.resize(pixels, size, interpolation=cv2.INTER_AREA)
-    small = np.ascontiguousarray(small, dtype=np.uint8)
+    small, (wc, hc) = _downscale(pixels, config.work_side)
     h, w = small.shape[:2]
-    sx, sy = w0 / w, h0 / h
+    sx, sy = wc / w, hc / h
+    scale = w / wc
     work = WorkImage(small, scale)
     found: list[Region] = []
     for name in config.methods:
@@ -148,6 +163,8 @@ def propose_regions(pixels: np.ndarray, config: ProposalConfig = ProposalConfig(
     out = []
     for r in non_max_suppression(found, config.nms_iou)[:config.max_regions]:
         x0, y0, x1, y1 = r.box
-        box = (max(0.0, x0 * sx), max(0.0, y0 * sy), min(float(w0), x1 * sx), min(float(h0), y1 * sy))
+        # a side on the working copy's border stays on the input's border (the downscale may crop a few pixels)
+        box = (max(0.0, x0 * sx), max(0.0, y0 * sy), float(w0) if x1 >= w else min(float(w0), x1 * sx),
+               float(h0) if y1 >= h else min(float(h0), y1 * sy))
         out.append(Region(box, float(np.clip(r.score, 0.0, 1.0)), r.kind))
     return out

@@ -14,24 +14,34 @@ texture. Natural edges are rarely that straight and that long.
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
 from .results import Region
 
 NEIGHBOUR_OFFSETS = (-7, -4, 4, 7)  # parallel lines compared with a side (working pixels)
+TOP_RECTANGLES = 60  # best rectangles by side evidence that are checked for overshooting sides
+OVERSHOOT_WEIGHT = 0.8  # evidence lost when every side's edge runs on past both corners
 INNER_SIDES_FACTOR = {2: 0.75, 3: 0.9, 4: 1.0}  # evidence kept when only that many sides are inner lines
+
+
+def _max_channel_absdiff(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    d = cv2.absdiff(a, b)
+    c0, c1, c2 = cv2.split(d)
+    return cv2.max(cv2.max(c0, c1), c2)
 
 
 def _line_maps(px: np.ndarray, threshold: int) -> tuple[np.ndarray, np.ndarray]:
     """Horizontal-line and vertical-line edge maps ``[h+1 x w]`` / ``[h x w+1]`` in pixel-edge coordinates.
 
     ``horiz[y, x]`` is true when the step between pixel rows ``y - 1`` and ``y`` is strong at column x.
+    ``px`` is ``[h x w x 3]`` uint8.
     """
     h, w = px.shape[:2]
-    dy = np.zeros((h, w), np.int16)
-    dx = np.zeros((h, w), np.int16)
-    dy[1:-1] = np.abs(px[2:] - px[:-2]).max(axis=2)
-    dx[:, 1:-1] = np.abs(px[:, 2:] - px[:, :-2]).max(axis=2)
+    dy = np.zeros((h, w), np.uint8)
+    dx = np.zeros((h, w), np.uint8)
+    dy[1:-1] = _max_channel_absdiff(px[2:], px[:-2])
+    dx[:, 1:-1] = _max_channel_absdiff(px[:, 2:], px[:, :-2])
     eh = (dy >= threshold) & (dy >= dx)
     ev = (dx >= threshold) & (dx >= dy)
     # a step between rows y-1 and y shows at centred rows y-1 and y: line y is their union
@@ -54,14 +64,17 @@ def _candidate_lines(lines: np.ndarray, window: int, k: int, min_strength: float
     n, length = lines.shape
     window = min(window, length)
     csum = np.zeros((n, length + 1), np.float32)
-    np.cumsum(lines, axis=1, out=csum[:, 1:])
+    np.cumsum(lines, axis=1, dtype=np.float32, out=csum[:, 1:])
     win = (csum[:, window:] - csum[:, :-window]) / window  # [n x (length - window + 1)]
 
+    pad = max(abs(o) for o in NEIGHBOUR_OFFSETS) + 1
+    padded = np.pad(win, ((pad, pad), (0, 0)), mode="edge")
+
     def shifted(o: int) -> np.ndarray:
-        return win[np.clip(np.arange(n) + o, 0, n - 1)]
+        return padded[pad + o:pad + o + n]
 
     cov = np.maximum(np.maximum(shifted(-1), win), shifted(1))
-    nbr = np.mean([shifted(o) for o in NEIGHBOUR_OFFSETS], axis=0)
+    nbr = sum(shifted(o) for o in NEIGHBOUR_OFFSETS) * (1.0 / len(NEIGHBOUR_OFFSETS))
     best = (cov - nbr).max(axis=1)
     chosen: list[int] = []
     for i in np.argsort(-best, kind="stable"):
@@ -72,15 +85,20 @@ def _candidate_lines(lines: np.ndarray, window: int, k: int, min_strength: float
     return np.array(sorted(chosen), np.int64)
 
 
-def _side_strength(lines: np.ndarray, at: np.ndarray, span: np.ndarray) -> np.ndarray:
+def _cumsum(lines: np.ndarray) -> np.ndarray:
+    """Running count of line pixels along each line, ``[n x (length + 1)]`` float32 with a zero column."""
+    csum = np.zeros((lines.shape[0], lines.shape[1] + 1), np.float32)
+    np.cumsum(lines, axis=1, dtype=np.float32, out=csum[:, 1:])
+    return csum
+
+
+def _side_strength(csum: np.ndarray, at: np.ndarray, span: np.ndarray) -> np.ndarray:
     """Line strength ``[len(at) x len(span) x len(span)]`` of line ``at[i]`` from ``span[a]`` to ``span[b]``.
 
     Coverage is the best of the line and its two neighbours; strength subtracts the mean coverage of the
     lines at :data:`NEIGHBOUR_OFFSETS`. Lines on the image border get NaN (no evidence either way).
     """
-    n = lines.shape[0]
-    csum = np.zeros((n, lines.shape[1] + 1), np.float32)
-    np.cumsum(lines, axis=1, out=csum[:, 1:])
+    n = csum.shape[0]
     width = np.maximum(1, span[None, :] - span[:, None]).astype(np.float32)
 
     def coverage(offset: int) -> np.ndarray:
@@ -94,20 +112,56 @@ def _side_strength(lines: np.ndarray, at: np.ndarray, span: np.ndarray) -> np.nd
     return strength
 
 
+def _segment_strength(csum: np.ndarray, line: int, a: int, b: int) -> float:
+    """:func:`_side_strength` of one segment ``[a, b)`` of one line (0 for an empty segment)."""
+    if b - a < 2:
+        return 0.0
+    n = csum.shape[0]
+
+    def coverage(offset: int) -> float:
+        r = min(max(line + offset, 0), n - 1)
+        return float(csum[r, b] - csum[r, a]) / (b - a)
+
+    cov = max(coverage(-1), coverage(0), coverage(1))
+    nbr = sum(coverage(o) for o in NEIGHBOUR_OFFSETS) / len(NEIGHBOUR_OFFSETS)
+    return min(1.0, max(0.0, cov - nbr))
+
+
+def _overshoot(hcs: np.ndarray, vcs: np.ndarray, box: tuple[int, int, int, int]) -> float:
+    """Mean, over the box's inner sides, of the line strength just beyond the side's two ends.
+
+    A pasted picture's outline stops at its corners; the edge of a stripe, a shelf or a letter's stroke
+    runs on past the box.
+    """
+    x0, y0, x1, y1 = box
+    h, w = vcs.shape[1] - 1, hcs.shape[1] - 1
+    ext_x, ext_y = max(6, (x1 - x0) // 4), max(6, (y1 - y0) // 4)
+    over = []
+    for y in (y0, y1):
+        if 0 < y < h:
+            over.append(max(_segment_strength(hcs, y, max(0, x0 - ext_x), x0),
+                            _segment_strength(hcs, y, x1, min(w, x1 + ext_x))))
+    for x in (x0, x1):
+        if 0 < x < w:
+            over.append(max(_segment_strength(vcs, x, max(0, y0 - ext_y), y0),
+                            _segment_strength(vcs, x, y1, min(h, y1 + ext_y))))
+    return float(np.mean(over)) if over else 0.0
+
+
 def _rectangles(hs: np.ndarray, vs: np.ndarray) -> np.ndarray:
     """Evidence ``[nY x nY x nX x nX]`` of the rectangle (ys[i], ys[j], xs[a], xs[b]); -1 where invalid."""
     ny, nx = hs.shape[0], vs.shape[0]
-    top = hs[:, None, :, :]  # [i, 1, a, b]
-    bottom = hs[None, :, :, :]  # [1, j, a, b]
-    left = np.transpose(vs, (1, 2, 0))[:, :, :, None]  # vs[a, i, j] -> [i, j, a, 1]
-    right = np.transpose(vs, (1, 2, 0))[:, :, None, :]  # vs[b, i, j] -> [i, j, 1, b]
-    sides = np.broadcast_arrays(top, bottom, left, right)
-    stack = np.stack(sides)  # [4, i, j, a, b]
-    inner = np.isfinite(stack)
-    count = inner.sum(axis=0)
-    filled = np.where(inner, stack, 0.0)
-    mean = filled.sum(axis=0) / np.maximum(count, 1)
-    weakest = np.where(inner, stack, np.inf).min(axis=0)
+    vt = np.transpose(vs, (1, 2, 0))  # vs[a, i, j] -> [i, j, a]
+    sides = (hs[:, None, :, :], hs[None, :, :, :], vt[:, :, :, None], vt[:, :, None, :])
+    total = np.zeros((ny, ny, nx, nx), np.float32)
+    count = np.zeros((ny, ny, nx, nx), np.int8)
+    weakest = np.full((ny, ny, nx, nx), np.inf, np.float32)
+    for side in sides:
+        inner = np.isfinite(side)
+        total += np.where(inner, side, 0.0)
+        count += inner
+        np.fmin(weakest, side, out=weakest)  # fmin ignores NaN
+    mean = total / np.maximum(count, 1)
     factor = np.zeros(5, np.float32)
     for c, f in INNER_SIDES_FACTOR.items():
         factor[c] = f
@@ -120,7 +174,7 @@ def _rectangles(hs: np.ndarray, vs: np.ndarray) -> np.ndarray:
 
 def propose_edges(work, config) -> list[Region]:
     """``"edges"`` regions of ``work`` (a :class:`~.regions.WorkImage`), in working pixels."""
-    px = work.pixels.astype(np.int16)
+    px = work.pixels
     h, w = px.shape[:2]
     if min(h, w) < 16:
         return []
@@ -132,28 +186,34 @@ def propose_edges(work, config) -> list[Region]:
         return []
     ys = np.unique(np.concatenate([[0], rows, [h]]))
     xs = np.unique(np.concatenate([[0], cols, [w]]))
-    hs = _side_strength(horiz, ys, xs)
-    vs = _side_strength(vert.T, xs, ys)
-    ev = _rectangles(hs, vs)
+    hcs, vcs = _cumsum(horiz), _cumsum(vert.T)
+    ev = _rectangles(_side_strength(hcs, ys, xs), _side_strength(vcs, xs, ys))
     # geometric limits: size, and never the whole image
     bh = (ys[None, :] - ys[:, None]).astype(np.float32)[:, :, None, None]
     bw = (xs[None, :] - xs[:, None]).astype(np.float32)[None, None, :, :]
     frac = np.clip(bh, 0, None) * np.clip(bw, 0, None) / float(h * w)
     ok = (frac >= config.min_area) & (frac <= config.max_area)
     ok &= (bh >= config.min_box_side * h) & (bw >= config.min_box_side * w)
-    ev = np.where(ok, ev, -1.0)
-    flat = np.argsort(-ev, axis=None, kind="stable")
+    ev = np.where(ok, ev, -1.0).ravel()
+    top = np.argpartition(-ev, min(TOP_RECTANGLES, ev.size - 1))[:TOP_RECTANGLES]
+    scored = []
+    for idx in top:
+        if ev[idx] <= 0:
+            continue
+        i, j, a, b = np.unravel_index(idx, (len(ys), len(ys), len(xs), len(xs)))
+        box = (int(xs[a]), int(ys[i]), int(xs[b]), int(ys[j]))
+        e = float(ev[idx]) * (1.0 - OVERSHOOT_WEIGHT * _overshoot(hcs, vcs, box))
+        scored.append((e, box))
+    scored.sort(key=lambda t: -t[0])
     out: list[Region] = []
     from .regions import box_iou
 
-    for idx in flat[:400]:
-        e = float(ev.flat[idx])
-        if e <= 0 or len(out) >= config.edge_per_method:
+    for e, box in scored:
+        if len(out) >= config.edge_per_method:
             break
-        i, j, a, b = np.unravel_index(idx, ev.shape)
-        box = (float(xs[a]), float(ys[i]), float(xs[b]), float(ys[j]))
-        if any(box_iou(box, r.box) > 0.5 for r in out):
+        fbox = tuple(float(v) for v in box)
+        if any(box_iou(fbox, r.box) > 0.5 for r in out):
             continue
         score = float(np.clip((e - 0.2) / 0.5, 0.0, 1.0))
-        out.append(Region(box, score, "edges"))
+        out.append(Region(fbox, score, "edges"))
     return out
