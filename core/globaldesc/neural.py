@@ -8,8 +8,9 @@ Three ways to get a network, all from local files only (nothing is ever download
 * ``torchscript:<path>`` — ``torch.jit.load`` (TorchScript archives are read by torch's C++ loader);
 * ``copylens-<name>`` — ``resources/models/<name>.safetensors`` (keys ``backbone.*`` plus optional
   ``projection.weight`` ``[dim x C]`` / ``projection.bias`` ``[dim]``) and ``<name>.json``:
-  ``{"architecture": "<timm name>", "input_size": 288, "dim": 512}`` with optional ``gem_p``, ``mean``,
-  ``std``, ``resize``. ``<name>.md`` is the human model card.
+  ``{"architecture": "<timm name>", "input_size": 288, "dim": 512}`` (``dim``: the output length, after the
+  projection if there is one) with optional ``gem_p``, ``mean``, ``std`` (default ImageNet), ``resize``.
+  ``<name>.md`` is the human model card.
 """
 
 from __future__ import annotations
@@ -103,11 +104,11 @@ class NeuralDescriptor:
         self._mean = torch.tensor(config.mean, device=self.device).view(1, 3, 1, 1)
         self._std = torch.tensor(config.std, device=self.device).view(1, 3, 1, 1)
         probe = np.zeros((config.input_size, config.input_size, 3), np.uint8)
-        self.backbone_dim = int(self._forward([probe], whiten=False).shape[1])
-        self.dim = whitening.dim if whitening is not None else self.backbone_dim
-        if whitening is not None and whitening.input_dim != self.backbone_dim:
+        self.network_dim = int(self._forward([probe], whiten=False).shape[1])
+        self.dim = whitening.dim if whitening is not None else self.network_dim
+        if whitening is not None and whitening.input_dim != self.network_dim:
             raise ValueError(f"the whitening expects {whitening.input_dim}-d input; the network gives "
-                             f"{self.backbone_dim}-d")
+                             f"{self.network_dim}-d")
 
     def fingerprint(self) -> str:
         cfg = asdict(self.config)
@@ -150,10 +151,10 @@ class NeuralDescriptor:
                 vecs = self._run([prepared[i] for i in chunk]).cpu().numpy()
                 for i, v in zip(chunk, vecs, strict=True):
                     out[i] = v
-        v = np.stack(out).astype(np.float32)
+        v = _l2(np.stack(out).astype(np.float32))
         if whiten and self.whitening is not None:
-            return self.whitening.apply(v)
-        return _l2(v)
+            return self.whitening.apply(v)  # fitted on L2-normalised descriptors; normalises again
+        return v
 
     def extract(self, images: Sequence[np.ndarray]) -> DescriptorBatch:
         if len(images) == 0:
@@ -307,6 +308,6 @@ def load_copylens(name: str, model: str, directory: Path | None = None, **kw) ->
     config = _config(backbone, kw)
     desc = NeuralDescriptor(name, backbone, state_digest(state), config, projection=projection,
                             prefix_tokens=int(getattr(backbone, "num_prefix_tokens", 0)), **kw)
-    if desc.backbone_dim != dim:
-        raise ModelLoadError(f"{card}: says dim {dim}, but the network gives {desc.backbone_dim}")
+    if desc.network_dim != dim:
+        raise ModelLoadError(f"{card}: says dim {dim}, but the network gives {desc.network_dim}")
     return desc
