@@ -48,10 +48,11 @@ class MainWindow(QMainWindow):
         self._retired: list = []
         self._inspect_worker: JobWorker | None = None
         self._open_worker: JobWorker | None = None
+        self._header_text = "No index open. File ▸ Open index… or Build index…"
         self.queue = QueryQueue(self.pool, self)
         self.queue.top_k = self.settings.top_k
         # ---- widgets
-        self.header = QLabel("No index open. File ▸ Open index… or Build index…")
+        self.header = QLabel(self._header_text)
         self.header.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.queue_panel = QueuePanel(self.queue)
         self.results = ResultsPanel()
@@ -135,6 +136,8 @@ class MainWindow(QMainWindow):
     def open_index(self, path: str) -> None:
         """Open ``path`` in a worker; errors (missing or invalid index) go to the notification area."""
         path = str(path)
+        if self._open_worker is None:
+            self._header_text = self.header.text()
         self.header.setText(f"Opening {path}…")
         device = self.settings.device
         w = JobWorker(lambda: call_job(lambda: open_engine(path, device)), name=f"open {path}")
@@ -161,7 +164,7 @@ class MainWindow(QMainWindow):
         self._open_worker = None
         subject, reason = describe_error(exc)
         self.notifications.notify(path, reason if subject == type(exc).__name__ else f"{subject}: {reason}")
-        self.header.setText("No index open." if self.engine is None else self.header.text())
+        self.header.setText(self._header_text)
 
     def build_index_dialog(self, ref_dir: str = "", out_dir: str = "", autostart: bool = False,
                            build_fn=None) -> BuildIndexDialog:

@@ -1,0 +1,179 @@
+"""End-to-end window tests on a real tiny index built from scikit-image's bundled images."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+import json  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import skimage.data  # noqa: E402
+from copylens.app.main_window import MainWindow  # noqa: E402
+from copylens.core.index import build_index  # noqa: E402
+from copylens.core.progress import run_job  # noqa: E402
+from PIL import Image  # noqa: E402
+from PySide6.QtCore import QMimeData, QPointF, QSettings, QStandardPaths, Qt, QTimer, QUrl  # noqa: E402
+from PySide6.QtGui import QDropEvent, QGuiApplication  # noqa: E402
+
+pytestmark = [pytest.mark.gui, pytest.mark.slow]
+REFS = ("astronaut", "coffee", "chelsea", "rocket", "camera")
+
+
+@pytest.fixture(scope="module")
+def tiny_index(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("index")
+    refs = root / "refs"
+    refs.mkdir()
+    for name in REFS:
+        Image.fromarray(getattr(skimage.data, name)()).save(refs / f"{name}.png")
+    run_job(build_index(refs, root / "idx", workers=1, calibrate=False))
+    return root / "idx"
+
+
+@pytest.fixture
+def queries(tmp_path) -> dict[str, Path]:
+    astro = Image.fromarray(skimage.data.astronaut())
+    crop = astro.crop((60, 40, 420, 400)).rotate(8, expand=True, fillcolor=(255, 255, 255)).resize((300, 300))
+    out = {"astro": tmp_path / "astro_edit.jpg", "coffee": tmp_path / "coffee.jpg",
+           "corrupt": tmp_path / "corrupt.jpg"}
+    crop.save(out["astro"], quality=85)
+    Image.fromarray(skimage.data.coffee()).transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(out["coffee"])
+    good = out["astro"].read_bytes()
+    out["corrupt"].write_bytes(good[: len(good) // 3])  # truncated JPEG
+    return out
+
+
+@pytest.fixture
+def window(qtbot, tmp_path, tiny_index):
+    QStandardPaths.setTestModeEnabled(True)
+    store = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
+    win = MainWindow(store=store, data_dir=tmp_path / "data")
+    qtbot.addWidget(win)
+    win.resize(1400, 850)
+    win.show()
+    with qtbot.waitSignal(win.engine_opened, timeout=20000):
+        win.open_index(str(tiny_index))
+    yield win
+    win.close()
+
+
+def _wait_idle(qtbot, win, timeout=30000):
+    qtbot.waitUntil(lambda: win.queue.items and not win.queue.running
+                    and all(it.state not in ("waiting", "running") for it in win.queue.items), timeout=timeout)
+
+
+def _drop(win, paths) -> None:
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(p)) for p in paths])
+    event = QDropEvent(QPointF(300, 300), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
+                       Qt.KeyboardModifier.NoModifier)
+    win.dropEvent(event)
+
+
+def test_header_and_recent_index(window, tiny_index):
+    assert "5 references" in window.header.text() and "rootsift" in window.header.text()
+    assert str(tiny_index) in [a.text() for a in window.recent_menu.actions()]
+
+
+def test_dropped_file_gives_ranked_results_and_inspector_lines(qtbot, window, queries):
+    with qtbot.waitSignal(window.inspector_ready, timeout=30000):
+        _drop(window, [queries["astro"]])
+        _wait_idle(qtbot, window)
+    item = window.queue.items[0]
+    assert item.state == "done" and item.thumb is not None
+    matches = item.outcome.result.matches
+    assert matches[0].reference_id == "astronaut" and matches[0].num_inliers > 20
+    assert [m.score for m in matches] == sorted((m.score for m in matches), reverse=True)
+    table = window.results.table
+    assert table.rowCount() == len(matches) and table.item(0, 0).text() == "astronaut"
+    assert table.item(0, 1).text() == f"{matches[0].score:.0%}"
+    assert table.item(0, 2).text() == window.settings.verdict(matches[0].score).upper()
+    canvas = window.inspector.canvas
+    canvas.grab()
+    assert canvas.data.match.reference_id == "astronaut"
+    assert canvas.overlay.drawn == matches[0].num_inliers
+    png = window.export_view(str(Path(window.data_dir) / "view.png"))
+    assert png is not None and Image.open(png).size[0] > 100
+
+
+def test_corrupt_file_is_reported_and_queue_continues(qtbot, window, queries):
+    window.add_paths([queries["corrupt"], queries["coffee"]])
+    _wait_idle(qtbot, window)
+    bad, good = window.queue.items
+    assert bad.state == "error" and "truncated" in bad.error
+    assert good.state == "done" and good.outcome.result.matches[0].reference_id == "coffee"
+    assert good.outcome.result.matches[0].evidence.mirrored
+    levels_subjects = [(lv, s) for lv, s, _ in window.notifications.messages]
+    assert ("error", "corrupt.jpg") in levels_subjects
+    assert window.notifications.list.count() >= 1 and "corrupt.jpg" in window.notifications.list.item(0).text()
+
+
+def test_missing_index_is_a_notification(qtbot, window, tmp_path):
+    window.open_index(str(tmp_path / "nowhere"))
+    qtbot.waitUntil(lambda: window._open_worker is None, timeout=10000)
+    assert any("nowhere" in s or "nowhere" in r for _, s, r in window.notifications.messages)
+    assert "5 references" in window.header.text()  # the open index stays open
+
+
+def test_decision_keys_are_logged_and_advance(qtbot, window, queries):
+    with qtbot.waitSignal(window.inspector_ready, timeout=30000):
+        window.add_paths([queries["astro"]])
+        _wait_idle(qtbot, window)
+    window.activateWindow()
+    window.setFocus()
+    qtbot.keyClick(window, Qt.Key.Key_C)
+    assert window.results.current() == 1  # moved on to the next pair
+    qtbot.keyClick(window, Qt.Key.Key_N)
+    qtbot.keyClick(window, Qt.Key.Key_Left)
+    assert window.results.current() == 1
+    rows = window.review_log.all()
+    item = window.queue.items[0]
+    m = item.outcome.result.matches
+    assert [(r.reference_id, r.decision) for r in rows] == [(m[0].reference_id, "copy"),
+                                                           (m[1].reference_id, "not a copy")]
+    assert rows[0].query_path == str(queries["astro"]) and len(rows[0].query_sha256) == 64
+    assert window.results.table.item(0, 4).text() == "✔ copy"
+    assert Path(window.review_log.path).parent == Path(window.data_dir)
+    out = window.export_results(str(Path(window.data_dir) / "results.json"))
+    rows = json.loads(out.read_text())
+    assert rows[0]["reference_id"] == "astronaut" and rows[0]["rank"] == 1
+
+
+def test_gui_stays_responsive_while_a_query_runs(qtbot, window, queries):
+    gaps, last = [], [time.monotonic()]
+
+    def tick():
+        now = time.monotonic()
+        gaps.append(now - last[0])
+        last[0] = now
+
+    timer = QTimer()
+    timer.setInterval(20)
+    timer.timeout.connect(tick)
+    timer.start()
+    window.add_paths([queries["astro"], queries["coffee"]])
+    worker = window.queue._current[1]
+    _wait_idle(qtbot, window)
+    timer.stop()
+    assert worker.thread_ident is not None and worker.thread_ident != threading.get_ident()
+    assert len(gaps) > 5
+    assert max(gaps) < 0.5, f"GUI thread blocked for {max(gaps):.2f} s"
+
+
+def test_paste_image_from_clipboard(qtbot, window):
+    from copylens.app.images import rgb_to_qimage
+
+    pixels = np.ascontiguousarray(skimage.data.rocket()[50:400, 100:600])
+    QGuiApplication.clipboard().setImage(rgb_to_qimage(pixels))
+    window.paste()
+    _wait_idle(qtbot, window)
+    item = window.queue.items[0]
+    assert item.request.label.startswith("<clipboard")
+    assert item.state == "done" and item.outcome.result.matches[0].reference_id == "rocket"
+
