@@ -94,10 +94,9 @@ def _decode(fp, source: str, max_side: int | None, max_pixels: int) -> DecodedIm
         raise
     except UnidentifiedImageError:
         raise ImageLoadError(source, "not an image file (or a format CopyLens cannot read)") from None
-    except Image.DecompressionBombError as exc:
-        raise ImageLoadError(source, f"refused as a possible decompression bomb ({exc})") from None
-    except Image.DecompressionBombWarning as exc:
-        raise ImageLoadError(source, f"refused as a possible decompression bomb ({exc})") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageLoadError(source, f"the image is too large (refused as a possible decompression bomb; "
+                                     f"the limit is {max_pixels / 1e6:.0f} megapixels)") from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         msg = str(exc) or type(exc).__name__
         if "truncated" in msg.lower():

@@ -106,36 +106,44 @@ def _extract_all(store: ReferenceStore, items: list[tuple[Path, str]], cfg: Feat
         pending_refs.clear()
         pending_fail.clear()
 
-    it = iter(items)
+    it = enumerate(items)
+    ready: dict[int, StoredReference | tuple[str, str]] = {}  # finished, waiting for their turn to commit
+    next_seq = 0  # results are committed in scan order, so a rerun gives the same ids to the same duplicates
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="copylens-extract") as pool:
-        running: dict[Future, Path] = {}
+        running: dict[Future, tuple[int, Path]] = {}
         try:
             while True:
                 while len(running) < workers * 4:
                     nxt = next(it, None)
                     if nxt is None:
                         break
-                    running[pool.submit(extract_reference, nxt[0], nxt[1], cfg)] = nxt[0]
+                    seq, (path, rid) = nxt
+                    running[pool.submit(extract_reference, path, rid, cfg)] = (seq, path)
                 if not running:
                     break
                 finished, _ = wait(running, return_when=FIRST_COMPLETED)
                 for fut in finished:
-                    path = running.pop(fut)
+                    seq, path = running.pop(fut)
                     try:
-                        pending_refs.append(fut.result())
+                        ready[seq] = fut.result()
                     except CopyLensError as exc:
-                        reason = exc.reason if isinstance(exc, ImageLoadError) else str(exc)
-                        pending_fail.append((str(path), reason))
-                        failures.append((str(path), reason))
+                        ready[seq] = (str(path), exc.reason if isinstance(exc, ImageLoadError) else str(exc))
                     except Exception as exc:  # an unexpected decoder failure must not stop the build
-                        pending_fail.append((str(path), f"{type(exc).__name__}: {exc}"))
-                        failures.append((str(path), f"{type(exc).__name__}: {exc}"))
+                        ready[seq] = (str(path), f"{type(exc).__name__}: {exc}")
                     done += 1
+                while next_seq in ready:
+                    item = ready.pop(next_seq)
+                    next_seq += 1
+                    if isinstance(item, StoredReference):
+                        pending_refs.append(item)
+                    else:
+                        pending_fail.append(item)
+                        failures.append(item)
                 if len(pending_refs) + len(pending_fail) >= BATCH:
                     flush()
                 yield Progress("extract", done, total, path.name)
         finally:
-            # on cancellation (GeneratorExit) or error: keep what is finished, drop the rest
+            # on cancellation (GeneratorExit) or error: keep what is finished in order, drop the rest
             for fut in running:
                 fut.cancel()
             if pending_refs or pending_fail:
@@ -201,8 +209,13 @@ def _manifest(index_dir: Path, store: ReferenceStore, cfg: FeatureConfig, local:
 
 
 def build_index(ref_dir: str | Path, out_dir: str | Path, workers: int | None = None,
-                config: FeatureConfig | None = None, calibrate: bool = True, seed: int = 0) -> Job[BuildSummary]:
-    """Build (or resume building) the index ``out_dir`` from the images below ``ref_dir``."""
+                config: FeatureConfig | None = None, calibrate: bool = True, seed: int = 0,
+                calibration_queries: int | None = None) -> Job[BuildSummary]:
+    """Build (or resume building) the index ``out_dir`` from the images below ``ref_dir``.
+
+    ``calibration_queries`` bounds the synthetic queries the confidence model is fitted on (default: see
+    selfcal.py); ``calibrate=False`` keeps the conservative default model.
+    """
     from .selfcal import calibrate_index
 
     t0 = time.monotonic()
@@ -230,7 +243,9 @@ def build_index(ref_dir: str | Path, out_dir: str | Path, workers: int | None = 
     calibration = None
     if calibrate:
         write_json_atomic(out_dir / MANIFEST, _manifest(out_dir, store, cfg, local, None, ref_dir, previous))
-        calibration = yield from calibrate_index(out_dir, seed=seed)
+        n = calibration_queries
+        calibration = yield from (calibrate_index(out_dir, seed=seed) if n is None else
+                                  calibrate_index(out_dir, seed=seed, max_queries=n, min_queries=n))
     write_json_atomic(out_dir / MANIFEST, _manifest(out_dir, store, cfg, local, calibration, ref_dir, previous))
     return BuildSummary(added, skipped, dups, failures, store.count(), time.monotonic() - t0)
 

@@ -84,7 +84,7 @@ def _plausible(outline: np.ndarray, query_size: tuple[int, int]) -> bool:
     if not np.all(np.isfinite(outline)):
         return False
     poly = outline.astype(np.float32)
-    if not cv2.isContourConvex(poly.reshape(-1, 1, 2)):
+    if not cv2.isContourConvex(poly.reshape(-1, 1, 2)):  # orientation-agnostic: a mirrored outline is fine
         return False
     area = abs(cv2.contourArea(poly))
     qa = float(query_size[0] * query_size[1])
@@ -114,7 +114,13 @@ def verify(query_kp: np.ndarray, query_rs: np.ndarray, query_rs_mirror: np.ndarr
     for mirrored, qdesc in ((False, query_rs), (True, query_rs_mirror)):
         qi, ri, sims = _ratio_matches(qdesc, ref_rs, cfg.ratio)
         qpts, rpts = query_kp[qi, :2], ref_kp[ri, :2]
-        h, inl = _fit(qpts, rpts, thr, cfg)
+        if mirrored:
+            # USAC rejects orientation-reversing models: fit in the flipped query, then compose the flip back
+            flip = np.array([[-1.0, 0.0, float(query_size[0])], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+            h, inl = _fit(np.column_stack([query_size[0] - qpts[:, 0], qpts[:, 1]]), rpts, thr, cfg)
+            h = None if h is None else flip @ h
+        else:
+            h, inl = _fit(qpts, rpts, thr, cfg)
         key = (int(inl.sum()), qi.size)
         if best is None or key > best[0]:
             best = (key, mirrored, qpts, rpts, sims, h, inl)

@@ -1,0 +1,122 @@
+"""Known-answer tests of the query engine on a tiny index of scikit-image photos."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+from copylens.core.features import FeatureConfig, extract, mirrored_descriptors, rootsift
+from copylens.core.imageio import from_array
+from copylens.core.progress import Progress, run_job
+
+from conftest import DISTRACTOR_NAMES, skimage_rgb
+
+
+def _query(engine, pixels, **kw):
+    return run_job(engine.query(from_array(pixels, "<test>", max_side=engine.config.query_max_side), **kw))
+
+
+def _warp(src: np.ndarray, h: np.ndarray, size=(700, 600)) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    background = cv2.GaussianBlur(rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8), (0, 0), 6)
+    out = cv2.warpPerspective(src, h, size, dst=background.copy(), borderMode=cv2.BORDER_TRANSPARENT)
+    return out
+
+
+def test_known_homography_found_with_region_box(engine):
+    src = skimage_rgb("astronaut")
+    angle, scale = np.deg2rad(12), 0.8
+    h = np.array([[scale * np.cos(angle), -scale * np.sin(angle), 150],
+                  [scale * np.sin(angle), scale * np.cos(angle), 40],
+                  [0.00005, 0.0001, 1.0]])
+    query = _warp(src, h)
+    result = _query(engine, query)
+    best = result.best
+    assert best.reference_id == "astronaut"
+    assert best.score > 0.9
+    assert not best.evidence.mirrored
+    corners = np.array([[0, 0], [512, 0], [512, 512], [0, 512]], np.float32).reshape(-1, 1, 2)
+    truth = cv2.perspectiveTransform(corners, h).reshape(4, 2)
+    err = np.linalg.norm(best.evidence.outline - truth, axis=1)
+    assert err.max() < 6.0, err  # the copied region's box within a few pixels
+    # inlier pairs are consistent with the known homography
+    proj = cv2.perspectiveTransform(best.evidence.reference_points.reshape(-1, 1, 2).astype(np.float64), h)
+    assert np.median(np.linalg.norm(proj.reshape(-1, 2) - best.evidence.query_points, axis=1)) < 3.0
+    assert best.num_inliers >= 30
+
+
+def test_mirrored_copy_found(engine):
+    query = skimage_rgb("chelsea")[20:280, 30:420][:, ::-1].copy()
+    best = _query(engine, query).best
+    assert best.reference_id == "chelsea"
+    assert best.evidence.mirrored
+    assert np.linalg.det(best.evidence.homography[:2, :2]) < 0
+    assert best.score > 0.8
+
+
+def test_distractor_scores_low(engine):
+    for name in DISTRACTOR_NAMES:
+        result = _query(engine, skimage_rgb(name))
+        assert all(m.score < 0.3 for m in result.matches), [(m.reference_id, m.score) for m in result.matches]
+
+
+def test_results_ranked_and_bounded(engine):
+    result = _query(engine, skimage_rgb("rocket"), top_k=3)
+    assert len(result.matches) <= 3
+    scores = [m.score for m in result.matches]
+    assert scores == sorted(scores, reverse=True)
+    assert result.best.reference_id == "rocket"
+    assert {"features", "search", "verify"} <= set(result.timings_ms)
+
+
+def test_blank_and_tiny_queries_give_empty_results(engine):
+    assert _query(engine, np.full((300, 300, 3), 128, np.uint8)).matches == []
+    assert _query(engine, np.zeros((5, 5, 3), np.uint8)).matches == []
+
+
+def test_query_is_a_cancellable_generator(engine):
+    job = engine.query(from_array(skimage_rgb("astronaut")))
+    first = next(job)
+    assert isinstance(first, Progress)
+    job.close()  # cancelling between yields leaves the engine usable
+    assert _query(engine, skimage_rgb("astronaut")).best.reference_id == "astronaut"
+
+
+def test_reference_image_and_thumbnail(engine, small_index, reference_dir):
+    info = engine.reference("camera")
+    assert (info.width, info.height) == (512, 512)
+    thumb = engine.thumbnail("camera")
+    assert max(thumb.shape[:2]) <= 320 and thumb.shape[2] == 3
+    img = engine.reference_image("camera")
+    assert img.original_size == (512, 512) and img.pixels.shape[:2] == (512, 512)
+
+
+def test_mirror_permutation_matches_reextraction():
+    """Descriptors of the flipped image equal the permuted descriptors of the same keypoints."""
+    img = skimage_rgb("astronaut")
+    cfg = FeatureConfig(max_side=512, max_keypoints=400)
+    a = extract(from_array(img), cfg)
+    b = extract(from_array(np.ascontiguousarray(img[:, ::-1])), cfg)
+    bx = 512 - b.keypoints[:, 0]  # flipped x back
+    d = np.abs(a.keypoints[:, None, 0] - bx[None]) + np.abs(a.keypoints[:, None, 1] - b.keypoints[None, :, 1])
+    i, j = np.nonzero(d < 1.0)
+    assert len(i) > 50
+    perm = rootsift(mirrored_descriptors(a.descriptors[i]))
+    other = rootsift(b.descriptors[j])
+    sim_perm = (perm * other).sum(1)
+    sim_plain = (rootsift(a.descriptors[i]) * other).sum(1)
+    assert np.median(sim_perm) > 0.97 > np.median(sim_plain)
+
+
+def test_features_in_original_pixels():
+    img = skimage_rgb("astronaut")
+    small = extract(from_array(img, max_side=256), FeatureConfig(max_side=640))
+    full = extract(from_array(img), FeatureConfig(max_side=256))
+    for f in (small, full):
+        assert f.image_size == (512, 512)
+        assert f.keypoints[:, :2].max() > 300  # coordinates span the original 512 px, not the resized 256
+        assert f.descriptors.dtype == np.uint8 and f.descriptors.shape[1] == 128
+
+
+def test_calibration_was_fitted(engine):
+    assert engine.info.calibration.startswith("fitted"), engine.info.calibration

@@ -1,0 +1,150 @@
+"""Index on disk: round trip, add/remove, duplicates, broken files, and resume after a killed build."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from copylens.core.engine import Engine
+from copylens.core.errors import IndexFormatError
+from copylens.core.imageio import from_array
+from copylens.core.index import add_to_index, build_index, remove_from_index
+from copylens.core.progress import run_job
+from copylens.core.store import DATABASE, MANIFEST
+from PIL import Image
+
+from conftest import skimage_rgb, write_references
+
+
+def _best(eng: Engine, pixels: np.ndarray) -> str | None:
+    r = run_job(eng.query(from_array(pixels)))
+    return r.best.reference_id if r.best else None
+
+
+def _variants(folder: Path, n: int) -> Path:
+    """``n`` distinct reference files: crops and rotations of scikit-image photos, in sub-folders."""
+    folder.mkdir(parents=True, exist_ok=True)
+    names = ["astronaut", "chelsea", "rocket", "coffee", "camera", "horse", "brick", "immunohistochemistry"]
+    for i in range(n):
+        a = skimage_rgb(names[i % len(names)])
+        a = np.rot90(a[(i * 7) % 60:, (i * 11) % 60:], k=(i // len(names)) % 4)
+        sub = folder / f"set{i % 3}"
+        sub.mkdir(exist_ok=True)
+        Image.fromarray(np.ascontiguousarray(a)).save(sub / f"img {i:03d}.jpg", quality=92)
+    return folder
+
+
+def test_manifest_and_reference_ids(small_index, reference_dir):
+    m = json.loads((small_index / MANIFEST).read_text())
+    assert m["format"] == "copylens-index" and m["format_version"] == 1
+    assert m["counts"]["references"] == len(list(reference_dir.glob("*.png")))
+    assert m["features"]["kind"] == "rootsift"
+    with Engine.open(small_index) as eng:
+        ids = {r.reference_id for r in eng.references()}
+        assert "astronaut" in ids and all("/" not in i and "." not in i for i in ids)
+
+
+def test_reference_ids_relative_and_duplicates_once(tmp_path):
+    refs = tmp_path / "refs"
+    (refs / "a b" / "c'd").mkdir(parents=True)
+    img = Image.fromarray(skimage_rgb("astronaut"))
+    img.save(refs / "a b" / "c'd" / "ästro.png")
+    (refs / "zz").mkdir()
+    img.save(refs / "zz" / "copy.png")  # same bytes, later in scan order: recorded as a duplicate
+    Image.fromarray(skimage_rgb("rocket")).save(refs / "rocket.jpg")
+    s = run_job(build_index(refs, tmp_path / "idx", workers=2, calibrate=False))
+    assert (s.added, s.duplicates, s.total_references) == (2, 1, 2)
+    with Engine.open(tmp_path / "idx") as eng:
+        ids = sorted(r.reference_id for r in eng.references())
+    assert ids == ["a b/c'd/ästro", "rocket"]
+
+
+def test_broken_files_reported_and_build_continues(tmp_path):
+    refs = write_references(tmp_path / "refs", ("astronaut", "rocket"))
+    (refs / "empty.jpg").write_bytes(b"")
+    (refs / "text.png").write_text("not an image")
+    buf = (refs / "astronaut.png").read_bytes()
+    (refs / "truncated.png").write_bytes(buf[: len(buf) // 3])
+    s = run_job(build_index(refs, tmp_path / "idx", workers=2, calibrate=False))
+    assert s.total_references == 2
+    reasons = dict(s.failed)
+    assert set(map(lambda p: Path(p).name, reasons)) == {"empty.jpg", "text.png", "truncated.png"}
+    assert "empty" in reasons[str(refs / "empty.jpg")]
+    with Engine.open(tmp_path / "idx") as eng:
+        assert _best(eng, skimage_rgb("rocket")) == "rocket"
+
+
+def test_add_remove_round_trip(tmp_path):
+    refs = write_references(tmp_path / "refs", ("astronaut", "rocket", "camera"))
+    out = tmp_path / "idx"
+    run_job(build_index(refs, out, workers=2, calibrate=False))
+    extra = write_references(tmp_path / "extra", ("chelsea", "coffee"))
+    s = run_job(add_to_index(out, [extra]))
+    assert s.added == 2 and s.total_references == 5
+    with Engine.open(out) as eng:
+        assert _best(eng, skimage_rgb("coffee")[30:300, 40:500]) == "extra/coffee"
+    assert remove_from_index(out, ["extra/coffee", "no-such-id"]) == 1
+    with Engine.open(out) as eng:
+        assert eng.info.num_references == 4
+        assert _best(eng, skimage_rgb("coffee")[30:300, 40:500]) != "extra/coffee"
+        assert _best(eng, skimage_rgb("camera")) == "camera"
+    # adding the same file again is a no-op
+    assert run_job(add_to_index(out, [extra / "chelsea.png"])).added == 0
+
+
+def test_open_errors_are_clear(tmp_path):
+    with pytest.raises(IndexFormatError, match="no such index"):
+        Engine.open(tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(IndexFormatError, match="not a CopyLens index"):
+        Engine.open(tmp_path / "empty")
+    partial = tmp_path / "partial"
+    partial.mkdir()
+    (partial / DATABASE).write_bytes(b"")
+    with pytest.raises(IndexFormatError, match="resume"):
+        Engine.open(partial)
+
+
+def test_resume_after_killed_build(tmp_path):
+    refs = _variants(tmp_path / "refs", 48)
+    out = tmp_path / "idx"
+    code = ("import sys; from copylens.core.index import build_index; from copylens.core.progress import run_job;"
+            "run_job(build_index(sys.argv[1], sys.argv[2], workers=1, calibrate=False))")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(refs), str(out)])
+    db = out / DATABASE
+    committed = 0
+    deadline = time.monotonic() + 120
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            if db.exists():
+                try:
+                    with sqlite3.connect(db, timeout=1) as c:
+                        committed = c.execute("SELECT COUNT(*) FROM refs").fetchone()[0]
+                except sqlite3.Error:
+                    committed = 0
+                if committed >= 16:
+                    break
+            time.sleep(0.02)
+        assert proc.poll() is None, "the build finished before it could be killed; make it bigger"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert not (out / MANIFEST).exists()
+    with sqlite3.connect(db) as c:
+        assert c.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        kept = c.execute("SELECT COUNT(*) FROM refs").fetchone()[0]
+    assert 16 <= kept < 48
+    s = run_job(build_index(refs, out, workers=2, calibrate=False))
+    assert s.skipped == kept and s.added == 48 - kept and s.total_references == 48
+    with Engine.open(out) as eng:
+        assert eng.info.num_references == 48
+        assert _best(eng, np.asarray(Image.open(refs / "set1" / "img 040.jpg"))) == "set1/img 040"
