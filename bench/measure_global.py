@@ -1,0 +1,167 @@
+"""Measure how each global descriptor backend *alone* separates edited copies from non-copies.
+
+Data (from /work/shared/datasets; this script is a measurement, never a unit test): per content kind
+(photo = clothing-small + imagenet-sample-dev, graphics = graphics-tuxpaint) ``--refs`` references and
+``--others`` non-member images, disjoint. Every reference gets one edited copy and every non-member one
+edit, both from ``core/bench/edits.py random_edit`` (the dev benchmark's edit mix; ``paste`` backgrounds are
+other non-member photos).
+
+Per backend it reports, per content kind and overall:
+- recall@1: the copy's best reference (max over query variants) is its source;
+- non-member top-1 scores (median / 95th percentile), and the copies' correct top-1 scores (median);
+- rec@npP95: the fraction of copies ranked right *and* scoring above the 95th percentile of non-member top-1
+  scores (a crude operating point with ~5 % false alarms);
+then recall@1 per edit family, and extraction speed (images/s over the references, decoded beforehand) with
+1 and 2 threads (torch.set_num_threads for neural backends; a thread pool for PDQ, whose Cython binding holds
+the GIL, so expect no gain there).
+
+Only PDQ and random-init tiny timm networks can be measured: no pretrained weights exist offline. A
+random-init CNN is *not* a trained descriptor; its numbers are a floor and a speed check, nothing more.
+
+Command (from the repository root; about 2-4 minutes on the 2-core build machine):
+    OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python bench/measure_global.py --refs 200 --others 100 --seed 0
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import statistics
+import time
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from copylens.core.bench.edits import random_edit
+from copylens.core.globaldesc import create_descriptor
+from copylens.core.globaldesc.base import pairwise_similarity
+from copylens.core.globaldesc.whitening import Whitening
+from copylens.core.imageio import load_image
+
+DATASETS = Path("/work/shared/datasets")
+BACKENDS = ("pdq", "timm:test_resnet", "timm:test_efficientnet")
+
+
+def _lists() -> dict[str, list[str]]:
+    photos = sorted(glob.glob(str(DATASETS / "clothing-small/*/*/*.jpg")))
+    photos += sorted(glob.glob(str(DATASETS / "imagenet-sample-dev/*.JPEG")))
+    graphics = sorted(glob.glob(str(DATASETS / "graphics-tuxpaint/*.png")))
+    return {"photo": photos, "graphics": graphics}
+
+
+def _data(n_refs: int, n_others: int, seed: int):
+    """references, copies (with their source index and edit family) and edited non-members per kind."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    lists = _lists()
+    backgrounds = [load_image(p, max_side=512).pixels
+                   for p in rng.choice(lists["photo"], 20, replace=False)]
+    for kind, paths in lists.items():
+        chosen = rng.choice(len(paths), n_refs + n_others, replace=False)
+        images = [load_image(paths[i], max_side=512).pixels for i in chosen]
+        refs, others = images[:n_refs], images[n_refs:]
+        copies, families = [], []
+        for img in refs:
+            e = random_edit(img, rng, backgrounds[int(rng.integers(len(backgrounds)))])
+            copies.append(e.pixels)
+            families.append(e.attack)
+        distractors = [random_edit(img, rng, backgrounds[int(rng.integers(len(backgrounds)))]).pixels
+                       for img in others]
+        out[kind] = (refs, copies, families, distractors)
+    return out
+
+
+def _top1(desc, queries, ref_vectors, variants: bool = True):
+    """(best reference index, best score) per query image: max over query variants."""
+    best_idx, best_score = [], []
+    for q in queries:
+        b = desc.extract_query(q)
+        vecs = b.vectors if variants else b.vectors[b.variant == 0]
+        sims = pairwise_similarity(vecs, ref_vectors, desc.metric).max(axis=0)
+        best_idx.append(int(np.argmax(sims)))
+        best_score.append(float(sims.max()))
+    return np.array(best_idx), np.array(best_score)
+
+
+def _speed(desc, images, threads: int) -> float:
+    torch.set_num_threads(threads)
+    desc.extract(images[:4])  # warm-up: thread pools start, first-call allocations
+    start = time.perf_counter()
+    if desc.metric == "hamming":
+        with ThreadPoolExecutor(threads) as pool:
+            list(pool.map(lambda im: desc.extract([im]), images))
+    else:
+        desc.extract(images)
+    return len(images) / (time.perf_counter() - start)
+
+
+def _report(label: str, rows: dict[str, dict], families: dict[str, list[bool]]) -> None:
+    print(f"\n== {label}")
+    print(f"{'content':<9} {'recall@1':>8} {'rec@npP95':>9} {'copy med':>8} {'non med':>8} {'non P95':>8}")
+    for kind, r in rows.items():
+        print(f"{kind:<9} {r['r1']:8.3f} {r['rp']:9.3f} {r['cmed']:8.3f} {r['nmed']:8.3f} {r['np95']:8.3f}")
+    print("recall@1 by edit: " + ", ".join(f"{f} {np.mean(v):.2f}" for f, v in sorted(families.items())))
+
+
+def _evaluate(desc, data, variants: bool = True):
+    rows, families = {}, defaultdict(list)
+    all_ok, all_score, all_non = [], [], []
+    for kind, (refs, copies, fams, distractors) in data.items():
+        ref_vectors = desc.extract(refs).vectors
+        idx, score = _top1(desc, copies, ref_vectors, variants)
+        _, non = _top1(desc, distractors, ref_vectors, variants)
+        ok = idx == np.arange(len(copies))
+        p95 = float(np.percentile(non, 95))
+        rows[kind] = dict(r1=ok.mean(), rp=np.mean(ok & (score > p95)),
+                          cmed=statistics.median(score[ok]) if ok.any() else float("nan"),
+                          nmed=statistics.median(non), np95=p95)
+        for f, o in zip(fams, ok, strict=True):
+            families[f].append(bool(o))
+        all_ok.append(ok)
+        all_score.append(score)
+        all_non.append(non)
+    ok, score, non = np.concatenate(all_ok), np.concatenate(all_score), np.concatenate(all_non)
+    p95 = float(np.percentile(non, 95))
+    rows["all"] = dict(r1=ok.mean(), rp=np.mean(ok & (score > p95)), cmed=statistics.median(score[ok]),
+                       nmed=statistics.median(non), np95=p95)
+    return rows, families
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--refs", type=int, default=200, help="references per content kind")
+    ap.add_argument("--others", type=int, default=100, help="non-member queries per content kind")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--backends", nargs="*", default=list(BACKENDS))
+    args = ap.parse_args()
+    cv2.setNumThreads(1)
+    t0 = time.perf_counter()
+    data = _data(args.refs, args.others, args.seed)
+    print(f"data: {args.refs} refs + {args.refs} copies + {args.others} edited non-members per kind "
+          f"({time.perf_counter() - t0:.0f} s)")
+    for name in args.backends:
+        torch.set_num_threads(1)
+        desc = create_descriptor(name, device="cpu") if name != "pdq" else create_descriptor(name)
+        rows, families = _evaluate(desc, data)
+        _report(f"{name} (dim {desc.dim}, {desc.metric})", rows, families)
+        if name == "pdq":
+            rows, families = _evaluate(desc, data, variants=False)
+            _report("pdq, variant 0 only (no dihedral query variants)", rows, families)
+        else:
+            refs = [im for kind in data.values() for im in kind[0]]
+            w = Whitening.fit(desc.extract(refs).vectors)
+            white = create_descriptor(name, device="cpu", whitening=w)
+            rows, families = _evaluate(white, data)
+            _report(f"{name} + PCA whitening fitted on the references (dim {white.dim})", rows, families)
+        speed_set = [im for kind in data.values() for im in kind[0]][:200]
+        s1, s2 = _speed(desc, speed_set, 1), _speed(desc, speed_set, 2)
+        print(f"speed: {s1:.0f} images/s on 1 thread, {s2:.0f} images/s on 2 threads "
+              f"({len(speed_set)} decoded images, longer side <= 512)")
+    print(f"\ntotal {time.perf_counter() - t0:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
