@@ -112,7 +112,12 @@ def _exec(app, win) -> int:
     app.processEvents()
     del win
     gc.collect()
-    return code
+    # Everything is saved by now (settings synced, review log committed). Leave without interpreter
+    # finalisation: after an index build in a worker thread, PySide 6.12 can hit a refcount crash
+    # ("bool_dealloc") while garbage-collecting at exit.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def run_gui(args) -> int:

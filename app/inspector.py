@@ -90,8 +90,8 @@ class MatchOverlay(QWidget):
             if not (qrect.contains(a) and rrect.contains(b)):
                 continue
             colour = score_colour(s)
-            colour.setAlpha(200)
-            p.setPen(QPen(colour, 1.4))
+            colour.setAlpha(150 if len(ev.query_points) > 100 else 210)
+            p.setPen(QPen(colour, 1.0 if len(ev.query_points) > 100 else 1.4))
             p.drawLine(a, b)
             p.drawEllipse(QPointF(a), 2.5, 2.5)
             p.drawEllipse(QPointF(b), 2.5, 2.5)

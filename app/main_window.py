@@ -67,7 +67,7 @@ class MainWindow(QMainWindow):
         main.addWidget(self.results)
         main.addWidget(self.inspector)
         main.setStretchFactor(2, 1)
-        main.setSizes([290, 400, 810])
+        main.setSizes([270, 520, 710])
         central = QWidget()
         lay = QVBoxLayout(central)
         lay.addWidget(self.header)
