@@ -22,6 +22,7 @@ from .results import Region
 NEIGHBOUR_OFFSETS = (-7, -4, 4, 7)  # parallel lines compared with a side (working pixels)
 TOP_RECTANGLES = 60  # best rectangles by side evidence that are checked for overshooting sides
 OVERSHOOT_WEIGHT = 0.8  # evidence lost when every side's edge runs on past both corners
+FLAT_INSIDE = 0.05  # edge-pixel density inside a box below which it counts as flat (scaled down)
 INNER_SIDES_FACTOR = {2: 0.75, 3: 0.9, 4: 1.0}  # evidence kept when only that many sides are inner lines
 
 
@@ -75,7 +76,7 @@ def _candidate_lines(lines: np.ndarray, window: int, k: int, min_strength: float
 
     cov = np.maximum(np.maximum(shifted(-1), win), shifted(1))
     nbr = sum(shifted(o) for o in NEIGHBOUR_OFFSETS) * (1.0 / len(NEIGHBOUR_OFFSETS))
-    best = (cov - nbr).max(axis=1)
+    best = _ridge(cov, nbr).max(axis=1)
     chosen: list[int] = []
     for i in np.argsort(-best, kind="stable"):
         if best[i] < min_strength or len(chosen) >= k:
@@ -83,6 +84,11 @@ def _candidate_lines(lines: np.ndarray, window: int, k: int, min_strength: float
         if 2 < i < n - 3 and all(abs(int(i) - c) > 2 for c in chosen):
             chosen.append(int(i))
     return np.array(sorted(chosen), np.int64)
+
+
+def _ridge(cov, nbr):
+    """How far a line's coverage rises above the mean coverage of its parallel neighbours."""
+    return cov - nbr
 
 
 def _cumsum(lines: np.ndarray) -> np.ndarray:
@@ -107,7 +113,7 @@ def _side_strength(csum: np.ndarray, at: np.ndarray, span: np.ndarray) -> np.nda
 
     cov = np.maximum(np.maximum(coverage(-1), coverage(0)), coverage(1))
     nbr = np.mean([coverage(o) for o in NEIGHBOUR_OFFSETS], axis=0)
-    strength = np.clip(cov - nbr, 0.0, 1.0)
+    strength = np.clip(_ridge(cov, nbr), 0.0, 1.0)
     strength[(at <= 0) | (at >= n - 1)] = np.nan
     return strength
 
@@ -124,7 +130,7 @@ def _segment_strength(csum: np.ndarray, line: int, a: int, b: int) -> float:
 
     cov = max(coverage(-1), coverage(0), coverage(1))
     nbr = sum(coverage(o) for o in NEIGHBOUR_OFFSETS) / len(NEIGHBOUR_OFFSETS)
-    return min(1.0, max(0.0, cov - nbr))
+    return min(1.0, max(0.0, float(_ridge(cov, nbr))))
 
 
 def _overshoot(hcs: np.ndarray, vcs: np.ndarray, box: tuple[int, int, int, int]) -> float:
@@ -172,6 +178,18 @@ def _rectangles(hs: np.ndarray, vs: np.ndarray) -> np.ndarray:
     return np.where(valid, evidence, -1.0)
 
 
+def _content(busy: np.ndarray, box: tuple[int, int, int, int]) -> float:
+    """1 for a box with texture inside (a picture), down to 0 for a flat one (a window, a letter's stroke).
+
+    ``busy`` is the integral image of edge pixels; the outer 3 pixels of the box are left out.
+    """
+    x0, y0, x1, y1 = box[0] + 3, box[1] + 3, box[2] - 3, box[3] - 3
+    if x1 <= x0 or y1 <= y0:
+        return 0.0
+    n = float(busy[y1, x1] - busy[y0, x1] - busy[y1, x0] + busy[y0, x0])
+    return min(1.0, n / ((x1 - x0) * (y1 - y0)) / FLAT_INSIDE)
+
+
 def propose_edges(work, config) -> list[Region]:
     """``"edges"`` regions of ``work`` (a :class:`~.regions.WorkImage`), in working pixels."""
     px = work.pixels
@@ -187,6 +205,7 @@ def propose_edges(work, config) -> list[Region]:
     ys = np.unique(np.concatenate([[0], rows, [h]]))
     xs = np.unique(np.concatenate([[0], cols, [w]]))
     hcs, vcs = _cumsum(horiz), _cumsum(vert.T)
+    busy = cv2.integral((horiz[:-1] | vert[:, :-1]).astype(np.uint8))  # [h+1 x w+1] edge-pixel counts
     ev = _rectangles(_side_strength(hcs, ys, xs), _side_strength(vcs, xs, ys))
     # geometric limits: size, and never the whole image
     bh = (ys[None, :] - ys[:, None]).astype(np.float32)[:, :, None, None]
@@ -202,7 +221,7 @@ def propose_edges(work, config) -> list[Region]:
             continue
         i, j, a, b = np.unravel_index(idx, (len(ys), len(ys), len(xs), len(xs)))
         box = (int(xs[a]), int(ys[i]), int(xs[b]), int(ys[j]))
-        e = float(ev[idx]) * (1.0 - OVERSHOOT_WEIGHT * _overshoot(hcs, vcs, box))
+        e = float(ev[idx]) * (1.0 - OVERSHOOT_WEIGHT * _overshoot(hcs, vcs, box)) * _content(busy, box)
         scored.append((e, box))
     scored.sort(key=lambda t: -t[0])
     out: list[Region] = []
