@@ -37,7 +37,7 @@ class MainWindow(QMainWindow):
     def __init__(self, store: QSettings | None = None, data_dir: Path | None = None) -> None:
         super().__init__()
         self.setWindowTitle("CopyLens")
-        self.resize(1500, 900)
+        self.resize(1600, 900)
         self.setAcceptDrops(True)
         self.store = store if store is not None else st.default_store()
         self.settings = st.load_settings(self.store)
@@ -67,7 +67,7 @@ class MainWindow(QMainWindow):
         main.addWidget(self.results)
         main.addWidget(self.inspector)
         main.setStretchFactor(2, 1)
-        main.setSizes([270, 520, 710])
+        main.setSizes([260, 480, 860])
         central = QWidget()
         lay = QVBoxLayout(central)
         lay.addWidget(self.header)
