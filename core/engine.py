@@ -5,25 +5,28 @@ generator job (yields :class:`~copylens.core.progress.Progress`, returns a
 :class:`~copylens.core.results.QueryResult`) that runs in the caller's thread; several threads may query
 one engine at once.
 
-Pipeline of one query: decode -> RootSIFT (direct + mirrored) -> FAISS k-NN votes -> top candidates ->
+Pipeline of one query: decode -> RootSIFT (direct, mirrored, inverted) -> FAISS k-NN votes -> top candidates ->
 matching + MAGSAC homography per candidate -> calibrated probability -> ranked matches.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from .calibrate import Calibrator, default_calibrator
 from .errors import IndexFormatError
-from .features import FeatureConfig, LocalFeatures, extract, mirrored_descriptors, rootsift
+from .features import VARIANTS, FeatureConfig, LocalFeatures, extract, rootsift
 from .imageio import DecodedImage, decode_jpeg, load_image
 from .localindex import LocalIndex
 from .progress import Job, Progress
-from .recall import RecallConfig, top_candidates, vote
+from .recall import RecallConfig, vote
+from .regions import propose_regions
 from .results import Evidence, Match, QueryResult, ReferenceInfo, Region
 from .store import LOCAL_FAISS, ReferenceStore, read_manifest
 from .verify import VerifyConfig, verify
@@ -35,6 +38,13 @@ class QueryConfig:
 
     query_max_keypoints: int = 1000  # queries keep more keypoints than references: a copy may be a small part
     query_max_side: int = 800  # queries are resized so the longer side is at most this before SIFT
+    variants: tuple[str, ...] = ("direct", "mirror", "invert", "invert_mirror")  # query variants searched
+    variants_verified: int = 2  # per candidate, the variants with the most votes are verified
+    regions: int = 2  # proposed regions (overlay detection) searched besides the whole query; 0 disables
+    region_min_score: float = 0.2  # proposals scoring below this are not searched
+    region_skip_inliers: int = 40  # a plausible whole-image match with this many inliers makes regions unnecessary
+    region_candidates: int = 6  # candidates verified per region
+    region_min_side: int = 480  # small regions are upscaled to this longer side before SIFT
     recall: RecallConfig = RecallConfig()
     verify: VerifyConfig = VerifyConfig()
 
@@ -58,6 +68,17 @@ class Candidate:
     row: int
     evidence: Evidence
     signals: dict[str, float]
+
+
+def shift_evidence(ev: Evidence, dx: float, dy: float) -> Evidence:
+    """Evidence found in a query region, moved into whole-query pixels."""
+    if ev.num_inliers == 0:
+        return dataclasses.replace(ev)
+    t = np.array([[1.0, 0.0, dx], [0.0, 1.0, dy], [0.0, 0.0, 1.0]])
+    off = np.array([dx, dy], np.float32)
+    return dataclasses.replace(ev, query_points=ev.query_points + off,
+                               homography=None if ev.homography is None else t @ ev.homography,
+                               outline=None if ev.outline is None else ev.outline + off)
 
 
 def _dir_size(path: Path) -> int:
@@ -153,12 +174,7 @@ class Engine:
 
     def query(self, image: DecodedImage, query_id: str = "query", top_k: int = 10) -> Job[QueryResult]:
         timings: dict[str, float] = {}
-        t = time.perf_counter()
-        yield Progress("features", 0, 1, query_id)
-        feats = self.query_features(image)
-        timings["features"] = (time.perf_counter() - t) * 1000
-        full = Region((0.0, 0.0, float(image.original_size[0]), float(image.original_size[1])), 1.0, "full")
-        candidates = yield from self.search_and_verify(feats, region=full, timings=timings)
+        candidates, regions = yield from self.candidates(image, timings=timings)
         t = time.perf_counter()
         scores = self.calibrator.predict([c.signals for c in candidates])
         ids = self.store.ids_of_rows([c.row for c in candidates])
@@ -166,33 +182,99 @@ class Engine:
                    for c, s in zip(candidates, scores, strict=True) if c.row in ids]
         matches.sort(key=lambda m: (-m.score, -m.num_inliers, m.reference_id))
         timings["score"] = (time.perf_counter() - t) * 1000
-        return QueryResult(query_id, image.source, image.original_size, matches[:top_k], [full], timings)
+        return QueryResult(query_id, image.source, image.original_size, matches[:top_k], regions, timings)
+
+    def candidates(self, image: DecodedImage, exclude_rows: frozenset[int] = frozenset(),
+                   timings: dict[str, float] | None = None) -> Job[tuple[list[Candidate], list[Region]]]:
+        """Verified candidates for the whole query and, when it is not conclusive, its proposed regions.
+
+        Per reference the candidate with the most inliers is kept (a rule independent of the calibration,
+        which is fitted on these very candidates). Returns the candidates and the regions searched (the whole
+        image first).
+        """
+        timings = timings if timings is not None else {}
+        cfg = self.config
+        yield Progress("features", 0, 1)
+        t = time.perf_counter()
+        feats = self.query_features(image)
+        timings["features"] = (time.perf_counter() - t) * 1000
+        w, h = image.original_size
+        full = Region((0.0, 0.0, float(w), float(h)), 1.0, "full")
+        best: dict[int, tuple[tuple[float, float], Candidate]] = {}
+
+        def merge(cands: list[Candidate]) -> float:
+            """Keep each reference's strongest candidate; return the strongest plausible inlier count."""
+            strongest = 0.0
+            for c in cands:
+                key = (c.signals["inliers"], c.signals["votes"])
+                if c.row not in best or key > best[c.row][0]:
+                    best[c.row] = (key, c)
+                if c.signals["plausible"]:
+                    strongest = max(strongest, c.signals["inliers"])
+            return strongest
+
+        top = merge((yield from self.search_and_verify(feats, full, exclude_rows, timings)))
+        searched = [full]
+        if cfg.regions > 0 and top < cfg.region_skip_inliers:
+            t = time.perf_counter()
+            scale = image.scale_to_original
+            proposals = [r for r in propose_regions(image.pixels) if r.score >= cfg.region_min_score][: cfg.regions]
+            timings["regions"] = (time.perf_counter() - t) * 1000
+            for r in proposals:
+                x0, y0, x1, y1 = (int(round(v)) for v in r.box)
+                crop = image.pixels[y0:y1, x0:x1]
+                if min(crop.shape[:2]) < 16:
+                    continue
+                region = Region(tuple(float(v * scale) for v in (x0, y0, x1, y1)), r.score, r.kind)
+                rfeats = self._region_features(crop, region)
+                searched.append(region)
+                merge((yield from self.search_and_verify(rfeats, region, exclude_rows, timings,
+                                                         cfg.region_candidates)))
+        return [c for _, c in best.values()], searched
+
+    def _region_features(self, crop: np.ndarray, region: Region) -> LocalFeatures:
+        """Features of a query region, keypoints in the region's own original-pixel frame."""
+        cfg = self.config
+        rw, rh = region.box[2] - region.box[0], region.box[3] - region.box[1]
+        up = cfg.region_min_side / max(crop.shape[:2])
+        if up > 1:
+            crop = cv2.resize(crop, (round(crop.shape[1] * up), round(crop.shape[0] * up)),
+                              interpolation=cv2.INTER_CUBIC)
+        return self.query_features(DecodedImage(np.ascontiguousarray(crop), (round(rw), round(rh)), "<region>"))
 
     def search_and_verify(self, feats: LocalFeatures, region: Region | None = None,
                           exclude_rows: frozenset[int] = frozenset(),
-                          timings: dict[str, float] | None = None) -> Job[list[Candidate]]:
+                          timings: dict[str, float] | None = None,
+                          candidates: int | None = None) -> Job[list[Candidate]]:
         """Recall candidates for ``feats`` by voting and verify each; rows in ``exclude_rows`` are ignored."""
         timings = timings if timings is not None else {}
         cfg = self.config
         t = time.perf_counter()
-        rs = rootsift(feats.descriptors)
-        rsm = rootsift(mirrored_descriptors(feats.descriptors))
-        neigh = self.local.search(np.vstack([rs, rsm]), cfg.recall.neighbours)
-        votes = vote(neigh, rs.shape[0], cfg.recall, exclude_rows)
-        cands = top_candidates(votes, cfg.recall.candidates)
-        timings["search"] = (time.perf_counter() - t) * 1000
+        names = list(cfg.variants)
+        descs = [rootsift(feats.descriptors[:, VARIANTS[n]]) for n in names]
+        neigh = self.local.search(np.vstack(descs), cfg.recall.neighbours)
+        votes = vote(neigh, len(names), cfg.recall, exclude_rows)
+        n_cand = cfg.recall.candidates if candidates is None else candidates
+        timings["search"] = timings.get("search", 0.0) + (time.perf_counter() - t) * 1000
         t = time.perf_counter()
         out: list[Candidate] = []
-        for i, (row, nvotes) in enumerate(cands):
-            yield Progress("verify", i, len(cands))
+        total = min(n_cand, len(votes.rows))
+        for i in range(total):
+            yield Progress("verify", i, total)
+            row, by_variant = int(votes.rows[i]), votes.by_variant[i]
             try:
                 ref = self.store.features(row)
             except KeyError:  # removed from the database after the FAISS index was loaded
                 continue
-            v = verify(feats.keypoints, rs, rsm, feats.image_size, ref.keypoints, rootsift(ref.descriptors),
+            order = np.argsort(-by_variant, kind="stable")[: cfg.variants_verified]
+            tried = [(names[j], descs[j]) for j in order if by_variant[j] > 0 or j == 0]
+            v = verify(feats.keypoints, tried, feats.image_size, ref.keypoints, rootsift(ref.descriptors),
                        ref.image_size, cfg.verify, region)
             signals = dict(v.stats)
-            signals["votes"] = float(nvotes)
-            out.append(Candidate(row, v.evidence, signals))
-        timings["verify"] = (time.perf_counter() - t) * 1000
+            signals["votes"] = float(votes.votes[i])
+            ev = v.evidence
+            if region is not None and region.kind != "full":
+                ev = shift_evidence(ev, region.box[0], region.box[1])
+            out.append(Candidate(row, ev, signals))
+        timings["verify"] = timings.get("verify", 0.0) + (time.perf_counter() - t) * 1000
         return out

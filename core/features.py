@@ -4,9 +4,10 @@ No ``cv2.KeyPoint`` leaves this module: keypoints are ``[N x 4]`` float32 arrays
 in pixels of the original image, descriptors ``[N x 128]`` uint8 (OpenCV's SIFT values, which are integers
 in 0..255). :func:`rootsift` turns them into L2-normalised float32 RootSIFT vectors for matching.
 
-The mirrored query needs no second extraction: a horizontal flip maps a SIFT descriptor to a fixed
-permutation of itself (spatial rows reversed in the keypoint frame, orientation bins negated), checked
-against real re-extraction in the tests.
+Mirrored and colour-inverted queries need no second extraction: a horizontal flip maps a SIFT
+descriptor to a fixed permutation of itself (spatial rows reversed in the keypoint frame, orientation bins
+negated), and so does inversion (gradients turn by 180°, so does the keypoint frame: spatial bins rotate
+by 180°, orientation bins stay). Both are checked against real re-extraction in the tests.
 """
 
 from __future__ import annotations
@@ -117,6 +118,20 @@ def _mirror_permutation() -> np.ndarray:
 
 
 MIRROR_PERMUTATION = _mirror_permutation()
+INVERT_PERMUTATION = np.arange(128).reshape(4, 4, 8)[::-1, ::-1].reshape(-1)
+
+# query variants searched and verified: name -> descriptor permutation; "mirror" in a name means the
+# geometric model between query and reference reverses orientation
+VARIANTS: dict[str, np.ndarray] = {
+    "direct": np.arange(128),
+    "mirror": MIRROR_PERMUTATION,
+    "invert": INVERT_PERMUTATION,
+    "invert_mirror": MIRROR_PERMUTATION[INVERT_PERMUTATION],
+}
+
+
+def is_mirror_variant(name: str) -> bool:
+    return "mirror" in name
 
 
 def mirrored_descriptors(descriptors: np.ndarray) -> np.ndarray:

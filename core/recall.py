@@ -3,8 +3,8 @@
 A neighbour earns a vote when it is clearly closer than the background: its distance is below ``ratio``
 times the distance of the ``k``-th neighbour (an adaptive ratio test that, unlike Lowe's, does not throw
 the vote away when two near-identical references both hold the descriptor). Each query descriptor votes
-at most once per reference; the direct and the mirrored query vote separately and a reference keeps the
-larger of its two counts.
+at most once per reference; each query variant (direct, mirrored, inverted, ...) votes separately and a
+reference keeps its best variant's count.
 """
 
 from __future__ import annotations
@@ -25,14 +25,20 @@ class RecallConfig:
 
 @dataclass(frozen=True, slots=True)
 class Votes:
-    """Vote counts per reference row: ``rows`` [C] int64 sorted by ``votes`` [C] descending."""
+    """Votes per reference row: ``rows`` [C] int64 sorted by ``votes`` [C] descending.
+
+    ``by_variant`` ``[C x V]`` splits them by query variant (direct, mirrored, ...); a reference's ``votes``
+    is its best variant's count.
+    """
 
     rows: np.ndarray
     votes: np.ndarray
-    mirrored_votes: np.ndarray  # of ``votes``, how many came from the mirrored query
+    by_variant: np.ndarray
 
-    def as_dict(self) -> dict[int, int]:
-        return {int(r): int(v) for r, v in zip(self.rows, self.votes, strict=True)}
+    @staticmethod
+    def empty(num_variants: int) -> Votes:
+        e = np.zeros(0, np.int64)
+        return Votes(e, e.copy(), np.zeros((0, num_variants), np.int64))
 
 
 def _count(rows: np.ndarray, voting: np.ndarray) -> dict[int, int]:
@@ -47,31 +53,23 @@ def _count(rows: np.ndarray, voting: np.ndarray) -> dict[int, int]:
     return dict(zip(uniq.tolist(), counts.tolist(), strict=True))
 
 
-def vote(neigh: Neighbours, num_direct: int, cfg: RecallConfig = RecallConfig(),
+def vote(neigh: Neighbours, num_variants: int, cfg: RecallConfig = RecallConfig(),
          exclude_rows: frozenset[int] = frozenset()) -> Votes:
-    """Count votes; rows ``[:num_direct]`` of ``neigh`` are the direct query, the rest the mirrored one."""
-    if neigh.rows.shape[1] == 0:
-        e = np.zeros(0, np.int64)
-        return Votes(e, e.copy(), e.copy())
+    """Count votes; ``neigh`` holds ``num_variants`` equal blocks of rows, one per query variant."""
+    if neigh.rows.shape[1] == 0 or neigh.rows.shape[0] == 0:
+        return Votes.empty(num_variants)
     d = neigh.sq_dists
     kth = d[:, -1:]
     voting = (d < (cfg.ratio ** 2) * kth) & (neigh.rows >= 0)
     if exclude_rows:
         voting &= ~np.isin(neigh.rows, np.fromiter(exclude_rows, np.int64))
-    direct = _count(neigh.rows[:num_direct], voting[:num_direct])
-    mirror = _count(neigh.rows[num_direct:], voting[num_direct:])
-    keys = set(direct) | set(mirror)
+    n = neigh.rows.shape[0] // num_variants
+    counts = [_count(neigh.rows[i * n:(i + 1) * n], voting[i * n:(i + 1) * n]) for i in range(num_variants)]
+    keys = set().union(*counts)
     if not keys:
-        e = np.zeros(0, np.int64)
-        return Votes(e, e.copy(), e.copy())
+        return Votes.empty(num_variants)
     rows = np.fromiter(keys, np.int64)
-    dv = np.array([direct.get(int(r), 0) for r in rows])
-    mv = np.array([mirror.get(int(r), 0) for r in rows])
-    votes = np.maximum(dv, mv)
+    by_variant = np.array([[c.get(int(r), 0) for c in counts] for r in rows], np.int64)
+    votes = by_variant.max(axis=1)
     order = np.lexsort((rows, -votes))
-    return Votes(rows[order], votes[order], np.where(mv > dv, mv, 0)[order])
-
-
-def top_candidates(v: Votes, n: int) -> list[tuple[int, int]]:
-    """The ``n`` best (row, votes) pairs."""
-    return [(int(r), int(c)) for r, c in zip(v.rows[:n], v.votes[:n], strict=True)]
+    return Votes(rows[order], votes[order], by_variant[order])

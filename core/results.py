@@ -39,6 +39,7 @@ class Evidence:
     outline: np.ndarray | None
     mirrored: bool = False  # the query matched after a horizontal flip
     region: Region | None = None  # the query region whose search produced this evidence
+    variant: str = "direct"  # which query variant matched: direct, mirror, invert or invert_mirror
 
     @property
     def num_inliers(self) -> int:

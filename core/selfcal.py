@@ -17,7 +17,7 @@ import numpy as np
 from .bench.edits import random_edit
 from .calibrate import default_calibrator, fit
 from .errors import CopyLensError
-from .imageio import DecodedImage, from_array
+from .imageio import from_array
 from .progress import Job, Progress
 
 MAX_QUERIES = 240  # edited copies searched at most (about a minute on 2 cores for a 4k-reference index)
@@ -48,9 +48,8 @@ def calibrate_index(index_dir: Path, seed: int = 0, max_queries: int = MAX_QUERI
             except (CopyLensError, KeyError):
                 continue
             edited = random_edit(image.pixels, rng)
-            query = from_array(edited.pixels, "<calibration>")
-            feats = engine.query_features(DecodedImage(query.pixels, query.original_size, query.source))
-            cands = yield from engine.search_and_verify(feats)
+            query = from_array(edited.pixels, "<calibration>", max_side=engine.config.query_max_side)
+            cands, _ = yield from engine.candidates(query)
             for c in cands:
                 signals.append(c.signals)
                 labels.append(1 if c.row == row else 0)

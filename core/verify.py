@@ -2,8 +2,8 @@
 
 Inputs are NumPy arrays (keypoints in original pixels, RootSIFT vectors); the result is an
 :class:`~copylens.core.results.Evidence` plus the statistics the calibration uses. The query is matched
-as it is and mirrored (see :func:`~copylens.core.features.mirrored_descriptors`); the better of the two
-geometric models wins.
+in several variants (direct, mirrored, colour-inverted: see :data:`~copylens.core.features.VARIANTS`);
+the variant whose geometric model has the most inliers wins.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from .features import is_mirror_variant
 from .results import Evidence, Region
 
 
@@ -101,20 +102,21 @@ def _fit(qpts: np.ndarray, rpts: np.ndarray, thr: float, cfg: VerifyConfig):
     return h, mask.ravel().astype(bool)
 
 
-def verify(query_kp: np.ndarray, query_rs: np.ndarray, query_rs_mirror: np.ndarray,
-           query_size: tuple[int, int], ref_kp: np.ndarray, ref_rs: np.ndarray, ref_size: tuple[int, int],
+def verify(query_kp: np.ndarray, variants: list[tuple[str, np.ndarray]], query_size: tuple[int, int],
+           ref_kp: np.ndarray, ref_rs: np.ndarray, ref_size: tuple[int, int],
            cfg: VerifyConfig = VerifyConfig(), region: Region | None = None) -> Verification:
-    """Match the query (direct and mirrored) to one reference and fit a homography reference -> query.
+    """Match query descriptor variants to one reference and fit a homography reference -> query.
 
-    ``query_kp`` ``[N x 4]`` / ``ref_kp`` ``[M x 4]`` are keypoints (x, y, size, angle) in original pixels,
-    ``query_rs`` / ``query_rs_mirror`` ``[N x 128]`` and ``ref_rs`` ``[M x 128]`` RootSIFT vectors.
+    ``query_kp`` ``[N x 4]`` / ``ref_kp`` ``[M x 4]`` are keypoints (x, y, size, angle) in original pixels;
+    ``variants`` are ``(name, [N x 128] RootSIFT)`` pairs of the query (direct, mirrored, inverted, ...: see
+    features.VARIANTS), ``ref_rs`` ``[M x 128]`` the reference's RootSIFT. The variant with the most inliers wins.
     """
     thr = cfg.ransac_threshold * max(query_size)
     best = None
-    for mirrored, qdesc in ((False, query_rs), (True, query_rs_mirror)):
+    for name, qdesc in variants:
         qi, ri, sims = _ratio_matches(qdesc, ref_rs, cfg.ratio)
         qpts, rpts = query_kp[qi, :2], ref_kp[ri, :2]
-        if mirrored:
+        if is_mirror_variant(name):
             # USAC rejects orientation-reversing models: fit in the flipped query, then compose the flip back
             flip = np.array([[-1.0, 0.0, float(query_size[0])], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
             h, inl = _fit(np.column_stack([query_size[0] - qpts[:, 0], qpts[:, 1]]), rpts, thr, cfg)
@@ -123,8 +125,10 @@ def verify(query_kp: np.ndarray, query_rs: np.ndarray, query_rs_mirror: np.ndarr
             h, inl = _fit(qpts, rpts, thr, cfg)
         key = (int(inl.sum()), qi.size)
         if best is None or key > best[0]:
-            best = (key, mirrored, qpts, rpts, sims, h, inl)
-    (n_inl, n_match), mirrored, qpts, rpts, sims, h, inl = best
+            best = (key, name, qpts, rpts, sims, h, inl)
+    if best is None:
+        return Verification(Evidence.empty(), 0, _stats(0, 0, 0.0, 0.0, False, 0.0))
+    (n_inl, n_match), name, qpts, rpts, sims, h, inl = best
     if h is None or n_inl < 4:
         return Verification(Evidence.empty(), n_match, _stats(0, n_match, 0.0, 0.0, False, 0.0))
     outline = _outline(h, ref_size)
@@ -132,7 +136,7 @@ def verify(query_kp: np.ndarray, query_rs: np.ndarray, query_rs_mirror: np.ndarr
     qin, rin, sin = qpts[inl].astype(np.float32), rpts[inl].astype(np.float32), sims[inl]
     scores = np.clip((sin - 0.75) / 0.25, 0.0, 1.0).astype(np.float32)
     ev = Evidence(qin, rin, scores, h.astype(np.float64), outline.astype(np.float32),
-                  mirrored=mirrored, region=region)
+                  mirrored=is_mirror_variant(name), region=region, variant=name)
     stats = _stats(n_inl, n_match, _hull_fraction(qin, query_size), _hull_fraction(rin, ref_size), plausible,
                    float(sin.mean()))
     return Verification(ev, n_match, stats)

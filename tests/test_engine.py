@@ -120,3 +120,45 @@ def test_features_in_original_pixels():
 
 def test_calibration_was_fitted(engine):
     assert engine.info.calibration.startswith("fitted"), engine.info.calibration
+
+
+def test_inversion_permutation_matches_reextraction():
+    from copylens.core.features import VARIANTS
+
+    img = skimage_rgb("astronaut")
+    cfg = FeatureConfig(max_side=512, max_keypoints=400)
+    a = extract(from_array(img), cfg)
+    for name, pixels in (("invert", 255 - img), ("invert_mirror", np.ascontiguousarray(255 - img[:, ::-1]))):
+        b = extract(from_array(pixels), cfg)
+        bx = 512 - b.keypoints[:, 0] if "mirror" in name else b.keypoints[:, 0]
+        d = np.abs(a.keypoints[:, None, 0] - bx[None]) + np.abs(a.keypoints[:, None, 1] - b.keypoints[None, :, 1])
+        i, j = np.nonzero(d < 1.0)
+        assert len(i) > 50
+        sim = (rootsift(a.descriptors[i][:, VARIANTS[name]]) * rootsift(b.descriptors[j])).sum(1)
+        assert np.median(sim) > 0.97
+
+
+def test_inverted_copy_found(engine):
+    query = 255 - skimage_rgb("astronaut")[60:460, 40:480]
+    best = _query(engine, np.ascontiguousarray(query)).best
+    assert best.reference_id == "astronaut"
+    assert best.evidence.variant == "invert"
+    assert best.score > 0.8
+
+
+def test_pasted_copy_found_with_region_and_box(engine):
+    from copylens.core.regions import box_iou
+
+    background = cv2.resize(skimage_rgb("coffee"), (900, 600))  # coffee is not in the index
+    paste = cv2.resize(skimage_rgb("horse"), (260, 200))
+    x0, y0 = 500, 330
+    query = background.copy()
+    query[y0:y0 + 200, x0:x0 + 260] = paste
+    result = _query(engine, query)
+    best = result.best
+    assert best.reference_id == "horse"
+    truth = (x0, y0, x0 + 260, y0 + 200)
+    o = best.evidence.outline
+    found = (o[:, 0].min(), o[:, 1].min(), o[:, 0].max(), o[:, 1].max())
+    assert box_iou(found, truth) > 0.85
+    assert result.regions[0].kind == "full"
