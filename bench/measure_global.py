@@ -7,7 +7,9 @@ edit, both from ``core/bench/edits.py random_edit`` (the dev benchmark's edit mi
 other non-member photos).
 
 Per backend it reports, per content kind and overall:
-- recall@1: the copy's best reference (max over query variants) is its source;
+- recall@1: the copy's best reference (max over query variants) is its source; with all query variants
+  (PDQ: 8 dihedral + their 8 complements for negatives; neural: the query, its mirror, its negative) and
+  with the query as it is (variant 0);
 - non-member top-1 scores (median / 95th percentile), and the copies' correct top-1 scores (median);
 - rec@npP95: the fraction of copies ranked right *and* scoring above the 95th percentile of non-member top-1
   scores (a crude operating point with ~5 % false alarms);
@@ -43,6 +45,7 @@ from copylens.core.imageio import load_image
 
 DATASETS = Path("/work/shared/datasets")
 BACKENDS = ("pdq", "timm:test_resnet", "timm:test_efficientnet")
+NEURAL_VARIANTS = (0, 5, 8)  # the query, its mirror and its negative (PDQ always gets all 16)
 
 
 def _lists() -> dict[str, list[str]]:
@@ -74,16 +77,18 @@ def _data(n_refs: int, n_others: int, seed: int):
     return out
 
 
-def _top1(desc, queries, ref_vectors, variants: bool = True):
-    """(best reference index, best score) per query image: max over query variants."""
-    best_idx, best_score = [], []
+def _top1(desc, queries, ref_vectors):
+    """Per query image, (best reference index, best score) twice: max over all query variants, and over
+    variant 0 (the query as it is) only."""
+    out = {True: ([], []), False: ([], [])}
     for q in queries:
         b = desc.extract_query(q)
-        vecs = b.vectors if variants else b.vectors[b.variant == 0]
-        sims = pairwise_similarity(vecs, ref_vectors, desc.metric).max(axis=0)
-        best_idx.append(int(np.argmax(sims)))
-        best_score.append(float(sims.max()))
-    return np.array(best_idx), np.array(best_score)
+        sims = pairwise_similarity(b.vectors, ref_vectors, desc.metric)
+        for all_variants, rows in ((True, sims), (False, sims[b.variant == 0])):
+            best = rows.max(axis=0)
+            out[all_variants][0].append(int(np.argmax(best)))
+            out[all_variants][1].append(float(best.max()))
+    return {k: (np.array(i), np.array(sc)) for k, (i, sc) in out.items()}
 
 
 def _speed(desc, images, threads: int) -> float:
@@ -106,28 +111,33 @@ def _report(label: str, rows: dict[str, dict], families: dict[str, list[bool]]) 
     print("recall@1 by edit: " + ", ".join(f"{f} {np.mean(v):.2f}" for f, v in sorted(families.items())))
 
 
-def _evaluate(desc, data, variants: bool = True):
-    rows, families = {}, defaultdict(list)
-    all_ok, all_score, all_non = [], [], []
+def _evaluate(desc, data):
+    """{all_variants: (rows, families)} for all query variants (True) and variant 0 only (False)."""
+    per = {True: ({}, defaultdict(list), [], [], []), False: ({}, defaultdict(list), [], [], [])}
     for kind, (refs, copies, fams, distractors) in data.items():
         ref_vectors = desc.extract(refs).vectors
-        idx, score = _top1(desc, copies, ref_vectors, variants)
-        _, non = _top1(desc, distractors, ref_vectors, variants)
-        ok = idx == np.arange(len(copies))
-        p95 = float(np.percentile(non, 95))
-        rows[kind] = dict(r1=ok.mean(), rp=np.mean(ok & (score > p95)),
-                          cmed=statistics.median(score[ok]) if ok.any() else float("nan"),
-                          nmed=statistics.median(non), np95=p95)
-        for f, o in zip(fams, ok, strict=True):
-            families[f].append(bool(o))
-        all_ok.append(ok)
-        all_score.append(score)
-        all_non.append(non)
-    ok, score, non = np.concatenate(all_ok), np.concatenate(all_score), np.concatenate(all_non)
+        copy_top, non_top = _top1(desc, copies, ref_vectors), _top1(desc, distractors, ref_vectors)
+        for key, (rows, families, all_ok, all_score, all_non) in per.items():
+            (idx, score), (_, non) = copy_top[key], non_top[key]
+            ok = idx == np.arange(len(copies))
+            rows[kind] = _row(ok, score, non)
+            for f, o in zip(fams, ok, strict=True):
+                families[f].append(bool(o))
+            all_ok.append(ok)
+            all_score.append(score)
+            all_non.append(non)
+    result = {}
+    for key, (rows, families, all_ok, all_score, all_non) in per.items():
+        rows["all"] = _row(np.concatenate(all_ok), np.concatenate(all_score), np.concatenate(all_non))
+        result[key] = (rows, families)
+    return result
+
+
+def _row(ok: np.ndarray, score: np.ndarray, non: np.ndarray) -> dict:
     p95 = float(np.percentile(non, 95))
-    rows["all"] = dict(r1=ok.mean(), rp=np.mean(ok & (score > p95)), cmed=statistics.median(score[ok]),
-                       nmed=statistics.median(non), np95=p95)
-    return rows, families
+    return dict(r1=ok.mean(), rp=np.mean(ok & (score > p95)),
+                cmed=statistics.median(score[ok]) if ok.any() else float("nan"),
+                nmed=statistics.median(non), np95=p95)
 
 
 def main() -> None:
@@ -144,18 +154,18 @@ def main() -> None:
           f"({time.perf_counter() - t0:.0f} s)")
     for name in args.backends:
         torch.set_num_threads(1)
-        desc = create_descriptor(name, device="cpu") if name != "pdq" else create_descriptor(name)
-        rows, families = _evaluate(desc, data)
-        _report(f"{name} (dim {desc.dim}, {desc.metric})", rows, families)
-        if name == "pdq":
-            rows, families = _evaluate(desc, data, variants=False)
-            _report("pdq, variant 0 only (no dihedral query variants)", rows, families)
-        else:
+        kw = {} if name == "pdq" else {"device": "cpu", "query_variants": NEURAL_VARIANTS}
+        desc = create_descriptor(name, **kw)
+        variants = "16 variants" if name == "pdq" else f"variants {NEURAL_VARIANTS}"
+        result = _evaluate(desc, data)
+        _report(f"{name} (dim {desc.dim}, {desc.metric}), query {variants}", *result[True])
+        _report(f"{name}, query variant 0 only", *result[False])
+        if name != "pdq":
             refs = [im for kind in data.values() for im in kind[0]]
-            w = Whitening.fit(desc.extract(refs).vectors)
-            white = create_descriptor(name, device="cpu", whitening=w)
-            rows, families = _evaluate(white, data)
-            _report(f"{name} + PCA whitening fitted on the references (dim {white.dim})", rows, families)
+            w = Whitening.fit(desc.extract(refs).vectors, dim=min(64, desc.dim))
+            white = create_descriptor(name, whitening=w, **kw)
+            _report(f"{name} + PCA whitening to {white.dim}-d fitted on the references, query {variants}",
+                    *_evaluate(white, data)[True])
         speed_set = [im for kind in data.values() for im in kind[0]][:200]
         s1, s2 = _speed(desc, speed_set, 1), _speed(desc, speed_set, 2)
         print(f"speed: {s1:.0f} images/s on 1 thread, {s2:.0f} images/s on 2 threads "

@@ -103,15 +103,19 @@ def test_batches_sizes_and_shapes_do_not_change_results(weights):
     assert create_descriptor(f"timm:{ARCH}:{path}").extract([]).vectors.shape == (0, one.dim)
 
 
-def test_query_variants_undo_the_mirror(weights):
+def test_query_variants_undo_the_mirror_and_the_negative(weights):
     _, path = weights
-    desc = create_descriptor(f"timm:{ARCH}:{path}", query_variants=(0, 5))
+    desc = create_descriptor(f"timm:{ARCH}:{path}", query_variants=(0, 5, 8))
     img = _images()[2]
     ref = desc.extract([img]).vectors[0]
     q = desc.extract_query(np.ascontiguousarray(img[:, ::-1]))
-    assert q.variant.tolist() == [0, 5]
+    assert q.variant.tolist() == [0, 5, 8]
     assert np.allclose(q.vectors[1], ref, atol=1e-5)
     assert not np.allclose(q.vectors[0], ref, atol=1e-3)
+    neg = desc.extract_query(255 - img)
+    assert np.allclose(neg.vectors[2], ref, atol=1e-5) and not np.allclose(neg.vectors[0], ref, atol=1e-3)
+    with pytest.raises(ValueError, match="query variants"):
+        create_descriptor(f"timm:{ARCH}:{path}", query_variants=(16,))
 
 
 def test_wrong_weights_are_refused(tmp_path, weights):

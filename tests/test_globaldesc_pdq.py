@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 from copylens.core.errors import IndexFormatError, UnknownBackendError
 from copylens.core.globaldesc import DIHEDRAL, ModelLoadError, check_fingerprint, create_descriptor
-from copylens.core.globaldesc.base import MIRRORED_VARIANTS, DescriptorBatch, pairwise_similarity
+from copylens.core.globaldesc.base import (
+    INVERTED,
+    MIRRORED_VARIANTS,
+    DescriptorBatch,
+    pairwise_similarity,
+    variant_pixels,
+)
 from skimage import data
 
 
@@ -39,7 +45,7 @@ def test_pdq_shape_and_identical_image(pdq, astronaut):
     assert 0.5 <= b.quality[0] <= 1.0 and not b.low_quality[0]
     # variant 0 of the query equals the reference hash
     q = pdq.extract_query(astronaut)
-    assert q.variant.tolist() == list(range(8))
+    assert q.variant.tolist() == list(range(16))
     assert hamming(q.vectors[:1], b.vectors[0])[0] == 0
 
 
@@ -57,10 +63,22 @@ def test_pdq_dihedral_variant_matches_transformed_copy(pdq, astronaut, variant):
     assert (undo in MIRRORED_VARIANTS) == (variant in MIRRORED_VARIANTS)
 
 
+def test_pdq_inverted_copy_matches_the_complement_variant(pdq, astronaut):
+    ref = pdq.extract([astronaut]).vectors[0]
+    negative = pdq.extract_query(255 - astronaut)
+    d = hamming(negative.vectors, ref)
+    assert int(np.argmin(d)) == INVERTED and d[INVERTED] == 0
+    assert d[0] == 256  # without the complement: every bit differs
+    assert np.array_equal(variant_pixels(astronaut, INVERTED + 5), 255 - astronaut[:, ::-1])
+    with pytest.raises(ValueError, match="0..15"):
+        variant_pixels(astronaut, 16)
+
+
 def test_pdq_unrelated_images_far_apart(pdq, astronaut, camera):
     b = pdq.extract([astronaut, camera])
     assert hamming(b.vectors[:1], b.vectors[1])[0] > 80
-    assert pdq.extract_query(camera).vectors.shape == (8, 32)
+    assert pdq.extract_query(camera).vectors.shape == (16, 32)
+    assert create_descriptor("pdq", query_inverted=False).extract_query(camera).vectors.shape == (8, 32)
     sims = pairwise_similarity(pdq.extract_query(camera).vectors, b.vectors, "hamming")
     assert sims[0, 1] == 1.0 and sims[:, 0].max() < 0.7
 
@@ -92,6 +110,7 @@ def test_pdq_fingerprint_tracks_settings():
     a, b = create_descriptor("pdq"), create_descriptor("pdq")
     assert a.fingerprint() == b.fingerprint() and len(a.fingerprint()) == 64
     assert create_descriptor("pdq", max_side=256).fingerprint() != a.fingerprint()
+    assert create_descriptor("pdq", query_inverted=False).fingerprint() == a.fingerprint()
 
 
 def test_check_fingerprint_refuses_mismatch():

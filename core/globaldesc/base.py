@@ -33,7 +33,19 @@ DIHEDRAL: tuple[Callable[[np.ndarray], np.ndarray], ...] = (
     lambda a: a.transpose(1, 0, 2),                 # 6 transposed (pdq "FlipPlus1")
     lambda a: np.rot90(a, 2).transpose(1, 0, 2),    # 7 anti-transposed (pdq "FlipMinus1")
 )
-MIRRORED_VARIANTS = frozenset({4, 5, 6, 7})  # variants that involve a reflection
+MIRRORED_VARIANTS = frozenset({4, 5, 6, 7, 12, 13, 14, 15})  # variants that involve a reflection
+# Variants 8..15 are variants 0..7 of the inverted image (255 - pixels): a negative is a common edit that
+# turns every PDQ bit over and defeats neural descriptors too. See variant_pixels.
+INVERTED = 8
+NUM_VARIANTS = 16
+
+
+def variant_pixels(image: np.ndarray, variant: int) -> np.ndarray:
+    """The pixels of query variant ``variant`` (0..15) of an RGB image, C-contiguous."""
+    if not 0 <= variant < NUM_VARIANTS:
+        raise ValueError(f"query variant {variant} is not in 0..{NUM_VARIANTS - 1}")
+    out = DIHEDRAL[variant % INVERTED](image)
+    return np.ascontiguousarray(255 - out if variant >= INVERTED else out)
 
 
 @dataclass(frozen=True)
@@ -42,8 +54,8 @@ class DescriptorBatch:
 
     ``vectors``: ``[N x D]`` float32 L2-normalised rows (metric ``"ip"``) or ``[N x D/8]`` uint8 packed bits
     (metric ``"hamming"``). ``quality``: ``[N]`` float32 in [0, 1] (1 for neural backends).
-    ``variant``: ``[N]`` int64 — the input image index for ``extract``, the :data:`DIHEDRAL` number for
-    ``extract_query``. ``low_quality``: ``[N]`` bool, rows the backend considers unreliable (PDQ flags
+    ``variant``: ``[N]`` int64 — the input image index for ``extract``, the query variant for
+    ``extract_query`` (:data:`DIHEDRAL` number 0..7, plus :data:`INVERTED` for the negative's variants). ``low_quality``: ``[N]`` bool, rows the backend considers unreliable (PDQ flags
     quality below its threshold); all false when not given.
     """
 
@@ -85,7 +97,7 @@ class GlobalDescriptor(Protocol):
         ...
 
     def extract_query(self, image: np.ndarray) -> DescriptorBatch:
-        """The query-time variants of one image; ``variant`` holds :data:`DIHEDRAL` numbers."""
+        """The query-time variants of one image; ``variant`` holds their numbers (see variant_pixels)."""
         ...
 
 

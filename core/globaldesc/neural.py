@@ -28,7 +28,7 @@ import cv2
 import numpy as np
 import torch
 
-from .base import DIHEDRAL, DescriptorBatch, ModelLoadError, check_image, config_digest
+from .base import NUM_VARIANTS, DescriptorBatch, ModelLoadError, check_image, config_digest, variant_pixels
 from .whitening import Whitening
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -46,7 +46,8 @@ class NeuralConfig:
     std: tuple[float, ...] = IMAGENET_STD
     gem_p: float = 3.0              # GeM exponent over the feature map (1 = average, large = max pooling)
     batch_size: int = 16            # images per forward pass
-    query_variants: tuple[int, ...] = (0,)  # DIHEDRAL numbers extract_query computes; (0, 5) adds the mirror
+    query_variants: tuple[int, ...] = (0,)  # variants extract_query computes (base.variant_pixels): 5 adds
+    #                                         the mirror, 8 the negative; each costs one forward pass
 
 
 def gem(features: torch.Tensor, p: float = 3.0, eps: float = 1e-6) -> torch.Tensor:
@@ -89,9 +90,9 @@ class NeuralDescriptor:
                  whitening: Whitening | None = None, device: str | None = None, half: bool | None = None):
         if config.resize not in RESIZE_MODES:
             raise ValueError(f"unknown resize mode {config.resize!r}; valid: {', '.join(RESIZE_MODES)}")
-        bad = [v for v in config.query_variants if not 0 <= v < len(DIHEDRAL)]
+        bad = [v for v in config.query_variants if not 0 <= v < NUM_VARIANTS]
         if bad:
-            raise ValueError(f"query variants {bad} are not DIHEDRAL numbers 0..7")
+            raise ValueError(f"query variants {bad} are not in 0..{NUM_VARIANTS - 1}")
         self.name, self.config, self.whitening = name, config, whitening
         self.device = auto_device(device)
         self.half = (self.device.type == "cuda") if half is None else half
@@ -166,7 +167,7 @@ class NeuralDescriptor:
     def extract_query(self, image: np.ndarray) -> DescriptorBatch:
         image = check_image(image)
         variants = list(self.config.query_variants)
-        v = self._forward([np.ascontiguousarray(DIHEDRAL[k](image)) for k in variants])
+        v = self._forward([variant_pixels(image, k) for k in variants])
         return DescriptorBatch(v, np.ones(len(v), np.float32), np.asarray(variants, dtype=np.int64))
 
 

@@ -28,6 +28,10 @@ class PdqConfig:
     max_side: int = 512
     # Hamming distance at or below which Meta's documentation calls two PDQ hashes a match (of 256 bits).
     match_distance: int = 31
+    # extract_query also returns the complements of the 8 dihedral hashes as variants 8..15: inverting an
+    # image turns every PDQ bit over (exactly: the DCT signs flip around their median), so a negative copy
+    # is found at no hashing cost; without them inverted copies land ~256 bits away.
+    query_inverted: bool = True
 
 
 DEFAULT_PDQ = PdqConfig()
@@ -44,7 +48,10 @@ class PdqDescriptor:
         self.config = config
 
     def fingerprint(self) -> str:
-        return config_digest({"kind": "pdq", "pdqhash": pdqhash.__version__, **asdict(self.config)})
+        cfg = asdict(self.config)
+        for key in ("match_distance", "query_inverted"):  # they do not change reference hashes
+            cfg.pop(key)
+        return config_digest({"kind": "pdq", "pdqhash": pdqhash.__version__, **cfg})
 
     def _prepare(self, image: np.ndarray) -> np.ndarray:
         image = check_image(image)
@@ -72,4 +79,7 @@ class PdqDescriptor:
 
     def extract_query(self, image: np.ndarray) -> DescriptorBatch:
         hashes, q = pdqhash.compute_dihedral(self._prepare(image))
-        return self._batch(list(hashes), [q] * len(hashes), range(len(hashes)))
+        hashes = list(hashes)
+        if self.config.query_inverted:
+            hashes += [1 - h for h in hashes]  # variants INVERTED + k: hashes of the negative
+        return self._batch(hashes, [q] * len(hashes), range(len(hashes)))
