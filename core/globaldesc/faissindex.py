@@ -75,13 +75,15 @@ class GlobalIndex:
         return int(self._index.ntotal)
 
     # -- contents ----------------------------------------------------------------------------------------
-    def _contents(self) -> tuple[np.ndarray, np.ndarray]:
-        """All (ids [N], vectors) currently stored, in storage order."""
+    def _contents(self, vectors: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+        """All (ids [N], vectors or None) currently stored, in storage order."""
         n = len(self)
         width = self.dim // 8 if self.metric == "hamming" else self.dim
         dtype = np.uint8 if self.metric == "hamming" else np.float32
         if self.exact:
             ids = faiss.vector_to_array(self._index.id_map).astype(np.int64)
+            if not vectors:
+                return ids, None
             inner = self._index.index
             vecs = inner.reconstruct_n(0, n) if n else np.zeros((0, width), dtype)
             return ids, np.asarray(vecs, dtype).reshape(n, width)
@@ -91,16 +93,18 @@ class GlobalIndex:
             size = lists.list_size(lst)
             if size:
                 all_ids.append(faiss.rev_swig_ptr(lists.get_ids(lst), size).copy())
+                if not vectors:
+                    continue
                 codes = faiss.rev_swig_ptr(lists.get_codes(lst), size * lists.code_size).copy()
                 all_vecs.append(codes.view(dtype).reshape(size, width))
         if not all_ids:
             return np.zeros(0, np.int64), np.zeros((0, width), dtype)
-        return np.concatenate(all_ids).astype(np.int64), np.concatenate(all_vecs)
+        return np.concatenate(all_ids).astype(np.int64), np.concatenate(all_vecs) if vectors else None
 
     def ids(self) -> np.ndarray:
         """``[N]`` int64, every id in the index (unordered)."""
         with self._lock:
-            return self._contents()[0]
+            return self._contents(vectors=False)[0]
 
     def _check(self, vectors: np.ndarray) -> np.ndarray:
         if self.metric == "hamming":
@@ -123,7 +127,7 @@ class GlobalIndex:
         if len(ids) == 0:
             return
         with self._lock:
-            present = self._contents()[0]
+            present = self._contents(vectors=False)[0]
             clash = np.unique(ids[np.isin(ids, present)]).tolist()
             if clash or len(np.unique(ids)) != len(ids):
                 raise ValueError(f"ids already in the index or repeated: {clash[:5] or 'repeated in the call'}")
