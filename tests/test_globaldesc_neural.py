@@ -31,8 +31,9 @@ def _images() -> list[np.ndarray]:
 
 
 def _backbone(seed: int, arch: str = ARCH, **kw) -> torch.nn.Module:
-    torch.manual_seed(seed)
-    return timm.create_model(arch, pretrained=False, num_classes=0, global_pool="", **kw).eval()
+    with torch.random.fork_rng(devices=[]):  # seeded without touching other tests' random state
+        torch.manual_seed(seed)
+        return timm.create_model(arch, pretrained=False, num_classes=0, global_pool="", **kw).eval()
 
 
 def _reference(model: torch.nn.Module, image: np.ndarray, projection=None) -> np.ndarray:
@@ -132,8 +133,9 @@ def test_wrong_weights_are_refused(tmp_path, weights):
 
 
 def test_classifier_weights_in_the_file_are_ignored(tmp_path, square):
-    torch.manual_seed(3)
-    with_head = timm.create_model(ARCH, pretrained=False, num_classes=7).eval()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(3)
+        with_head = timm.create_model(ARCH, pretrained=False, num_classes=7).eval()
     path = tmp_path / "head.safetensors"
     safetensors_torch.save_file(with_head.state_dict(), str(path))
     desc = create_descriptor(f"timm:{ARCH}:{path}")
@@ -162,8 +164,9 @@ def test_torchscript_matches_timm_backend(tmp_path, weights):
 
 def _write_copylens_model(directory, seed=5, dim=24):
     backbone = _backbone(seed)
-    torch.manual_seed(seed + 1)
-    projection = torch.nn.Linear(backbone.num_features, dim).eval()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed + 1)
+        projection = torch.nn.Linear(backbone.num_features, dim).eval()
     state = {f"backbone.{k}": v for k, v in backbone.state_dict().items()}
     state.update({"projection.weight": projection.weight.detach(), "projection.bias": projection.bias.detach()})
     safetensors_torch.save_file(state, str(directory / "mini.safetensors"))
