@@ -97,6 +97,7 @@ class Engine:
         self.calibrator = calibrator
         self.config = config
         self.features = FeatureConfig.from_dict(manifest["features"])
+        self.tombstones = store.tombstones()  # removed rows whose vectors an approximate index still holds
 
     @classmethod
     def open(cls, index_dir: str | Path, config: QueryConfig | None = None) -> Engine:
@@ -253,7 +254,7 @@ class Engine:
         names = list(cfg.variants)
         descs = [rootsift(feats.descriptors[:, VARIANTS[n]]) for n in names]
         neigh = self.local.search(np.vstack(descs), cfg.recall.neighbours)
-        votes = vote(neigh, len(names), cfg.recall, exclude_rows)
+        votes = vote(neigh, len(names), cfg.recall, exclude_rows | self.tombstones)
         n_cand = cfg.recall.candidates if candidates is None else candidates
         timings["search"] = timings.get("search", 0.0) + (time.perf_counter() - t) * 1000
         t = time.perf_counter()

@@ -25,7 +25,7 @@ from .errors import CopyLensError, ImageLoadError
 from .features import FeatureConfig, extract, rootsift
 from .imageio import encode_jpeg, is_image_path, load_image_bytes
 from .localindex import LocalIndex, choose_kind
-from .progress import Job, Progress
+from .progress import Job, Progress, run_job
 from .store import (
     FORMAT_NAME,
     FORMAT_VERSION,
@@ -39,6 +39,7 @@ from .store import (
 
 BATCH = 16  # references per SQLite transaction
 TRAIN_SAMPLE = 200_000  # descriptors sampled to train the IVF cells
+TOMBSTONE_REBUILD = 0.2  # rebuild an approximate FAISS index once removed rows exceed this share of the rest
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,6 +187,7 @@ def _write_local_index(store: ReferenceStore, index_dir: Path, seed: int = 1234)
     if vecs:
         local.add_many(np.concatenate(rows), np.concatenate(kps), np.vstack(vecs))
     local.save(index_dir / LOCAL_FAISS)
+    store.clear_tombstones()  # the new FAISS index holds exactly the stored rows
     return local
 
 
@@ -291,7 +293,8 @@ def add_to_index(index_dir: str | Path, paths: Iterable[str | Path], workers: in
         local.add(row, rootsift(store.features(row).descriptors))
         if i % 50 == 0:
             yield Progress("faiss", i, len(new_rows))
-    if local.ntotal != store.count_descriptors():  # an earlier update was interrupted: rebuild from the database
+    dead = store.tombstoned_descriptors() if local.kind != "flat" else 0  # removed, still in an approximate index
+    if local.ntotal != store.count_descriptors() + dead:  # an earlier update was interrupted: rebuild
         local = yield from _write_local_index(store, index_dir)
     else:
         local.save(index_dir / LOCAL_FAISS)
@@ -307,9 +310,11 @@ def remove_from_index(index_dir: str | Path, reference_ids: Iterable[str]) -> in
     store = ReferenceStore(index_dir)
     local = LocalIndex.load(index_dir / LOCAL_FAISS, manifest["local_index"]["kind"])
     rows = store.delete(list(reference_ids))
-    if rows:
+    if rows and local.kind == "flat":
         local.remove_rows(rows)
         local.save(index_dir / LOCAL_FAISS)
+    elif len(store.tombstones()) > TOMBSTONE_REBUILD * max(1, store.count()):
+        local = run_job(_write_local_index(store, index_dir))  # too many dead vectors: rebuild
     cfg = FeatureConfig.from_dict(manifest["features"])
     write_json_atomic(index_dir / MANIFEST, _manifest(index_dir, store, cfg, local, manifest.get("calibration"),
                                                       None, manifest))

@@ -18,7 +18,7 @@ from .bench.edits import random_edit
 from .calibrate import default_calibrator, fit
 from .errors import CopyLensError
 from .imageio import from_array
-from .progress import Job, Progress
+from .progress import Job, Progress, run_job
 
 MAX_QUERIES = 240  # edited copies searched at most (about a minute on 2 cores for a 4k-reference index)
 MIN_QUERIES = 60  # small indexes get several edits per reference to reach this many
@@ -49,7 +49,7 @@ def calibrate_index(index_dir: Path, seed: int = 0, max_queries: int = MAX_QUERI
                 continue
             edited = random_edit(image.pixels, rng)
             query = from_array(edited.pixels, "<calibration>", max_side=engine.config.query_max_side)
-            cands, _ = yield from engine.candidates(query)
+            cands, _ = run_job(engine.candidates(query))  # one progress report per query is enough
             for c in cands:
                 signals.append(c.signals)
                 labels.append(1 if c.row == row else 0)

@@ -4,7 +4,9 @@ Layout of an index directory::
 
     manifest.json       format name and version, feature settings, counts, calibration (written last, atomically)
     references.sqlite   references (id, path, sha256, size, thumbnail, keypoints, descriptors), duplicates,
-                        failures: every write is a transaction, so a killed build loses nothing committed
+                        failures, tombstones (rows removed since the FAISS index was last rebuilt; row
+                        numbers are never reused): every write is a transaction, so a killed build loses
+                        nothing committed
     local.faiss         FAISS index over the references' RootSIFT descriptors (see localindex.py)
 
 Feature arrays are stored as raw little-endian bytes with their shapes implied (keypoints ``[N x 4]``
@@ -35,7 +37,7 @@ LOCAL_FAISS = "local.faiss"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS refs (
-    row INTEGER PRIMARY KEY,
+    row INTEGER PRIMARY KEY AUTOINCREMENT,
     reference_id TEXT NOT NULL UNIQUE,
     path TEXT NOT NULL,
     sha256 TEXT NOT NULL UNIQUE,
@@ -56,6 +58,10 @@ CREATE TABLE IF NOT EXISTS duplicates (
 CREATE TABLE IF NOT EXISTS failures (
     path TEXT PRIMARY KEY,
     reason TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS tombstones (
+    row INTEGER PRIMARY KEY,
+    num_keypoints INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS meta (
     key TEXT PRIMARY KEY,
@@ -168,13 +174,25 @@ class ReferenceStore:
         rows = []
         with conn:
             for rid in reference_ids:
-                r = conn.execute("SELECT row FROM refs WHERE reference_id = ?", (rid,)).fetchone()
+                r = conn.execute("SELECT row, num_keypoints FROM refs WHERE reference_id = ?", (rid,)).fetchone()
                 if r is None:
                     continue
                 rows.append(int(r[0]))
                 conn.execute("DELETE FROM refs WHERE row = ?", (r[0],))
+                conn.execute("INSERT OR IGNORE INTO tombstones(row, num_keypoints) VALUES (?, ?)", r)
                 conn.execute("DELETE FROM duplicates WHERE reference_id = ?", (rid,))
         return rows
+
+    def tombstones(self) -> frozenset[int]:
+        """Rows deleted since the FAISS index was last rebuilt (their vectors may still be in it)."""
+        return frozenset(int(r[0]) for r in self._conn().execute("SELECT row FROM tombstones"))
+
+    def tombstoned_descriptors(self) -> int:
+        return int(self._conn().execute("SELECT COALESCE(SUM(num_keypoints), 0) FROM tombstones").fetchone()[0])
+
+    def clear_tombstones(self) -> None:
+        with self._conn() as c:
+            c.execute("DELETE FROM tombstones")
 
     def set_meta(self, key: str, value: str) -> None:
         with self._conn() as c:

@@ -148,3 +148,27 @@ def test_resume_after_killed_build(tmp_path):
     with Engine.open(out) as eng:
         assert eng.info.num_references == 48
         assert _best(eng, np.asarray(Image.open(refs / "set1" / "img 040.jpg"))) == "set1/img 040"
+
+
+def test_approximate_index_add_remove_with_tombstones(tmp_path, monkeypatch):
+    """The approximate FAISS kind cannot delete vectors: removed rows become tombstones, never results."""
+    from copylens.core import localindex
+
+    monkeypatch.setattr(localindex, "FLAT_MAX_DESCRIPTORS", 1000)  # force the IVF kind on a tiny index
+    refs = _variants(tmp_path / "refs", 24)
+    out = tmp_path / "idx"
+    run_job(build_index(refs, out, workers=2, calibrate=False))
+    m = json.loads((out / MANIFEST).read_text())
+    assert m["local_index"]["kind"] == "ivf-pq-refine"
+    probe = np.asarray(Image.open(refs / "set0" / "img 009.jpg"))
+    with Engine.open(out) as eng:
+        assert _best(eng, probe) == "set0/img 009"
+    assert remove_from_index(out, ["set0/img 009"]) == 1
+    with Engine.open(out) as eng:
+        assert eng.tombstones and _best(eng, probe) != "set0/img 009"
+    # adding after a removal keeps the FAISS index consistent (no spurious rebuild, still searchable)
+    extra = write_references(tmp_path / "extra", ("coffee",))
+    assert run_job(add_to_index(out, [extra])).added == 1
+    with Engine.open(out) as eng:
+        assert _best(eng, skimage_rgb("coffee")) == "extra/coffee"
+        assert _best(eng, probe) != "set0/img 009"

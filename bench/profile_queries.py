@@ -1,0 +1,69 @@
+"""Profile queries on a built benchmark index: per-stage timings and recall@1 by attack and content.
+
+A quick loop for tuning (a sample of the benchmark's queries; the full evaluation is ``copylens bench run``):
+
+    OMP_NUM_THREADS=2 .venv/bin/python bench/profile_queries.py BENCH_DIR INDEX_DIR --n 300 [--seed 0]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+from copylens.core.engine import Engine, QueryConfig
+from copylens.core.progress import run_job
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("bench")
+    ap.add_argument("index")
+    ap.add_argument("--n", type=int, default=300)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--set", action="append", default=[], help="QueryConfig field=value (ints/floats/tuples)")
+    args = ap.parse_args()
+    bench = Path(args.bench)
+    rows = list(csv.DictReader(open(bench / "ground_truth.csv", encoding="utf-8")))
+    rng = np.random.default_rng(args.seed)
+    rows = [rows[i] for i in sorted(rng.choice(len(rows), min(args.n, len(rows)), replace=False))]
+    overrides = {}
+    for kv in args.set:
+        k, v = kv.split("=", 1)
+        overrides[k] = eval(v, {})  # a developer tool: values like 0, 0.8, ("direct", "mirror")
+    engine = Engine.open(args.index, QueryConfig(**overrides))
+    stages: dict[str, list[float]] = defaultdict(list)
+    hits: dict[str, list[int]] = defaultdict(list)
+    dist_scores, pos_scores, totals = [], [], []
+    for r in rows:
+        q = next(bench.joinpath("queries").glob(r["query_id"] + ".*"))
+        t = time.perf_counter()
+        res = run_job(engine.query_path(q, top_k=5))
+        totals.append((time.perf_counter() - t) * 1000)
+        for k, v in res.timings_ms.items():
+            stages[k].append(v)
+        best = res.best
+        if r["reference_id"]:
+            ok = int(best is not None and best.reference_id == r["reference_id"])
+            hits[r["attack"]].append(ok)
+            hits["content:" + r["content"]].append(ok)
+            hits["ALL"].append(ok)
+            pos_scores.append(best.score if ok else 0.0)
+        else:
+            dist_scores.append(best.score if best else 0.0)
+    print(f"queries {len(rows)}  total ms p50 {np.median(totals):.0f} p95 {np.percentile(totals, 95):.0f}")
+    for k, v in stages.items():
+        print(f"  {k:>10}: median {np.median(v):7.1f} ms  mean {np.mean(v):7.1f}")
+    for k in sorted(hits):
+        print(f"  recall@1 {k:>20}: {np.mean(hits[k]):.3f}  (n={len(hits[k])})")
+    d = np.array(dist_scores)
+    print(f"distractor top score: median {np.median(d):.3f}, >0.5: {np.mean(d > 0.5):.3f}, max {d.max():.3f}")
+    p = np.array(pos_scores)
+    print(f"copies correct & score>0.5: {np.mean(p > 0.5):.3f}")
+
+
+if __name__ == "__main__":
+    main()
