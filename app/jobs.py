@@ -15,10 +15,11 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from PySide6.QtGui import QImage
+
 from copylens.core.imageio import DecodedImage, from_array, load_image, load_image_bytes
 from copylens.core.progress import Job, Progress
 from copylens.core.results import Match, QueryResult, Region
-from PySide6.QtGui import QImage
 
 from .images import DISPLAY_SIDE, bounded, rgb_to_qimage, thumbnail
 

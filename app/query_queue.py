@@ -5,9 +5,10 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass
 
-from copylens.core.errors import ImageLoadError
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QImage
+
+from copylens.core.errors import ImageLoadError
 
 from .jobs import QueryOutcome, QueryRequest, query_job
 from .workers import JobWorker, WorkerPool

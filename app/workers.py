@@ -13,9 +13,10 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
+
 from copylens.core.errors import Cancelled
 from copylens.core.progress import Job, Progress, run_job
-from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
 
 log = logging.getLogger(__name__)
 

@@ -37,6 +37,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
+
 from copylens.core.bench.edits import random_edit
 from copylens.core.globaldesc import create_descriptor
 from copylens.core.globaldesc.base import pairwise_similarity

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import faiss
 import numpy as np
+
 from copylens.core.engine import Engine
 from copylens.core.features import VARIANTS, rootsift
 from copylens.core.imageio import load_image
@@ -65,8 +66,9 @@ def main() -> None:
             t = time.perf_counter()
             found = [ivf.search(q, 10)[1] for q in qs]
             t_search = (time.perf_counter() - t) / len(qs) * 1000
-            rec = np.mean(np.concatenate([(f[:, :1] == tr[:, None]).any(1) for f, tr in zip(found, truth)]))
-            rec10 = np.mean(np.concatenate([(f == tr[:, None]).any(1) for f, tr in zip(found, truth)]))
+            rec = np.mean(np.concatenate([(f[:, :1] == tr[:, None]).any(1)
+                                          for f, tr in zip(found, truth, strict=False)]))
+            rec10 = np.mean(np.concatenate([(f == tr[:, None]).any(1) for f, tr in zip(found, truth, strict=False)]))
             print(f"{spec:>28} nprobe {nprobe:3d}: train {t_train:5.1f}s add {t_add:5.1f}s "
                   f"search {t_search:6.1f} ms/query  exact-NN at rank 1 {rec:.3f}, in top 10 {rec10:.3f}",
                   flush=True)

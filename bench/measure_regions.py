@@ -30,9 +30,10 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
 from copylens.core.imageio import load_image
 from copylens.core.regions import ProposalConfig, box_iou, propose_regions
-from PIL import Image, ImageDraw, ImageFont
 
 DATASETS = Path("/work/shared/datasets")
 WORDS = ("when you", "finally", "the code", "works", "me", "nobody:", "my cat", "monday", "LOL", "this is",

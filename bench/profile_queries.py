@@ -14,6 +14,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
+
 from copylens.core.engine import Engine, QueryConfig
 from copylens.core.progress import run_job
 

@@ -27,10 +27,16 @@ SIGNALS: dict[str, str] = {
 }
 
 
-def feature_matrix(signals: Sequence[Mapping[str, float]]) -> np.ndarray:
-    """``[N x len(SIGNALS)]`` transformed features of the candidates' signals."""
-    x = np.zeros((len(signals), len(SIGNALS)), np.float64)
-    for j, (name, tf) in enumerate(SIGNALS.items()):
+def signal_names(global_signals: Sequence[str] = ()) -> tuple[str, ...]:
+    """The calibration's inputs: the local signals, then one similarity per global descriptor."""
+    return tuple(SIGNALS) + tuple(global_signals)
+
+
+def feature_matrix(signals: Sequence[Mapping[str, float]], names: Sequence[str] = tuple(SIGNALS)) -> np.ndarray:
+    """``[N x len(names)]`` transformed features of the candidates' signals (global ones untransformed)."""
+    x = np.zeros((len(signals), len(names)), np.float64)
+    for j, name in enumerate(names):
+        tf = SIGNALS.get(name, "id")
         col = np.array([float(s.get(name, 0.0)) for s in signals], np.float64)
         if tf == "log1p":
             col = np.log1p(np.maximum(col, 0))
@@ -49,28 +55,32 @@ class Calibrator:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     source: str  # "fitted on N pairs" or "default"
+    names: tuple[str, ...] = tuple(SIGNALS)  # the signals, in the order of the weights
 
     def predict(self, signals: Sequence[Mapping[str, float]]) -> np.ndarray:
         if not signals:
             return np.zeros(0)
-        x = (feature_matrix(signals) - np.array(self.mean)) / np.array(self.std)
+        x = (feature_matrix(signals, self.names) - np.array(self.mean)) / np.array(self.std)
         z = x @ np.array(self.weights) + self.bias
         return 1.0 / (1.0 + np.exp(-np.clip(z, -40, 40)))
 
     def to_dict(self) -> dict:
-        return {"signals": list(SIGNALS), "weights": list(self.weights), "bias": self.bias,
+        return {"signals": list(self.names), "weights": list(self.weights), "bias": self.bias,
                 "mean": list(self.mean), "std": list(self.std), "source": self.source}
 
     @staticmethod
-    def from_dict(d: Mapping) -> Calibrator:
-        if list(d.get("signals", [])) != list(SIGNALS):
-            raise ValueError("calibration was fitted on other signals; rebuild the index")
+    def from_dict(d: Mapping, expected: Sequence[str] | None = None) -> Calibrator:
+        names = tuple(d.get("signals", ()))
+        if expected is not None and names != tuple(expected):
+            raise ValueError(f"calibration was fitted on signals {list(names)} but this index produces "
+                             f"{list(expected)}; rebuild the index")
         return Calibrator(tuple(d["weights"]), float(d["bias"]), tuple(d["mean"]), tuple(d["std"]),
-                          str(d["source"]))
+                          str(d["source"]), names)
 
 
 def fit(signals: Sequence[Mapping[str, float]], labels: Sequence[int], l2: float = 1.0,
-        positive_prior: float | None = None, iterations: int = 50) -> Calibrator:
+        positive_prior: float | None = None, iterations: int = 50,
+        names: Sequence[str] = tuple(SIGNALS)) -> Calibrator:
     """L2-regularised logistic regression by Newton's method.
 
     ``positive_prior``, when given, reweights the classes so the fitted probabilities correspond to that
@@ -79,7 +89,7 @@ def fit(signals: Sequence[Mapping[str, float]], labels: Sequence[int], l2: float
     y = np.asarray(labels, np.float64)
     if y.size == 0 or y.min() == y.max():
         raise ValueError("calibration needs both copies and non-copies")
-    x = feature_matrix(signals)
+    x = feature_matrix(signals, names)
     mean = x.mean(axis=0)
     std = x.std(axis=0)
     std[std < 1e-9] = 1.0
@@ -101,19 +111,22 @@ def fit(signals: Sequence[Mapping[str, float]], labels: Sequence[int], l2: float
         if float(np.abs(step).max()) < 1e-8:
             break
     return Calibrator(tuple(float(v) for v in w[:-1]), float(w[-1]), tuple(float(v) for v in mean),
-                      tuple(float(v) for v in std), f"fitted on {len(y)} pairs ({int(y.sum())} copies)")
+                      tuple(float(v) for v in std), f"fitted on {len(y)} pairs ({int(y.sum())} copies)",
+                      tuple(names))
 
 
-def default_calibrator() -> Calibrator:
+def default_calibrator(names: Sequence[str] = tuple(SIGNALS)) -> Calibrator:
     """A conservative hand-set model for indexes too small to fit one: needs many inliers spread widely.
 
-    Works on raw transformed features (mean 0, std 1): about 50% at 12 inliers covering a plausible region.
+    Works on raw transformed features (mean 0, std 1): about 50% at 12 inliers covering a plausible region;
+    global similarities are ignored.
     """
-    names = list(SIGNALS)
+    names = list(names)
     w = [0.0] * len(names)
     w[names.index("inliers")] = 3.0
     w[names.index("query_spread")] = 2.0
     w[names.index("plausible")] = 1.5
     w[names.index("inlier_ratio")] = 1.0
     bias = -(3.0 * math.log1p(12) + 2.0 * 0.2 + 1.5 + 1.0 * 0.3)
-    return Calibrator(tuple(w), bias, tuple([0.0] * len(names)), tuple([1.0] * len(names)), "default")
+    return Calibrator(tuple(w), bias, tuple([0.0] * len(names)), tuple([1.0] * len(names)), "default",
+                      tuple(names))

@@ -34,8 +34,9 @@ def cmd_index_build(args) -> int:
     from .index import build_index
 
     bar = _progress(args)
-    s = run_job(build_index(args.ref_dir, args.out, workers=args.workers, calibrate=not args.no_calibrate),
-                bar)
+    names = [n.strip() for n in args.global_descriptors.split(",") if n.strip()]
+    s = run_job(build_index(args.ref_dir, args.out, workers=args.workers, calibrate=not args.no_calibrate,
+                            global_descriptors=names), bar)
     if bar:
         bar.close()
     _print_summary(s)
@@ -164,6 +165,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("ref_dir", help="folder of reference images (searched recursively)")
     b.add_argument("--out", required=True, help="index directory to create or resume")
     b.add_argument("--workers", type=int, default=None, help="extraction threads (default: all cores)")
+    b.add_argument("--global", dest="global_descriptors", default="pdq", metavar="NAME[,NAME...]",
+                   help="global descriptors for dual retrieval: pdq, timm:<model>[:<weights>], "
+                        "torchscript:<path>, copylens-<name>, or none for SIFT only (default: pdq)")
     b.add_argument("--no-calibrate", action="store_true", help="skip fitting the confidence model")
     b.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     b.set_defaults(func=cmd_index_build)

@@ -19,9 +19,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .calibrate import Calibrator, default_calibrator
+from .calibrate import Calibrator, default_calibrator, signal_names
 from .errors import IndexFormatError
 from .features import VARIANTS, FeatureConfig, LocalFeatures, extract, rootsift
+from .globalsearch import RECALL_MIN_SIGNAL, GlobalBranch, signal_name
 from .imageio import DecodedImage, decode_jpeg, load_image
 from .localindex import LocalIndex
 from .progress import Job, Progress
@@ -45,6 +46,8 @@ class QueryConfig:
     region_skip_inliers: int = 40  # a plausible whole-image match with this many inliers makes regions unnecessary
     region_candidates: int = 6  # candidates verified per region
     region_min_side: int = 480  # small regions are upscaled to this longer side before SIFT
+    global_neighbours: int = 5  # nearest references looked up per global query variant
+    global_candidates: int = 3  # references recalled by each global descriptor join the verified candidates
     recall: RecallConfig = RecallConfig()
     verify: VerifyConfig = VerifyConfig()
 
@@ -89,7 +92,7 @@ class Engine:
     """An opened CopyLens index."""
 
     def __init__(self, index_dir: Path, manifest: dict, store: ReferenceStore, local: LocalIndex,
-                 calibrator: Calibrator, config: QueryConfig) -> None:
+                 calibrator: Calibrator, config: QueryConfig, globals_: list[GlobalBranch] | None = None) -> None:
         self.index_dir = index_dir
         self.manifest = manifest
         self.store = store
@@ -97,6 +100,7 @@ class Engine:
         self.calibrator = calibrator
         self.config = config
         self.features = FeatureConfig.from_dict(manifest["features"])
+        self.globals = globals_ or []  # global branches of dual retrieval (PDQ, neural descriptors)
         self.tombstones = store.tombstones()  # removed rows whose vectors an approximate index still holds
 
     @classmethod
@@ -112,9 +116,14 @@ class Engine:
         if not faiss_path.exists():
             raise IndexFormatError(f"{index_dir}: {LOCAL_FAISS} is missing; rebuild the index")
         local = LocalIndex.load(faiss_path, manifest["local_index"]["kind"])
+        globals_ = [GlobalBranch.open(index_dir, e) for e in manifest.get("global", [])]
+        names = signal_names([signal_name(g.name) for g in globals_])
         cal = manifest.get("calibration")
-        calibrator = Calibrator.from_dict(cal) if cal else default_calibrator()
-        return cls(index_dir, manifest, store, local, calibrator, config or QueryConfig())
+        try:
+            calibrator = Calibrator.from_dict(cal, names) if cal else default_calibrator(names)
+        except ValueError as exc:
+            raise IndexFormatError(f"{index_dir}: {exc}") from None
+        return cls(index_dir, manifest, store, local, calibrator, config or QueryConfig(), globals_)
 
     def close(self) -> None:
         self.store.close()
@@ -214,7 +223,7 @@ class Engine:
                     strongest = max(strongest, c.signals["inliers"])
             return strongest
 
-        top = merge((yield from self.search_and_verify(feats, full, exclude_rows, timings)))
+        top = merge((yield from self.search_and_verify(feats, full, exclude_rows, timings, pixels=image.pixels)))
         searched = [full]
         if cfg.regions > 0 and top < cfg.region_skip_inliers:
             t = time.perf_counter()
@@ -230,7 +239,7 @@ class Engine:
                 rfeats = self._region_features(crop, region)
                 searched.append(region)
                 merge((yield from self.search_and_verify(rfeats, region, exclude_rows, timings,
-                                                         cfg.region_candidates)))
+                                                         cfg.region_candidates, pixels=crop)))
         return [c for _, c in best.values()], searched
 
     def _region_features(self, crop: np.ndarray, region: Region) -> LocalFeatures:
@@ -246,33 +255,51 @@ class Engine:
     def search_and_verify(self, feats: LocalFeatures, region: Region | None = None,
                           exclude_rows: frozenset[int] = frozenset(),
                           timings: dict[str, float] | None = None,
-                          candidates: int | None = None) -> Job[list[Candidate]]:
-        """Recall candidates for ``feats`` by voting and verify each; rows in ``exclude_rows`` are ignored."""
+                          candidates: int | None = None, pixels: np.ndarray | None = None) -> Job[list[Candidate]]:
+        """Recall candidates (local votes, plus global descriptors of ``pixels`` when given) and verify each.
+
+        Rows in ``exclude_rows`` are ignored. Every candidate carries its local statistics and one global
+        similarity per global descriptor.
+        """
         timings = timings if timings is not None else {}
         cfg = self.config
+        excluded = exclude_rows | self.tombstones
         t = time.perf_counter()
         names = list(cfg.variants)
         descs = [rootsift(feats.descriptors[:, VARIANTS[n]]) for n in names]
         neigh = self.local.search(np.vstack(descs), cfg.recall.neighbours)
-        votes = vote(neigh, len(names), cfg.recall, exclude_rows | self.tombstones)
+        votes = vote(neigh, len(names), cfg.recall, excluded)
         n_cand = cfg.recall.candidates if candidates is None else candidates
+        rows = [int(r) for r in votes.rows[:n_cand]]
+        by_row = {int(r): (int(v), bv) for r, v, bv in zip(votes.rows, votes.votes, votes.by_variant, strict=True)}
         timings["search"] = timings.get("search", 0.0) + (time.perf_counter() - t) * 1000
         t = time.perf_counter()
+        queries = []
+        for g in self.globals:
+            qv = g.query(pixels) if pixels is not None and min(pixels.shape[:2]) >= 16 else g.query_empty()
+            hits = g.search(qv, cfg.global_neighbours)
+            best = sorted(((s, r) for r, s in hits.items() if s >= RECALL_MIN_SIGNAL and r not in excluded),
+                          reverse=True)
+            rows += [r for _, r in best[: cfg.global_candidates] if r not in rows]
+            queries.append(qv)
+        timings["global"] = timings.get("global", 0.0) + (time.perf_counter() - t) * 1000
+        t = time.perf_counter()
         out: list[Candidate] = []
-        total = min(n_cand, len(votes.rows))
-        for i in range(total):
-            yield Progress("verify", i, total)
-            row, by_variant = int(votes.rows[i]), votes.by_variant[i]
+        for i, row in enumerate(rows):
+            yield Progress("verify", i, len(rows))
             try:
                 ref = self.store.features(row)
             except KeyError:  # removed from the database after the FAISS index was loaded
                 continue
+            nvotes, by_variant = by_row.get(row, (0, np.zeros(len(names), np.int64)))
             order = np.argsort(-by_variant, kind="stable")[: cfg.variants_verified]
-            tried = [(names[j], descs[j]) for j in order if by_variant[j] > 0 or j == 0]
+            tried = [(names[j], descs[j]) for j in order if by_variant[j] > 0 or j in (0, 1)]
             v = verify(feats.keypoints, tried, feats.image_size, ref.keypoints, rootsift(ref.descriptors),
                        ref.image_size, cfg.verify, region)
             signals = dict(v.stats)
-            signals["votes"] = float(votes.votes[i])
+            signals["votes"] = float(nvotes)
+            for g, qv in zip(self.globals, queries, strict=True):
+                signals[signal_name(g.name)] = g.similarity(qv, self.store.global_vector(g.name, row))
             ev = v.evidence
             if region is not None and region.kind != "full":
                 ev = shift_evidence(ev, region.box[0], region.box[1])

@@ -13,7 +13,7 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -23,6 +23,8 @@ import numpy as np
 
 from .errors import CopyLensError, ImageLoadError
 from .features import FeatureConfig, extract, rootsift
+from .globaldesc import GlobalDescriptor, create_descriptor
+from .globalsearch import build_global_index, extract_reference_vectors, file_name, signal_name
 from .imageio import encode_jpeg, is_image_path, load_image_bytes
 from .localindex import LocalIndex, choose_kind
 from .progress import Job, Progress, run_job
@@ -39,6 +41,7 @@ from .store import (
 
 BATCH = 16  # references per SQLite transaction
 TRAIN_SAMPLE = 200_000  # descriptors sampled to train the IVF cells
+DEFAULT_GLOBAL = ("pdq",)  # global descriptors of a new index (dual retrieval); see README for the measurement
 TOMBSTONE_REBUILD = 0.2  # rebuild an approximate FAISS index once removed rows exceed this share of the rest
 
 
@@ -75,7 +78,8 @@ def reference_id_for(path: Path, root: Path | None) -> str:
     return path.stem
 
 
-def extract_reference(path: Path, reference_id: str, cfg: FeatureConfig) -> StoredReference:
+def extract_reference(path: Path, reference_id: str, cfg: FeatureConfig,
+                      descs: Sequence[GlobalDescriptor] = ()) -> StoredReference:
     """Read, hash, decode and describe one reference file (runs in a worker thread)."""
     try:
         data = path.read_bytes()
@@ -86,11 +90,11 @@ def extract_reference(path: Path, reference_id: str, cfg: FeatureConfig) -> Stor
     image = load_image_bytes(data, str(path), max_side=cfg.max_side)
     feats = extract(image, cfg)
     return StoredReference(reference_id, str(path.resolve()), hashlib.sha256(data).hexdigest(), len(data), feats,
-                           encode_jpeg(image.pixels))
+                           encode_jpeg(image.pixels), extract_reference_vectors(list(descs), image.pixels))
 
 
 def _extract_all(store: ReferenceStore, items: list[tuple[Path, str]], cfg: FeatureConfig,
-                 workers: int) -> Job[tuple[int, int, list[tuple[str, str]]]]:
+                 workers: int, descs: Sequence[GlobalDescriptor] = ()) -> Job[tuple[int, int, list[tuple[str, str]]]]:
     """Extract and commit ``items`` (path, reference id); yields progress, returns (added, dups, failures)."""
     added = dups = 0
     failures: list[tuple[str, str]] = []
@@ -119,7 +123,7 @@ def _extract_all(store: ReferenceStore, items: list[tuple[Path, str]], cfg: Feat
                     if nxt is None:
                         break
                     seq, (path, rid) = nxt
-                    running[pool.submit(extract_reference, path, rid, cfg)] = (seq, path)
+                    running[pool.submit(extract_reference, path, rid, cfg, descs)] = (seq, path)
                 if not running:
                     break
                 finished, _ = wait(running, return_when=FIRST_COMPLETED)
@@ -191,8 +195,27 @@ def _write_local_index(store: ReferenceStore, index_dir: Path, seed: int = 1234)
     return local
 
 
+def _global_entries(descs: Sequence[GlobalDescriptor]) -> list[dict]:
+    return [{"name": d.name, "fingerprint": d.fingerprint(), "file": file_name(i), "metric": d.metric, "dim": d.dim}
+            for i, d in enumerate(descs)]
+
+
+def _write_global_indexes(store: ReferenceStore, index_dir: Path, descs: Sequence[GlobalDescriptor]) -> Job[None]:
+    """(Re)build every global descriptor's FAISS index from the database (small: one vector per reference)."""
+    for i, d in enumerate(descs):
+        yield Progress("global", i, len(descs), d.name)
+        rows, vecs = store.global_vectors(d.name)
+        build_global_index(d.name, rows, vecs, (d.metric, d.dim), index_dir / file_name(i))
+    yield Progress("global", len(descs), len(descs))
+
+
+def _descriptors(names: Sequence[str]) -> list[GlobalDescriptor]:
+    return [create_descriptor(n) for n in names if n != "none"]
+
+
 def _manifest(index_dir: Path, store: ReferenceStore, cfg: FeatureConfig, local: LocalIndex,
-              calibration: dict | None, root: Path | None, previous: dict | None) -> dict:
+              calibration: dict | None, root: Path | None, previous: dict | None,
+              descs: Sequence[GlobalDescriptor] = ()) -> dict:
     now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     return {
         "format": FORMAT_NAME,
@@ -202,8 +225,9 @@ def _manifest(index_dir: Path, store: ReferenceStore, cfg: FeatureConfig, local:
         "updated": now,
         "reference_root": str(root.resolve()) if root else (previous or {}).get("reference_root"),
         "features": {"kind": "rootsift", **cfg.to_dict()},
-        "descriptors": ["local:rootsift"],
+        "descriptors": ["local:rootsift"] + [signal_name(d.name) for d in descs],
         "local_index": {"kind": local.kind, "descriptors": local.ntotal},
+        "global": _global_entries(descs),
         "counts": {"references": store.count(), "descriptors": store.count_descriptors(),
                    "duplicates": store.num_duplicates(), "failures": len(store.failures())},
         "calibration": calibration,
@@ -212,9 +236,12 @@ def _manifest(index_dir: Path, store: ReferenceStore, cfg: FeatureConfig, local:
 
 def build_index(ref_dir: str | Path, out_dir: str | Path, workers: int | None = None,
                 config: FeatureConfig | None = None, calibrate: bool = True, seed: int = 0,
-                calibration_queries: int | None = None) -> Job[BuildSummary]:
+                calibration_queries: int | None = None,
+                global_descriptors: Sequence[str] = DEFAULT_GLOBAL) -> Job[BuildSummary]:
     """Build (or resume building) the index ``out_dir`` from the images below ``ref_dir``.
 
+    ``global_descriptors`` names the global branches of dual retrieval (registry names such as ``pdq``;
+    empty or ``("none",)`` for SIFT only); a resumed build keeps the settings it started with.
     ``calibration_queries`` bounds the synthetic queries the confidence model is fitted on (default: see
     selfcal.py); ``calibrate=False`` keeps the conservative default model.
     """
@@ -226,6 +253,7 @@ def build_index(ref_dir: str | Path, out_dir: str | Path, workers: int | None = 
         raise CopyLensError(f"{ref_dir}: no such folder")
     previous = None
     cfg = config or FeatureConfig()
+    descs = _descriptors(global_descriptors)  # an unknown name fails here, before anything is written
     if (out_dir / MANIFEST).exists():
         previous = read_manifest(out_dir)
         cfg = FeatureConfig.from_dict(previous["features"])
@@ -235,20 +263,27 @@ def build_index(ref_dir: str | Path, out_dir: str | Path, workers: int | None = 
         cfg = FeatureConfig.from_dict(json.loads(stored_cfg))
     else:
         store.set_meta("features", json.dumps(cfg.to_dict()))
+    stored_globals = store.get_meta("globals")
+    if stored_globals is not None:
+        descs = _descriptors(json.loads(stored_globals))
+    else:
+        store.set_meta("globals", json.dumps([d.name for d in descs]))
     yield Progress("scan", 0, 0, str(ref_dir))
     files = scan_images(ref_dir)
     known = store.known_paths()
     todo = [(p, reference_id_for(p, ref_dir)) for p in files if str(p.resolve()) not in known]
     skipped = len(files) - len(todo)
-    added, dups, failures = yield from _extract_all(store, todo, cfg, workers or default_workers())
+    added, dups, failures = yield from _extract_all(store, todo, cfg, workers or default_workers(), descs)
     local = yield from _write_local_index(store, out_dir)
+    yield from _write_global_indexes(store, out_dir, descs)
     calibration = None
     if calibrate:
-        write_json_atomic(out_dir / MANIFEST, _manifest(out_dir, store, cfg, local, None, ref_dir, previous))
+        write_json_atomic(out_dir / MANIFEST, _manifest(out_dir, store, cfg, local, None, ref_dir, previous, descs))
         n = calibration_queries
         calibration = yield from (calibrate_index(out_dir, seed=seed) if n is None else
                                   calibrate_index(out_dir, seed=seed, max_queries=n, min_queries=n))
-    write_json_atomic(out_dir / MANIFEST, _manifest(out_dir, store, cfg, local, calibration, ref_dir, previous))
+    write_json_atomic(out_dir / MANIFEST, _manifest(out_dir, store, cfg, local, calibration, ref_dir, previous,
+                                                    descs))
     return BuildSummary(added, skipped, dups, failures, store.count(), time.monotonic() - t0)
 
 
@@ -286,8 +321,9 @@ def add_to_index(index_dir: str | Path, paths: Iterable[str | Path], workers: in
         known_ids.add(rid)
         todo.append((f, rid))
     local = LocalIndex.load(index_dir / LOCAL_FAISS, manifest["local_index"]["kind"])
+    descs = _descriptors([e["name"] for e in manifest.get("global", [])])
     before = set(store.rows())
-    added, dups, fails = yield from _extract_all(store, todo, cfg, workers or default_workers())
+    added, dups, fails = yield from _extract_all(store, todo, cfg, workers or default_workers(), descs)
     new_rows = sorted(set(store.rows()) - before)
     for i, row in enumerate(new_rows):
         local.add(row, rootsift(store.features(row).descriptors))
@@ -298,8 +334,9 @@ def add_to_index(index_dir: str | Path, paths: Iterable[str | Path], workers: in
         local = yield from _write_local_index(store, index_dir)
     else:
         local.save(index_dir / LOCAL_FAISS)
+    yield from _write_global_indexes(store, index_dir, descs)
     write_json_atomic(index_dir / MANIFEST, _manifest(index_dir, store, cfg, local, manifest.get("calibration"),
-                                                      None, manifest))
+                                                      None, manifest, descs))
     return BuildSummary(added, skipped, dups, failures + fails, store.count(), time.monotonic() - t0)
 
 
@@ -316,6 +353,9 @@ def remove_from_index(index_dir: str | Path, reference_ids: Iterable[str]) -> in
     elif len(store.tombstones()) > TOMBSTONE_REBUILD * max(1, store.count()):
         local = run_job(_write_local_index(store, index_dir))  # too many dead vectors: rebuild
     cfg = FeatureConfig.from_dict(manifest["features"])
+    descs = _descriptors([e["name"] for e in manifest.get("global", [])])
+    if rows:
+        run_job(_write_global_indexes(store, index_dir, descs))
     write_json_atomic(index_dir / MANIFEST, _manifest(index_dir, store, cfg, local, manifest.get("calibration"),
-                                                      None, manifest))
+                                                      None, manifest, descs))
     return len(rows)

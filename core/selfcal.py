@@ -33,8 +33,9 @@ def calibrate_index(index_dir: Path, seed: int = 0, max_queries: int = MAX_QUERI
     engine = Engine.open(index_dir)
     try:
         rows = engine.store.rows()
+        names = engine.calibrator.names
         if len(rows) < 2:
-            return {**default_calibrator().to_dict(), "source": "default (index too small to fit)"}
+            return {**default_calibrator(names).to_dict(), "source": "default (index too small to fit)"}
         rng = np.random.default_rng(seed + CAL_SEED_OFFSET)
         per_ref = max(1, min(5, math.ceil(min_queries / len(rows))))
         picks = rng.permutation(rows)[: max(1, max_queries // per_ref)]
@@ -56,10 +57,10 @@ def calibrate_index(index_dir: Path, seed: int = 0, max_queries: int = MAX_QUERI
         yield Progress("calibrate", len(jobs), len(jobs))
         npos = int(sum(labels))
         if npos < MIN_POSITIVES or npos == len(labels):
-            return {**default_calibrator().to_dict(),
+            return {**default_calibrator(names).to_dict(),
                     "source": f"default ({npos} of {len(labels)} calibration pairs were copies: too few to fit)"}
         share = npos / len(labels)
-        cal = fit(signals, labels, l2=1.0, positive_prior=share / (2 - share))
+        cal = fit(signals, labels, l2=1.0, positive_prior=share / (2 - share), names=names)
         return cal.to_dict()
     finally:
         engine.close()

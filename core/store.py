@@ -20,13 +20,14 @@ import os
 import sqlite3
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from .errors import IndexFormatError
 from .features import LocalFeatures
+from .globalsearch import GlobalVector
 from .results import ReferenceInfo
 
 FORMAT_NAME = "copylens-index"
@@ -59,6 +60,15 @@ CREATE TABLE IF NOT EXISTS failures (
     path TEXT PRIMARY KEY,
     reason TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS globals (
+    name TEXT NOT NULL,
+    row INTEGER NOT NULL,
+    vector BLOB NOT NULL,
+    dtype TEXT NOT NULL,
+    quality REAL NOT NULL,
+    low_quality INTEGER NOT NULL,
+    PRIMARY KEY (name, row)
+);
 CREATE TABLE IF NOT EXISTS tombstones (
     row INTEGER PRIMARY KEY,
     num_keypoints INTEGER NOT NULL
@@ -80,6 +90,7 @@ class StoredReference:
     size_bytes: int
     features: LocalFeatures
     thumbnail: bytes
+    globals: dict[str, GlobalVector] = field(default_factory=dict)  # descriptor name -> vector
 
 
 def write_json_atomic(path: Path, data: dict) -> None:
@@ -164,7 +175,13 @@ class ReferenceStore:
                     (ref.reference_id, ref.path, ref.sha256, ref.size_bytes, f.image_size[0], f.image_size[1],
                      len(f), f.keypoints.astype("<f4").tobytes(), f.descriptors.astype(np.uint8).tobytes(),
                      ref.thumbnail))
-                rows.append(int(cur.lastrowid))
+                row = int(cur.lastrowid)
+                rows.append(row)
+                for name, g in ref.globals.items():
+                    v = np.ascontiguousarray(g.vector)
+                    conn.execute("INSERT INTO globals(name, row, vector, dtype, quality, low_quality) VALUES "
+                                 "(?, ?, ?, ?, ?, ?)", (name, row, v.tobytes(), v.dtype.str, g.quality,
+                                                         int(g.low_quality)))
                 conn.execute("DELETE FROM failures WHERE path = ?", (ref.path,))
         return rows, dups
 
@@ -179,6 +196,7 @@ class ReferenceStore:
                     continue
                 rows.append(int(r[0]))
                 conn.execute("DELETE FROM refs WHERE row = ?", (r[0],))
+                conn.execute("DELETE FROM globals WHERE row = ?", (r[0],))
                 conn.execute("INSERT OR IGNORE INTO tombstones(row, num_keypoints) VALUES (?, ?)", r)
                 conn.execute("DELETE FROM duplicates WHERE reference_id = ?", (rid,))
         return rows
@@ -268,6 +286,22 @@ class ReferenceStore:
                                                   (int(w), int(h)))
         finally:
             conn.close()
+
+    def global_vector(self, name: str, row: int) -> GlobalVector | None:
+        r = self._conn().execute("SELECT vector, dtype, quality, low_quality FROM globals WHERE name = ? AND row = ?",
+                                 (name, row)).fetchone()
+        if r is None:
+            return None
+        return GlobalVector(np.frombuffer(r[0], dtype=np.dtype(r[1])), float(r[2]), bool(r[3]))
+
+    def global_vectors(self, name: str) -> tuple[list[int], list[np.ndarray]]:
+        """Rows and vectors of every reliable (not low-quality) reference vector of one descriptor."""
+        rows, vecs = [], []
+        for row, blob, dtype in self._conn().execute(
+                "SELECT row, vector, dtype FROM globals WHERE name = ? AND low_quality = 0 ORDER BY row", (name,)):
+            rows.append(int(row))
+            vecs.append(np.frombuffer(blob, dtype=np.dtype(dtype)))
+        return rows, vecs
 
     def info(self, reference_id: str) -> ReferenceInfo:
         r = self._conn().execute("SELECT reference_id, path, sha256, width, height, num_keypoints FROM refs "

@@ -13,6 +13,8 @@ import time  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+from PySide6.QtCore import QSettings  # noqa: E402
+
 from copylens.app.images import qimage_to_rgb, rgb_to_qimage  # noqa: E402
 from copylens.app.index_dialog import BuildIndexDialog  # noqa: E402
 from copylens.app.inspector import Inspector  # noqa: E402
@@ -23,7 +25,6 @@ from copylens.app.workers import JobWorker, WorkerPool  # noqa: E402
 from copylens.core.errors import ImageLoadError  # noqa: E402
 from copylens.core.progress import Progress  # noqa: E402
 from copylens.core.results import Evidence, Match, QueryResult, Region  # noqa: E402
-from PySide6.QtCore import QSettings  # noqa: E402
 
 pytestmark = pytest.mark.gui
 

@@ -14,12 +14,13 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import skimage.data  # noqa: E402
-from copylens.app.main_window import MainWindow  # noqa: E402
-from copylens.core.index import build_index  # noqa: E402
-from copylens.core.progress import run_job  # noqa: E402
 from PIL import Image  # noqa: E402
 from PySide6.QtCore import QMimeData, QPointF, QSettings, QStandardPaths, Qt, QTimer, QUrl  # noqa: E402
 from PySide6.QtGui import QDropEvent, QGuiApplication  # noqa: E402
+
+from copylens.app.main_window import MainWindow  # noqa: E402
+from copylens.core.index import build_index  # noqa: E402
+from copylens.core.progress import run_job  # noqa: E402
 
 pytestmark = [pytest.mark.gui, pytest.mark.slow]
 REFS = ("astronaut", "coffee", "chelsea", "rocket", "camera")

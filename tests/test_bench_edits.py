@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from skimage import data
+
 from copylens.core.bench.edits import ATTACKS, MAX_SIDE, Edited, apply_edit, random_edit
 from copylens.core.errors import UnknownBackendError
-from skimage import data
 
 FAMILIES = sorted(ATTACKS)
 BOXED = ["pad", "meme", "screenshot", "paste"]

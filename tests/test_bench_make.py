@@ -8,10 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image, ImageDraw
+
 from copylens.core.bench.make import Source, load_config, make_benchmark
 from copylens.core.errors import UnknownBackendError
 from copylens.core.progress import Progress, run_job
-from PIL import Image, ImageDraw
 
 PHOTO_NAMES = ["a.jpg", "b c.jpg", "carpenter's kit.jpg", "café/ü.jpg", "sub/deep/x1.png", "sub/x2.jpeg",
                "d.jpg", "e.jpg", "f.jpg", "g.jpg", "h.jpg", "i.jpg"]

@@ -9,12 +9,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
+from skimage import data
+
 from copylens.core.bench.cli import register
 from copylens.core.bench.make import make_benchmark
 from copylens.core.bench.run import RunReport, format_report, run_benchmark
 from copylens.core.progress import run_job
-from PIL import Image
-from skimage import data
 
 IMAGES = ["astronaut", "coffee", "chelsea", "rocket", "camera", "immunohistochemistry", "hubble_deep_field",
           "coins", "page", "text"]

@@ -68,6 +68,18 @@ def test_query_json_has_evidence(cli_index, tmp_path):
     assert np.asarray(m["homography"]).shape == (3, 3) and np.asarray(m["outline"]).shape == (4, 2)
 
 
+def test_sift_only_index(cli_index, tmp_path):
+    copylens("index", "build", cli_index / "refs", "--out", tmp_path / "sift", "--global", "none", "--no-calibrate")
+    info = json.loads(copylens("index", "info", tmp_path / "sift", "--json").stdout)
+    assert info["descriptors"] == ["local:rootsift"]
+    p = copylens("query", tmp_path / "sift", cli_index / "queries" / "my rocket.jpg")
+    assert p.stdout.splitlines()[1].startswith("my rocket,rocket,")
+    bad = copylens("index", "build", cli_index / "refs", "--out", tmp_path / "bad", "--global", "nonsense",
+                   check=False)
+    assert bad.returncode == 1 and "valid" in bad.stderr and "Traceback" not in bad.stderr
+    assert not (tmp_path / "bad").exists()  # nothing written for a mistyped option
+
+
 def test_exit_codes(cli_index, tmp_path):
     assert copylens("query", cli_index / "idx", cli_index / "queries" / "broken.jpg", check=False).returncode == 1
     p = copylens("query", tmp_path / "nope", cli_index / "queries", check=False)
@@ -81,6 +93,6 @@ def test_info_add_remove(cli_index):
     extra = write_references(cli_index / "more", ("chelsea",))
     copylens("index", "add", idx, extra / "chelsea.png")
     info = json.loads(copylens("index", "info", idx, "--json").stdout)
-    assert info["references"] == 7 and info["descriptors"] == ["local:rootsift"]
+    assert info["references"] == 7 and info["descriptors"] == ["local:rootsift", "global:pdq"]
     copylens("index", "remove", idx, "chelsea")
     assert json.loads(copylens("index", "info", idx, "--json").stdout)["references"] == 6

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
-import pytest
+
 from copylens.core.features import FeatureConfig, extract, mirrored_descriptors, rootsift
 from copylens.core.imageio import from_array
 from copylens.core.progress import Progress, run_job

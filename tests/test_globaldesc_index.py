@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from copylens.core.errors import IndexFormatError
 from copylens.core.globaldesc.faissindex import GlobalIndex
 from copylens.core.globaldesc.whitening import BackgroundNormalizer

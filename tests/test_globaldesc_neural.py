@@ -9,10 +9,11 @@ import pickle  # noqa: TID251 -- imported only to make every unpickling entry po
 import numpy as np
 import pytest
 import torch
+from skimage import data
+
 from copylens.core.globaldesc import ModelLoadError, create_descriptor
 from copylens.core.globaldesc.neural import gem, pool
 from copylens.core.globaldesc.whitening import Whitening
-from skimage import data
 
 timm = pytest.importorskip("timm")
 safetensors_torch = pytest.importorskip("safetensors.torch")

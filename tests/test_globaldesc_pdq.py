@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from skimage import data
+
 from copylens.core.errors import IndexFormatError, UnknownBackendError
 from copylens.core.globaldesc import DIHEDRAL, ModelLoadError, check_fingerprint, create_descriptor
 from copylens.core.globaldesc.base import (
@@ -13,7 +15,6 @@ from copylens.core.globaldesc.base import (
     pairwise_similarity,
     variant_pixels,
 )
-from skimage import data
 
 
 def hamming(a: np.ndarray, b: np.ndarray) -> np.ndarray:

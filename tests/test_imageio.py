@@ -8,9 +8,10 @@ import zlib
 
 import numpy as np
 import pytest
+from PIL import Image
+
 from copylens.core.errors import ImageLoadError
 from copylens.core.imageio import from_array, load_image, load_image_bytes
-from PIL import Image
 
 from conftest import skimage_rgb
 

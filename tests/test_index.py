@@ -12,13 +12,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
+
 from copylens.core.engine import Engine
 from copylens.core.errors import IndexFormatError
 from copylens.core.imageio import from_array
 from copylens.core.index import add_to_index, build_index, remove_from_index
 from copylens.core.progress import run_job
 from copylens.core.store import DATABASE, MANIFEST
-from PIL import Image
 
 from conftest import skimage_rgb, write_references
 

@@ -6,6 +6,7 @@ import json
 import math
 
 import pytest
+
 from copylens.core.bench.metrics import (
     DuplicatePredictionError,
     GroundTruth,

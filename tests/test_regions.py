@@ -5,11 +5,12 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
+from PIL import Image, ImageDraw, ImageFont
+from skimage import data
+
 from copylens.core.errors import UnknownBackendError
 from copylens.core.regions import ProposalConfig, box_iou, non_max_suppression, propose_regions
 from copylens.core.results import Region
-from PIL import Image, ImageDraw, ImageFont
-from skimage import data
 
 
 def _resize(a: np.ndarray, w: int, h: int) -> np.ndarray:

@@ -17,8 +17,9 @@ from functools import lru_cache
 
 import cv2
 import numpy as np
-from copylens.core.errors import UnknownBackendError
 from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageFont
+
+from copylens.core.errors import UnknownBackendError
 
 MAX_SIDE = 1024  # longer side of every edited image (inputs are shrunk to it first, outputs after)
 WORDS = ("copy", "original", "LOL", "wow", "share", "sale", "new", "when you", "me irl", "2021", "NOPE",

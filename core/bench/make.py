@@ -27,12 +27,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
+
 from copylens.core.bench.edits import ATTACKS, Edited, apply_edit
 from copylens.core.bench.metrics import GT_COLUMNS
 from copylens.core.errors import ImageLoadError, UnknownBackendError
 from copylens.core.imageio import is_image_path, load_image
 from copylens.core.progress import Job, Progress
-from PIL import Image
 
 JPEG_QUALITY = 90  # quality of the query JPEGs
 SOURCE_MAX_SIDE = 1024  # images are decoded at most this large before editing

@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+
 from copylens.core.bench.metrics import (
     Metrics,
     Prediction,
