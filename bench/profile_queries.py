@@ -26,9 +26,12 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=300)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--set", action="append", default=[], help="QueryConfig field=value (ints/floats/tuples)")
+    ap.add_argument("--attacks", default="", help="comma-separated edit families to keep (default: all)")
     args = ap.parse_args()
     bench = Path(args.bench)
     rows = list(csv.DictReader(open(bench / "ground_truth.csv", encoding="utf-8")))
+    if args.attacks:
+        rows = [r for r in rows if r["attack"] in args.attacks.split(",")]
     rng = np.random.default_rng(args.seed)
     rows = [rows[i] for i in sorted(rng.choice(len(rows), min(args.n, len(rows)), replace=False))]
     overrides = {}

@@ -280,8 +280,9 @@ def build_index(ref_dir: str | Path, out_dir: str | Path, workers: int | None = 
     if calibrate:
         write_json_atomic(out_dir / MANIFEST, _manifest(out_dir, store, cfg, local, None, ref_dir, previous, descs))
         n = calibration_queries
-        calibration = yield from (calibrate_index(out_dir, seed=seed) if n is None else
-                                  calibrate_index(out_dir, seed=seed, max_queries=n, min_queries=n))
+        w = workers or default_workers()
+        calibration = yield from (calibrate_index(out_dir, seed=seed, workers=w) if n is None else
+                                  calibrate_index(out_dir, seed=seed, max_queries=n, min_queries=n, workers=w))
     write_json_atomic(out_dir / MANIFEST, _manifest(out_dir, store, cfg, local, calibration, ref_dir, previous,
                                                     descs))
     return BuildSummary(added, skipped, dups, failures, store.count(), time.monotonic() - t0)

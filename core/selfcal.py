@@ -10,6 +10,7 @@ negatives get twice the weight. The fitted model is stored in the manifest as pl
 from __future__ import annotations
 
 import math
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +28,7 @@ CAL_SEED_OFFSET = 7919  # calibration edits use seed + this, never the benchmark
 
 
 def calibrate_index(index_dir: Path, seed: int = 0, max_queries: int = MAX_QUERIES,
-                    min_queries: int = MIN_QUERIES) -> Job[dict]:
+                    min_queries: int = MIN_QUERIES, workers: int = 1) -> Job[dict]:
     from .engine import Engine  # engine imports nothing from here; import late to keep modules acyclic
 
     engine = Engine.open(index_dir)
@@ -40,21 +41,45 @@ def calibrate_index(index_dir: Path, seed: int = 0, max_queries: int = MAX_QUERI
         per_ref = max(1, min(5, math.ceil(min_queries / len(rows))))
         picks = rng.permutation(rows)[: max(1, max_queries // per_ref)]
         jobs = [int(r) for r in picks for _ in range(per_ref)]
-        signals, labels = [], []
         ids = engine.store.ids_of_rows([int(r) for r in picks])
-        for i, row in enumerate(jobs):
-            yield Progress("calibrate", i, len(jobs), ids.get(row, ""))
-            try:
-                image = engine.reference_image(ids[row], max_side=1024)
-            except (CopyLensError, KeyError):
-                continue
-            edited = random_edit(image.pixels, rng)
-            query = from_array(edited.pixels, "<calibration>", max_side=engine.config.query_max_side)
-            cands, _ = run_job(engine.candidates(query))  # one progress report per query is enough
+
+        def search(query) -> list:
+            return run_job(engine.candidates(query))[0]
+
+        results: dict[int, tuple[int, list]] = {}
+        # edits are drawn here, in order, so the calibration is reproducible; the searches run in parallel
+        with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="copylens-calibrate") as pool:
+            running: dict[Future, tuple[int, int]] = {}
+            todo = iter(enumerate(jobs))
+            done = 0
+            while True:
+                while len(running) < 2 * max(1, workers):
+                    nxt = next(todo, None)
+                    if nxt is None:
+                        break
+                    i, row = nxt
+                    try:
+                        image = engine.reference_image(ids[row], max_side=1024)
+                    except (CopyLensError, KeyError):
+                        done += 1
+                        continue
+                    edited = random_edit(image.pixels, rng)
+                    query = from_array(edited.pixels, "<calibration>", max_side=engine.config.query_max_side)
+                    running[pool.submit(search, query)] = (i, row)
+                if not running:
+                    break
+                finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                for fut in finished:
+                    i, row = running.pop(fut)
+                    results[i] = (row, fut.result())
+                    done += 1
+                yield Progress("calibrate", done, len(jobs), ids.get(row, ""))
+        signals, labels = [], []
+        for i in sorted(results):
+            row, cands = results[i]
             for c in cands:
                 signals.append(c.signals)
                 labels.append(1 if c.row == row else 0)
-        yield Progress("calibrate", len(jobs), len(jobs))
         npos = int(sum(labels))
         if npos < MIN_POSITIVES or npos == len(labels):
             return {**default_calibrator(names).to_dict(),

@@ -75,7 +75,8 @@ def cmd_run(args) -> int:
 
     bar = ConsoleProgress()
     try:
-        r = run_job(run_benchmark(args.dir, args.index, run_dir=args.out, workers=args.workers, top_k=args.top_k,
+        r = run_job(run_benchmark(args.dir, args.index, run_dir=args.out, workers=args.workers,
+                                  query_threads=args.query_threads, top_k=args.top_k,
                                   threshold=args.threshold), bar)
     except (CopyLensError, OSError, ValueError) as exc:
         bar.close()
@@ -122,7 +123,9 @@ def register(subparsers) -> None:
     r.add_argument("dir", help="benchmark folder made by 'bench make'")
     r.add_argument("--index", default=None, help="index folder (default DIR/index; reused when complete)")
     r.add_argument("--out", default=None, help="run folder for predictions and report (default DIR/runs/<time>)")
-    r.add_argument("--workers", type=int, default=None, help="build threads and concurrent queries")
+    r.add_argument("--workers", type=int, default=None, help="index build threads (default: all cores)")
+    r.add_argument("--query-threads", type=int, default=1,
+                   help="queries run at once (default 1: latency is measured as a user meets it)")
     r.add_argument("--top-k", type=int, default=10, help="matches kept per query (default 10)")
     r.add_argument("--threshold", type=float, default=0.5, help="decision threshold (default 0.5)")
     r.add_argument("--json", action="store_true", help="print JSON instead of a table")
