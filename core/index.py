@@ -40,7 +40,7 @@ from .store import (
 )
 
 BATCH = 16  # references per SQLite transaction
-TRAIN_SAMPLE = 200_000  # descriptors sampled to train the IVF cells
+TRAIN_SAMPLE = 100_000  # descriptors sampled to train the IVF cells (about 50 per cell at the dev size)
 DEFAULT_GLOBAL = ("pdq",)  # global descriptors of a new index (dual retrieval); see README for the measurement
 TOMBSTONE_REBUILD = 0.2  # rebuild an approximate FAISS index once removed rows exceed this share of the rest
 

@@ -21,7 +21,7 @@ from .errors import CopyLensError
 from .imageio import from_array
 from .progress import Job, Progress, run_job
 
-MAX_QUERIES = 240  # edited copies searched at most (about a minute on 2 cores for a 4k-reference index)
+MAX_QUERIES = 160  # edited copies searched at most (about 35 s on 2 cores for a 4k-reference index)
 MIN_QUERIES = 60  # small indexes get several edits per reference to reach this many
 MIN_POSITIVES = 8  # fewer positives than this: keep the conservative default model
 CAL_SEED_OFFSET = 7919  # calibration edits use seed + this, never the benchmark's seed stream
