@@ -11,6 +11,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from copylens.core.bench.make import Source, load_config, make_benchmark
+from copylens.core.cli import main as _cli  # the real `copylens` entry point
 from copylens.core.errors import UnknownBackendError
 from copylens.core.progress import Progress, run_job
 
@@ -147,16 +148,6 @@ def test_load_config_resolves_paths(tmp_path, source_tree):
     assert c.sources[1].content == "graphics" and (c.references, c.queries, c.distractors) == (2, 1, 0)
 
 
-def _cli(argv: list[str]) -> int:
-    import argparse
-
-    from copylens.core.bench.cli import register
-
-    parser = argparse.ArgumentParser(prog="copylens")
-    sub = parser.add_subparsers(dest="command", required=True)
-    register(sub)
-    args = parser.parse_args(argv)
-    return args.func(args)
 
 
 def test_bench_make_command(source_tree, tmp_path, capsys):

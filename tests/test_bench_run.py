@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 from pathlib import Path
@@ -12,9 +11,9 @@ import pytest
 from PIL import Image
 from skimage import data
 
-from copylens.core.bench.cli import register
 from copylens.core.bench.make import make_benchmark
 from copylens.core.bench.run import RunReport, format_report, run_benchmark
+from copylens.core.cli import main as _cli  # the real `copylens` entry point
 from copylens.core.progress import run_job
 
 IMAGES = ["astronaut", "coffee", "chelsea", "rocket", "camera", "immunohistochemistry", "hubble_deep_field",
@@ -41,12 +40,6 @@ def first_run(bench) -> RunReport:
     return run_job(run_benchmark(bench, run_dir=bench / "run1", calibrate=False))
 
 
-def _cli(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="copylens")
-    sub = parser.add_subparsers(dest="command", required=True)
-    register(sub)
-    args = parser.parse_args(argv)
-    return args.func(args)
 
 
 def test_run_writes_predictions_and_scores_them(bench, first_run):

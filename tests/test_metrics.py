@@ -17,6 +17,7 @@ from copylens.core.bench.metrics import (
     read_predictions,
     write_predictions,
 )
+from copylens.core.cli import main as _cli  # the real `copylens` entry point
 
 # q1..q3 are copies of r1..r3, q4 is a distractor.
 GT = [
@@ -171,16 +172,6 @@ def test_table_and_json():
     assert d["micro_ap"] == pytest.approx(2 / 3) and d["per_attack"]["crop"]["recall_at_1"] == 0.5
 
 
-def _cli(argv: list[str]) -> int:
-    import argparse
-
-    from copylens.core.bench.cli import register
-
-    parser = argparse.ArgumentParser(prog="copylens")
-    sub = parser.add_subparsers(dest="command", required=True)
-    register(sub)
-    args = parser.parse_args(argv)
-    return args.func(args)
 
 
 def test_eval_command(tmp_path, capsys):
