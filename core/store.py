@@ -245,16 +245,6 @@ class ReferenceStore:
     def rows(self) -> list[int]:
         return [int(r[0]) for r in self._conn().execute("SELECT row FROM refs ORDER BY row")]
 
-    def row_of(self, reference_id: str) -> int | None:
-        r = self._conn().execute("SELECT row FROM refs WHERE reference_id = ?", (reference_id,)).fetchone()
-        return None if r is None else int(r[0])
-
-    def reference_id(self, row: int) -> str:
-        r = self._conn().execute("SELECT reference_id FROM refs WHERE row = ?", (row,)).fetchone()
-        if r is None:
-            raise KeyError(row)
-        return r[0]
-
     def ids_of_rows(self, rows: list[int]) -> dict[int, str]:
         if not rows:
             return {}
