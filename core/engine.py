@@ -104,7 +104,9 @@ class Engine:
         self.tombstones = store.tombstones()  # removed rows whose vectors an approximate index still holds
 
     @classmethod
-    def open(cls, index_dir: str | Path, config: QueryConfig | None = None) -> Engine:
+    def open(cls, index_dir: str | Path, config: QueryConfig | None = None, device: str | None = None) -> Engine:
+        """Open an index. ``device`` ("cpu", "cuda", ...; None or "auto" = CUDA when present) is where
+        neural global descriptors run; it never changes what they compute beyond floating-point noise."""
         index_dir = Path(index_dir)
         manifest = read_manifest(index_dir)
         store = ReferenceStore(index_dir)
@@ -116,7 +118,7 @@ class Engine:
         if not faiss_path.exists():
             raise IndexFormatError(f"{index_dir}: {LOCAL_FAISS} is missing; rebuild the index")
         local = LocalIndex.load(faiss_path, manifest["local_index"]["kind"])
-        globals_ = [GlobalBranch.open(index_dir, e) for e in manifest.get("global", [])]
+        globals_ = [GlobalBranch.open(index_dir, e, device) for e in manifest.get("global", [])]
         names = signal_names([signal_name(g.name) for g in globals_])
         cal = manifest.get("calibration")
         try:

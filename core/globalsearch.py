@@ -64,8 +64,10 @@ class GlobalBranch:
         self.name = descriptor.name
 
     @staticmethod
-    def open(index_dir: Path, entry: dict) -> GlobalBranch:
-        desc = create_descriptor(entry["name"])
+    def open(index_dir: Path, entry: dict, device: str | None = None) -> GlobalBranch:
+        neural = entry["metric"] == "ip" and entry["name"] != "none"
+        kw = {"device": device} if neural and device not in (None, "auto") else {}
+        desc = create_descriptor(entry["name"], **kw)
         check_fingerprint(entry["fingerprint"], desc, str(index_dir))
         return GlobalBranch(desc, GlobalIndex.load(index_dir / entry["file"]))
 

@@ -173,3 +173,24 @@ def test_approximate_index_add_remove_with_tombstones(tmp_path, monkeypatch):
     with Engine.open(out) as eng:
         assert _best(eng, skimage_rgb("coffee")) == "extra/coffee"
         assert _best(eng, probe) != "set0/img 009"
+
+
+def test_neural_global_descriptor_in_the_pipeline(tmp_path):
+    """A timm backbone (random init, tiny test model: no download) as the global branch, end to end."""
+    refs = write_references(tmp_path / "refs", ("astronaut", "rocket", "camera", "coins"))
+    out = tmp_path / "idx"
+    run_job(build_index(refs, out, workers=2, calibrate=False, global_descriptors=("timm:test_resnet",)))
+    m = json.loads((out / MANIFEST).read_text())
+    assert m["descriptors"] == ["local:rootsift", "global:timm:test_resnet"]
+    assert m["global"][0]["metric"] == "ip" and len(m["global"][0]["fingerprint"]) == 64
+    with Engine.open(out, device="cpu") as eng:
+        r = run_job(eng.query(from_array(skimage_rgb("rocket"))))
+        assert r.best.reference_id == "rocket"
+        sig = r.best.signals["global:timm:test_resnet"]
+        assert 0.0 <= sig <= 1.0
+        assert sig > max((x.signals["global:timm:test_resnet"] for x in r.matches[1:]), default=-1.0)
+    # a manifest whose fingerprint no longer matches the descriptor is refused with a clear error
+    m["global"][0]["fingerprint"] = "0" * 64
+    (out / MANIFEST).write_text(json.dumps(m))
+    with pytest.raises(IndexFormatError, match="fingerprint"):
+        Engine.open(out)
