@@ -28,7 +28,8 @@ class Evidence:
     ``query_points`` and ``reference_points`` are ``[K x 2]`` float32 arrays of matched inlier locations,
     row ``i`` of one corresponding to row ``i`` of the other. ``homography`` ``[3 x 3]`` maps reference
     pixels to query pixels (``None`` when no model was found). ``outline`` ``[4 x 2]`` is the reference's
-    border projected into the query: the copied region. ``inlier_scores`` ``[K]`` in [0, 1] rate each match
+    border projected into the query: the copied region (``None`` when that projection is not a plausible
+quadrilateral, e.g. from a handful of chance inliers). ``inlier_scores`` ``[K]`` in [0, 1] rate each match
     (1 = descriptors nearly identical), for colouring match lines.
     """
 

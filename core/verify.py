@@ -135,7 +135,9 @@ def verify(query_kp: np.ndarray, variants: list[tuple[str, np.ndarray]], query_s
     plausible = _plausible(outline, query_size)
     qin, rin, sin = qpts[inl].astype(np.float32), rpts[inl].astype(np.float32), sims[inl]
     scores = np.clip((sin - 0.75) / 0.25, 0.0, 1.0).astype(np.float32)
-    ev = Evidence(qin, rin, scores, h.astype(np.float64), outline.astype(np.float32),
+    # an implausible projection (folded, degenerate, far off) is no copied region: show none rather than
+    # draw a misleading box; the homography and inliers stay as the (weak) evidence they are
+    ev = Evidence(qin, rin, scores, h.astype(np.float64), outline.astype(np.float32) if plausible else None,
                   mirrored=is_mirror_variant(name), region=region, variant=name)
     stats = _stats(n_inl, n_match, _hull_fraction(qin, query_size), _hull_fraction(rin, ref_size), plausible,
                    float(sin.mean()))

@@ -162,3 +162,12 @@ def test_pasted_copy_found_with_region_and_box(engine):
     found = (o[:, 0].min(), o[:, 1].min(), o[:, 0].max(), o[:, 1].max())
     assert box_iou(found, truth) > 0.85
     assert result.regions[0].kind == "full"
+
+
+def test_no_copied_region_is_drawn_for_chance_inliers(engine):
+    """A distractor's few chance inliers may fit some homography, but no box is claimed from it."""
+    result = _query(engine, skimage_rgb("coffee"))
+    weak = [m for m in result.matches if m.signals["plausible"] == 0.0]
+    assert weak and all(m.evidence.outline is None for m in weak)
+    strong = _query(engine, skimage_rgb("rocket")).best
+    assert strong.evidence.outline is not None and strong.signals["plausible"] == 1.0
