@@ -13,7 +13,7 @@ from PySide6.QtCore import QMimeData, QSettings, Qt, Signal
 from PySide6.QtGui import QAction, QDragEnterEvent, QDropEvent, QGuiApplication, QKeySequence
 from PySide6.QtWidgets import QFileDialog, QLabel, QMainWindow, QSplitter, QVBoxLayout, QWidget
 
-from copylens.core.imageio import is_image_path
+from copylens.core.imageio import scan_images
 
 from . import settings as st
 from .exports import result_rows
@@ -188,7 +188,7 @@ class MainWindow(QMainWindow):
         """Queue files, and the images inside folders (recursively); returns how many were queued."""
         n = 0
         for p in map(Path, paths):
-            files = sorted(f for f in p.rglob("*") if f.is_file() and is_image_path(f)) if p.is_dir() else [p]
+            files = scan_images(p) if p.is_dir() else [p]
             if p.is_dir() and not files:
                 self.notifications.notify(str(p), "the folder holds no images", level="warning")
             for f in files:

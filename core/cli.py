@@ -15,7 +15,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 
 from .errors import CopyLensError, ImageLoadError
-from .imageio import is_image_path
+from .imageio import scan_images
 from .progress import ConsoleProgress, run_job
 
 
@@ -86,7 +86,7 @@ def _query_files(paths: list[str]) -> list[Path]:
     out: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
-            out.extend(sorted(f for f in p.rglob("*") if f.is_file() and is_image_path(f)))
+            out.extend(scan_images(p))
         else:
             out.append(p)
     return out

@@ -9,6 +9,7 @@ with the orientation a person would see. Anything that cannot be decoded raises
 from __future__ import annotations
 
 import io
+import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +44,16 @@ class DecodedImage:
 
 def is_image_path(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
+
+
+def scan_images(root: Path) -> list[Path]:
+    """Image files below ``root`` (recursive, sorted, hidden files and folders skipped): the one folder
+    listing that index builds, queries, benchmarks and the window all use."""
+    out = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        out.extend(Path(dirpath) / f for f in sorted(filenames) if is_image_path(Path(f)))
+    return out
 
 
 def _flatten(img: Image.Image) -> Image.Image:

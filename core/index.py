@@ -25,7 +25,7 @@ from .errors import CopyLensError, ImageLoadError
 from .features import FeatureConfig, extract, rootsift
 from .globaldesc import GlobalDescriptor, create_descriptor
 from .globalsearch import build_global_index, extract_reference_vectors, file_name, signal_name
-from .imageio import encode_jpeg, is_image_path, load_image_bytes
+from .imageio import encode_jpeg, load_image_bytes, scan_images
 from .localindex import LocalIndex, choose_kind
 from .progress import Job, Progress, run_job
 from .store import (
@@ -57,15 +57,6 @@ class BuildSummary:
 
 def default_workers() -> int:
     return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
-
-
-def scan_images(root: Path) -> list[Path]:
-    """Image files below ``root`` (recursive, sorted, hidden files and folders skipped)."""
-    out = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        out.extend(Path(dirpath) / f for f in sorted(filenames) if is_image_path(Path(f)))
-    return out
 
 
 def reference_id_for(path: Path, root: Path | None) -> str:

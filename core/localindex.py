@@ -93,13 +93,9 @@ class LocalIndex:
     def add(self, row: int, vectors: np.ndarray) -> None:
         """Add the RootSIFT ``vectors`` ``[N x 128]`` of the reference stored at ``row``."""
         n = vectors.shape[0]
-        if n == 0:
-            return
         if n > KP_SLOTS:
             raise ValueError(f"{n} descriptors for one reference; at most {KP_SLOTS}")
-        ids = np.int64(row) * KP_SLOTS + np.arange(n, dtype=np.int64)
-        self._search_index = None
-        self._index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), ids)
+        self.add_many(np.full(n, row, np.int64), np.arange(n, dtype=np.int64), vectors)
 
     def add_many(self, rows: np.ndarray, keypoints: np.ndarray, vectors: np.ndarray) -> None:
         if vectors.shape[0]:

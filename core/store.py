@@ -93,6 +93,12 @@ class StoredReference:
     globals: dict[str, GlobalVector] = field(default_factory=dict)  # descriptor name -> vector
 
 
+def _decode_features(width: int, height: int, n: int, keypoints: bytes, descriptors: bytes) -> LocalFeatures:
+    """Stored blobs back to arrays: keypoints ``[n x 4]`` float32, descriptors ``[n x 128]`` uint8."""
+    return LocalFeatures(np.frombuffer(keypoints, dtype="<f4").reshape(n, 4).astype(np.float32),
+                         np.frombuffer(descriptors, dtype=np.uint8).reshape(n, 128), (int(width), int(height)))
+
+
 def write_json_atomic(path: Path, data: dict) -> None:
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "w", encoding="utf-8") as fh:
@@ -256,9 +262,7 @@ class ReferenceStore:
                                  "WHERE row = ?", (row,)).fetchone()
         if r is None:
             raise KeyError(row)
-        w, h, n, kp, desc = r
-        return LocalFeatures(np.frombuffer(kp, dtype="<f4").reshape(n, 4).astype(np.float32),
-                             np.frombuffer(desc, dtype=np.uint8).reshape(n, 128), (int(w), int(h)))
+        return _decode_features(*r)
 
     def iter_features(self, batch: int = 256) -> Iterator[tuple[int, LocalFeatures]]:
         """Every reference's features, in row order (a fresh cursor, safe for big indexes)."""
@@ -270,10 +274,8 @@ class ReferenceStore:
                 chunk = cur.fetchmany(batch)
                 if not chunk:
                     break
-                for row, w, h, n, kp, desc in chunk:
-                    yield int(row), LocalFeatures(np.frombuffer(kp, dtype="<f4").reshape(n, 4),
-                                                  np.frombuffer(desc, dtype=np.uint8).reshape(n, 128),
-                                                  (int(w), int(h)))
+                for row, *fields in chunk:
+                    yield int(row), _decode_features(*fields)
         finally:
             conn.close()
 

@@ -29,7 +29,7 @@ from copylens.core.bench.metrics import (
     write_predictions,
 )
 from copylens.core.errors import CopyLensError, ImageLoadError
-from copylens.core.imageio import is_image_path
+from copylens.core.imageio import scan_images
 from copylens.core.progress import Job, Progress, run_job
 
 DECISION_THRESHOLD = 0.5  # engine scores are calibrated probabilities: "is a copy" when >= 0.5
@@ -64,11 +64,6 @@ class RunReport:
 
 def _tree_size(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
-
-
-def _images(folder: Path) -> list[Path]:
-    return sorted((p for p in folder.rglob("*") if p.is_file() and is_image_path(p)),
-                  key=lambda p: p.relative_to(folder).as_posix())
 
 
 def _open_if_complete(index_dir: Path, num_refs: int):
@@ -107,7 +102,7 @@ def run_benchmark(bench_dir: str | Path, index_dir: str | Path | None = None, ru
     index = Path(index_dir) if index_dir is not None else bench / "index"
     out = Path(run_dir) if run_dir is not None else bench / "runs" / time.strftime("%Y%m%d-%H%M%S")
     ground_truth = read_ground_truth(gt_path)
-    num_refs = len(_images(ref_dir))
+    num_refs = len(scan_images(ref_dir))
 
     eng = _open_if_complete(index, num_refs)
     reused = eng is not None
@@ -119,7 +114,7 @@ def run_benchmark(bench_dir: str | Path, index_dir: str | Path | None = None, ru
         build_rate = summary.added / summary.seconds if summary.seconds > 0 else None
         eng = Engine.open(index)
 
-    queries = _images(q_dir)
+    queries = scan_images(q_dir)
     preds: dict[tuple[str, str], float] = {}
     latencies: list[float] = []
     failed: list[tuple[str, str]] = []
