@@ -22,6 +22,8 @@ from copylens.app.main_window import MainWindow  # noqa: E402
 from copylens.core.index import build_index  # noqa: E402
 from copylens.core.progress import run_job  # noqa: E402
 
+from conftest import write_references  # noqa: E402
+
 pytestmark = [pytest.mark.gui, pytest.mark.slow]
 REFS = ("astronaut", "coffee", "chelsea", "rocket", "camera")
 
@@ -29,10 +31,7 @@ REFS = ("astronaut", "coffee", "chelsea", "rocket", "camera")
 @pytest.fixture(scope="module")
 def tiny_index(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("index")
-    refs = root / "refs"
-    refs.mkdir()
-    for name in REFS:
-        Image.fromarray(getattr(skimage.data, name)()).save(refs / f"{name}.png")
+    refs = write_references(root / "refs", REFS)
     run_job(build_index(refs, root / "idx", workers=1, calibrate=False))
     return root / "idx"
 

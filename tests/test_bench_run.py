@@ -6,15 +6,15 @@ import csv
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 from PIL import Image
-from skimage import data
 
 from copylens.core.bench.make import make_benchmark
 from copylens.core.bench.run import RunReport, format_report, run_benchmark
 from copylens.core.cli import main as _cli  # the real `copylens` entry point
 from copylens.core.progress import run_job
+
+from conftest import skimage_rgb
 
 IMAGES = ["astronaut", "coffee", "chelsea", "rocket", "camera", "immunohistochemistry", "hubble_deep_field",
           "coins", "page", "text"]
@@ -27,10 +27,7 @@ def bench(tmp_path_factory) -> Path:
     src = root / "src"
     src.mkdir()
     for name in IMAGES:
-        a = getattr(data, name)()
-        if a.ndim == 2:
-            a = np.stack([a] * 3, axis=-1)
-        Image.fromarray(a[..., :3]).save(src / f"{name}'s photo.png")
+        Image.fromarray(skimage_rgb(name)).save(src / f"{name}'s photo.png")
     run_job(make_benchmark([src], root / "bench", references=7, queries=5, distractors=3, seed=1, families=EASY))
     return root / "bench"
 
