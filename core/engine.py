@@ -201,8 +201,10 @@ class Engine:
         """Verified candidates for the whole query and, when it is not conclusive, its proposed regions.
 
         Per reference the candidate with the most inliers is kept (a rule independent of the calibration,
-        which is fitted on these very candidates). Returns the candidates and the regions searched (the whole
-        image first).
+        which is fitted on these very candidates), and it carries, per global descriptor, the highest
+        similarity that reference reached in any search (the whole image or a region): a copy pasted into a
+        screenshot is found by the global descriptor of its region even when the whole image gave more
+        inliers. Returns the candidates and the regions searched (the whole image first).
         """
         timings = timings if timings is not None else {}
         cfg = self.config
@@ -213,6 +215,8 @@ class Engine:
         w, h = image.original_size
         full = Region((0.0, 0.0, float(w), float(h)), 1.0, "full")
         best: dict[int, tuple[tuple[float, float], Candidate]] = {}
+        global_names = [signal_name(g.name) for g in self.globals]
+        best_global: dict[int, dict[str, float]] = {}  # row -> global signal -> highest over all searches
 
         def merge(cands: list[Candidate]) -> float:
             """Keep each reference's strongest candidate; return the strongest plausible inlier count."""
@@ -221,6 +225,10 @@ class Engine:
                 key = (c.signals["inliers"], c.signals["votes"])
                 if c.row not in best or key > best[c.row][0]:
                     best[c.row] = (key, c)
+                top = best_global.setdefault(c.row, {})
+                for name in global_names:
+                    if name in c.signals and c.signals[name] > top.get(name, -np.inf):
+                        top[name] = c.signals[name]
                 if c.signals["plausible"]:
                     strongest = max(strongest, c.signals["inliers"])
             return strongest
@@ -242,7 +250,8 @@ class Engine:
                 searched.append(region)
                 merge((yield from self.search_and_verify(rfeats, region, exclude_rows, timings,
                                                          cfg.region_candidates, pixels=crop)))
-        return [c for _, c in best.values()], searched
+        out = [dataclasses.replace(c, signals={**c.signals, **best_global[c.row]}) for _, c in best.values()]
+        return out, searched
 
     def _region_features(self, crop: np.ndarray, region: Region) -> LocalFeatures:
         """Features of a query region, keypoints in the region's own original-pixel frame."""

@@ -23,12 +23,21 @@ import numpy as np
 
 from .errors import CopyLensError, ImageLoadError
 from .features import FeatureConfig, extract, rootsift
-from .globaldesc import GlobalDescriptor, create_descriptor
-from .globalsearch import build_global_index, extract_reference_vectors, file_name, signal_name
+from .globaldesc import GlobalDescriptor, check_fingerprint, create_descriptor, validate_name
+from .globalsearch import (
+    GlobalPostConfig,
+    extract_reference_vectors,
+    file_name,
+    load_normalizer,
+    load_whitening,
+    signal_name,
+    write_global_index,
+)
 from .imageio import encode_jpeg, load_image_bytes, scan_images
 from .localindex import LocalIndex, choose_kind
 from .progress import Job, Progress, run_job
 from .store import (
+    DATABASE,
     FORMAT_NAME,
     FORMAT_VERSION,
     LOCAL_FAISS,
@@ -187,26 +196,48 @@ def _write_local_index(store: ReferenceStore, index_dir: Path, seed: int = 1234)
 
 
 def _global_entries(descs: Sequence[GlobalDescriptor]) -> list[dict]:
+    """Manifest entries of freshly built descriptors; write_global_index adds their post-processing."""
     return [{"name": d.name, "fingerprint": d.fingerprint(), "file": file_name(i), "metric": d.metric, "dim": d.dim}
             for i, d in enumerate(descs)]
 
 
-def _write_global_indexes(store: ReferenceStore, index_dir: Path, descs: Sequence[GlobalDescriptor]) -> Job[None]:
-    """(Re)build every global descriptor's FAISS index from the database (small: one vector per reference)."""
-    for i, d in enumerate(descs):
-        yield Progress("global", i, len(descs), d.name)
-        rows, vecs = store.global_vectors(d.name)
-        build_global_index(d.name, rows, vecs, (d.metric, d.dim), index_dir / file_name(i))
-    yield Progress("global", len(descs), len(descs))
+def _write_global_indexes(store: ReferenceStore, index_dir: Path, entries: Sequence[dict],
+                          post: GlobalPostConfig | None = None) -> Job[list[dict]]:
+    """(Re)build every global descriptor's FAISS index from the database (small: one vector per reference)
+    and return the updated manifest entries. ``post`` (a build) refits neural descriptors' whitening and
+    score-normalisation background; without it (add, remove) the stored ones are applied."""
+    out = []
+    for i, e in enumerate(entries):
+        yield Progress("global", i, len(entries), e["name"])
+        rows, vecs = store.global_vectors(e["name"])
+        out.append(write_global_index(index_dir, i, e, rows, vecs, post))
+    yield Progress("global", len(entries), len(entries))
+    return out
 
 
 def _descriptors(names: Sequence[str]) -> list[GlobalDescriptor]:
     return [create_descriptor(n) for n in names if n != "none"]
 
 
+def _check_post_files(index_dir: Path, entries: Sequence[dict]) -> None:
+    """Refuse (IndexFormatError) a missing or altered whitening / background file before an update
+    changes anything: the FAISS rebuild that ends every update needs them."""
+    for e in entries:
+        load_whitening(index_dir, e)
+        load_normalizer(index_dir, e)
+
+
+def _entry_descriptors(index_dir: Path, entries: Sequence[dict]) -> list[GlobalDescriptor]:
+    """The descriptors an index was built with, refused when their fingerprint no longer matches."""
+    descs = _descriptors([e["name"] for e in entries])
+    for d, e in zip(descs, entries, strict=True):
+        check_fingerprint(e["fingerprint"], d, str(index_dir))
+    return descs
+
+
 def _manifest(index_dir: Path, store: ReferenceStore, cfg: FeatureConfig, local: LocalIndex,
               calibration: dict | None, root: Path | None, previous: dict | None,
-              descs: Sequence[GlobalDescriptor] = ()) -> dict:
+              entries: Sequence[dict] = ()) -> dict:
     now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     return {
         "format": FORMAT_NAME,
@@ -216,9 +247,9 @@ def _manifest(index_dir: Path, store: ReferenceStore, cfg: FeatureConfig, local:
         "updated": now,
         "reference_root": str(root.resolve()) if root else (previous or {}).get("reference_root"),
         "features": {"kind": "rootsift", **cfg.to_dict()},
-        "descriptors": ["local:rootsift"] + [signal_name(d.name) for d in descs],
+        "descriptors": ["local:rootsift"] + [signal_name(e["name"]) for e in entries],
         "local_index": {"kind": local.kind, "descriptors": local.ntotal},
-        "global": _global_entries(descs),
+        "global": list(entries),
         "counts": {"references": store.count(), "descriptors": store.count_descriptors(),
                    "duplicates": store.num_duplicates(), "failures": len(store.failures())},
         "calibration": calibration,
@@ -228,11 +259,14 @@ def _manifest(index_dir: Path, store: ReferenceStore, cfg: FeatureConfig, local:
 def build_index(ref_dir: str | Path, out_dir: str | Path, workers: int | None = None,
                 config: FeatureConfig | None = None, calibrate: bool = True, seed: int = 0,
                 calibration_queries: int | None = None,
-                global_descriptors: Sequence[str] = DEFAULT_GLOBAL) -> Job[BuildSummary]:
+                global_descriptors: Sequence[str] = DEFAULT_GLOBAL,
+                global_post: GlobalPostConfig | None = None) -> Job[BuildSummary]:
     """Build (or resume building) the index ``out_dir`` from the images below ``ref_dir``.
 
     ``global_descriptors`` names the global branches of dual retrieval (registry names such as ``pdq``;
-    empty or ``("none",)`` for SIFT only); a resumed build keeps the settings it started with.
+    empty or ``("none",)`` for SIFT only); ``global_post`` sets the whitening and score normalisation of
+    neural ones (default :class:`~copylens.core.globalsearch.GlobalPostConfig`), fitted anew by every build
+    run. A resumed build keeps the settings it started with.
     ``calibration_queries`` bounds the synthetic queries the confidence model is fitted on (default: see
     selfcal.py); ``calibrate=False`` keeps the conservative default model.
     """
@@ -244,21 +278,30 @@ def build_index(ref_dir: str | Path, out_dir: str | Path, workers: int | None = 
         raise CopyLensError(f"{ref_dir}: no such folder")
     previous = None
     cfg = config or FeatureConfig()
-    descs = _descriptors(global_descriptors)  # an unknown name fails here, before anything is written
+    post = global_post or GlobalPostConfig()
+    names = [validate_name(n) for n in global_descriptors]  # a bad name fails here, without loading a model
     if (out_dir / MANIFEST).exists():
         previous = read_manifest(out_dir)
         cfg = FeatureConfig.from_dict(previous["features"])
-    store = ReferenceStore(out_dir, create=True)
+    store = ReferenceStore(out_dir, create=True) if (out_dir / DATABASE).exists() else None
+    stored_globals = store.get_meta("globals") if store is not None else None
+    if stored_globals is not None:
+        names = json.loads(stored_globals)
+    descs = _descriptors(names)  # the only construction; for a new index a failure leaves nothing on disk
+    if store is None:
+        store = ReferenceStore(out_dir, create=True)
+    if stored_globals is None:
+        store.set_meta("globals", json.dumps([d.name for d in descs]))
     stored_cfg = store.get_meta("features")
     if stored_cfg is not None:
         cfg = FeatureConfig.from_dict(json.loads(stored_cfg))
     else:
         store.set_meta("features", json.dumps(cfg.to_dict()))
-    stored_globals = store.get_meta("globals")
-    if stored_globals is not None:
-        descs = _descriptors(json.loads(stored_globals))
+    stored_post = store.get_meta("global_post")
+    if stored_post is not None:
+        post = GlobalPostConfig.from_dict(json.loads(stored_post))
     else:
-        store.set_meta("globals", json.dumps([d.name for d in descs]))
+        store.set_meta("global_post", json.dumps(post.to_dict()))
     yield Progress("scan", 0, 0, str(ref_dir))
     files = scan_images(ref_dir)
     known = store.known_paths()
@@ -266,16 +309,17 @@ def build_index(ref_dir: str | Path, out_dir: str | Path, workers: int | None = 
     skipped = len(files) - len(todo)
     added, dups, failures = yield from _extract_all(store, todo, cfg, workers or default_workers(), descs)
     local = yield from _write_local_index(store, out_dir)
-    yield from _write_global_indexes(store, out_dir, descs)
+    entries = yield from _write_global_indexes(store, out_dir, _global_entries(descs), post)
     calibration = None
     if calibrate:
-        write_json_atomic(out_dir / MANIFEST, _manifest(out_dir, store, cfg, local, None, ref_dir, previous, descs))
+        write_json_atomic(out_dir / MANIFEST, _manifest(out_dir, store, cfg, local, None, ref_dir, previous,
+                                                        entries))
         n = calibration_queries
         w = workers or default_workers()
         calibration = yield from (calibrate_index(out_dir, seed=seed, workers=w) if n is None else
                                   calibrate_index(out_dir, seed=seed, max_queries=n, min_queries=n, workers=w))
     write_json_atomic(out_dir / MANIFEST, _manifest(out_dir, store, cfg, local, calibration, ref_dir, previous,
-                                                    descs))
+                                                    entries))
     return BuildSummary(added, skipped, dups, failures, store.count(), time.monotonic() - t0)
 
 
@@ -313,7 +357,9 @@ def add_to_index(index_dir: str | Path, paths: Iterable[str | Path], workers: in
         known_ids.add(rid)
         todo.append((f, rid))
     local = LocalIndex.load(index_dir / LOCAL_FAISS, manifest["local_index"]["kind"])
-    descs = _descriptors([e["name"] for e in manifest.get("global", [])])
+    entries = manifest.get("global", [])
+    _check_post_files(index_dir, entries)
+    descs = _entry_descriptors(index_dir, entries)  # new vectors must come from the network the index has
     before = set(store.rows())
     added, dups, fails = yield from _extract_all(store, todo, cfg, workers or default_workers(), descs)
     new_rows = sorted(set(store.rows()) - before)
@@ -326,9 +372,9 @@ def add_to_index(index_dir: str | Path, paths: Iterable[str | Path], workers: in
         local = yield from _write_local_index(store, index_dir)
     else:
         local.save(index_dir / LOCAL_FAISS)
-    yield from _write_global_indexes(store, index_dir, descs)
+    entries = yield from _write_global_indexes(store, index_dir, entries)  # stored whitening, not refitted
     write_json_atomic(index_dir / MANIFEST, _manifest(index_dir, store, cfg, local, manifest.get("calibration"),
-                                                      None, manifest, descs))
+                                                      None, manifest, entries))
     return BuildSummary(added, skipped, dups, failures + fails, store.count(), time.monotonic() - t0)
 
 
@@ -336,6 +382,7 @@ def remove_from_index(index_dir: str | Path, reference_ids: Iterable[str]) -> in
     """Remove references by id; unknown ids are ignored. Returns how many were removed."""
     index_dir = Path(index_dir)
     manifest = read_manifest(index_dir)
+    _check_post_files(index_dir, manifest.get("global", []))
     store = ReferenceStore(index_dir)
     local = LocalIndex.load(index_dir / LOCAL_FAISS, manifest["local_index"]["kind"])
     rows = store.delete(list(reference_ids))
@@ -345,9 +392,9 @@ def remove_from_index(index_dir: str | Path, reference_ids: Iterable[str]) -> in
     elif len(store.tombstones()) > TOMBSTONE_REBUILD * max(1, store.count()):
         local = run_job(_write_local_index(store, index_dir))  # too many dead vectors: rebuild
     cfg = FeatureConfig.from_dict(manifest["features"])
-    descs = _descriptors([e["name"] for e in manifest.get("global", [])])
-    if rows:
-        run_job(_write_global_indexes(store, index_dir, descs))
+    entries = manifest.get("global", [])
+    if rows:  # no descriptor is needed: the stored vectors (and whitening) are all the FAISS indexes hold
+        entries = run_job(_write_global_indexes(store, index_dir, entries))
     write_json_atomic(index_dir / MANIFEST, _manifest(index_dir, store, cfg, local, manifest.get("calibration"),
-                                                      None, manifest, descs))
+                                                      None, manifest, entries))
     return len(rows)

@@ -8,6 +8,10 @@ Layout of an index directory::
                         numbers are never reused): every write is a transaction, so a killed build loses
                         nothing committed
     local.faiss         FAISS index over the references' RootSIFT descriptors (see localindex.py)
+    global_<n>.faiss    FAISS index of global descriptor n (the database keeps the raw vectors; see globalsearch.py)
+    global_<n>.whitening.npz, global_<n>.background.npz
+                        a neural descriptor's PCA whitening and score-normalisation background: plain arrays,
+                        their sha256 in the manifest
 
 Feature arrays are stored as raw little-endian bytes with their shapes implied (keypoints ``[N x 4]``
 float32, descriptors ``[N x 128]`` uint8): nothing is ever unpickled.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import cv2
 import numpy as np
 
@@ -171,3 +173,38 @@ def test_no_copied_region_is_drawn_for_chance_inliers(engine):
     assert weak and all(m.evidence.outline is None for m in weak)
     strong = _query(engine, skimage_rgb("rocket")).best
     assert strong.evidence.outline is not None and strong.signals["plausible"] == 1.0
+
+
+def test_global_signal_is_the_best_over_the_whole_image_and_its_regions(engine, monkeypatch):
+    """A reference found by the whole query and by a region keeps its best-inlier evidence, but each global
+    similarity is the highest it reached in any of those searches."""
+    from copylens.core import engine as engine_module
+    from copylens.core.engine import Candidate
+    from copylens.core.results import Evidence, Region
+
+    name = "global:pdq"
+    assert [g.name for g in engine.globals] == ["pdq"]
+
+    def cand(row: int, inliers: float, sim: float, kind: str) -> Candidate:
+        signals = {"inliers": inliers, "votes": 3.0, "plausible": 0.0, name: sim}
+        return Candidate(row, dataclasses.replace(Evidence.empty(), variant=kind), signals)
+
+    searched = []
+
+    def fake_search(feats, region, exclude_rows=frozenset(), timings=None, candidates=None, pixels=None):
+        searched.append(region.kind)
+        yield Progress("verify", 0, 1)
+        if region.kind == "full":  # row 1: most inliers here, weak global; row 2 the other way round
+            return [cand(1, 30.0, 0.2, "full"), cand(2, 5.0, 0.9, "full")]
+        return [cand(1, 12.0, 0.8, "border"), cand(2, 20.0, 0.1, "border")]
+
+    monkeypatch.setattr(engine, "search_and_verify", fake_search)
+    monkeypatch.setattr(engine_module, "propose_regions", lambda pixels: [Region((8, 8, 120, 120), 0.9, "border")])
+    image = from_array(skimage_rgb("rocket"), "<test>", max_side=engine.config.query_max_side)
+    cands, regions = run_job(engine.candidates(image))
+    assert searched == ["full", "border"] and [r.kind for r in regions] == ["full", "border"]
+    by_row = {c.row: c for c in cands}
+    assert by_row[1].signals["inliers"] == 30.0 and by_row[1].evidence.variant == "full"  # best-inlier evidence
+    assert by_row[1].signals[name] == 0.8  # ... with the region's stronger global similarity
+    assert by_row[2].signals["inliers"] == 20.0 and by_row[2].evidence.variant == "border"
+    assert by_row[2].signals[name] == 0.9  # the whole image's

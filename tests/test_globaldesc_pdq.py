@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 from skimage import data
 
 from copylens.core.errors import IndexFormatError, UnknownBackendError
-from copylens.core.globaldesc import DIHEDRAL, ModelLoadError, check_fingerprint, create_descriptor
+from copylens.core.globaldesc import (
+    DIHEDRAL,
+    ModelLoadError,
+    check_fingerprint,
+    create_descriptor,
+    validate_name,
+)
 from copylens.core.globaldesc.base import (
     INVERTED,
     MIRRORED_VARIANTS,
@@ -128,6 +137,31 @@ def test_unknown_names_list_valid_kinds():
         msg = str(info.value)
         assert "pdq" in msg and "timm:<model-name>" in msg and "copylens-<name>" in msg
         assert isinstance(info.value, KeyError)
+
+
+def test_validate_name_checks_form_and_files_without_building(tmp_path):
+    assert validate_name(" pdq ") == "pdq" and validate_name("none") == "none"
+    assert validate_name("timm:resnet50") == "timm:resnet50"  # the architecture is checked when built
+    for bad in ("sift", "pdq:x", "none:x", "timm", "timm:", "timm::/w.safetensors", "torchscript:", "copylens-", ""):
+        with pytest.raises(UnknownBackendError, match="timm:<model-name>"):
+            validate_name(bad)
+    weights = tmp_path / "w.safetensors"
+    with pytest.raises(ModelLoadError, match="weights file not found"):
+        validate_name(f"timm:resnet50:{weights}")
+    weights.write_bytes(b"")  # exists: whether it loads is the builder's business
+    assert validate_name(f"timm:resnet50:{weights}") == f"timm:resnet50:{weights}"
+    with pytest.raises(ModelLoadError, match="TorchScript file not found"):
+        validate_name(f"torchscript:{tmp_path / 'net.pt'}")
+    with pytest.raises(ModelLoadError, match="sscd.safetensors is missing"):
+        validate_name("copylens-sscd", tmp_path)
+    (tmp_path / "sscd.safetensors").write_bytes(b"")
+    (tmp_path / "sscd.json").write_text("{}")
+    assert validate_name("copylens-sscd", tmp_path) == "copylens-sscd"
+    code = ("import sys; from copylens.core.globaldesc import validate_name; "
+            f"validate_name('timm:resnet50:{weights}'); validate_name('copylens-sscd', {str(tmp_path)!r}); "
+            "print(sorted(m for m in ('torch', 'timm', 'faiss') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"  # nothing heavy was imported, let alone a model loaded
 
 
 def test_none_backend_gives_no_rows(astronaut):

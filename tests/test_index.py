@@ -189,8 +189,42 @@ def test_neural_global_descriptor_in_the_pipeline(tmp_path):
         sig = r.best.signals["global:timm:test_resnet"]
         assert 0.0 <= sig <= 1.0
         assert sig > max((x.signals["global:timm:test_resnet"] for x in r.matches[1:]), default=-1.0)
+    # 4 references are far too few to fit whitening or a background: the manifest says so, nothing is stored
+    assert "needs at least 384 (4 per dimension)" in m["global"][0]["whitening"]["skipped"]
+    assert "needs at least 11" in m["global"][0]["normalization"]["skipped"]
+    assert not list(out.glob("*.npz"))
     # a manifest whose fingerprint no longer matches the descriptor is refused with a clear error
     m["global"][0]["fingerprint"] = "0" * 64
     (out / MANIFEST).write_text(json.dumps(m))
     with pytest.raises(IndexFormatError, match="fingerprint"):
         Engine.open(out)
+
+
+def test_build_constructs_each_global_descriptor_once(tmp_path, monkeypatch):
+    """Names are validated without building; a resumed build builds the stored descriptors only (one
+    neural model load, not two); a bad name for a new index writes nothing."""
+    from copylens.core import index as index_module
+    from copylens.core.errors import UnknownBackendError
+    from copylens.core.globaldesc import ModelLoadError
+
+    made = []
+    real = index_module.create_descriptor
+    monkeypatch.setattr(index_module, "create_descriptor", lambda name, **kw: made.append(name) or real(name, **kw))
+    refs = write_references(tmp_path / "refs", ("astronaut", "rocket"))
+    out = tmp_path / "idx"
+    run_job(build_index(refs, out, workers=2, calibrate=False))
+    assert made == ["pdq"]
+    made.clear()
+    write_references(refs, ("camera",))
+    s = run_job(build_index(refs, out, workers=2, calibrate=False, global_descriptors=("none",)))
+    assert s.added == 1 and made == ["pdq"]  # resumed: the index keeps (and builds once) its own descriptor
+    assert json.loads((out / MANIFEST).read_text())["descriptors"] == ["local:rootsift", "global:pdq"]
+    made.clear()
+    with pytest.raises(UnknownBackendError):
+        run_job(build_index(refs, out, global_descriptors=("sift",)))  # even a resumed build checks names
+    for bad, error in (("timm:x:/no/such/weights.safetensors", ModelLoadError),
+                       ("timm:no_such_net_xyz", ModelLoadError)):  # the second fails only when built
+        with pytest.raises(error):
+            run_job(build_index(refs, tmp_path / "new", global_descriptors=(bad,)))
+        assert not (tmp_path / "new").exists()
+    assert made == ["timm:no_such_net_xyz"]

@@ -5,7 +5,7 @@ stores and searches the vectors. Importing this package does not import torch or
 """
 
 from .base import DIHEDRAL, DescriptorBatch, GlobalDescriptor, ModelLoadError, check_fingerprint
-from .registry import REGISTRY, create_descriptor
+from .registry import REGISTRY, create_descriptor, validate_name
 
 __all__ = ["DIHEDRAL", "DescriptorBatch", "GlobalDescriptor", "ModelLoadError", "REGISTRY",
-           "check_fingerprint", "create_descriptor"]
+           "check_fingerprint", "create_descriptor", "validate_name"]

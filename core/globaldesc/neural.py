@@ -21,7 +21,6 @@ import json
 import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
-from importlib import resources
 from pathlib import Path
 
 import cv2
@@ -29,6 +28,7 @@ import numpy as np
 import torch
 
 from .base import NUM_VARIANTS, DescriptorBatch, ModelLoadError, check_image, config_digest, variant_pixels
+from .registry import available_models, copylens_model_files, models_dir  # noqa: F401 -- re-exported here
 from .whitening import Whitening
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -265,30 +265,9 @@ def load_torchscript(name: str, path: str, **kw) -> NeuralDescriptor:
     return NeuralDescriptor(name, module, digest, config, **kw)
 
 
-def models_dir() -> Path:
-    """Where ``copylens-<name>`` models live: the package's ``resources/models``."""
-    return Path(str(resources.files("copylens.resources"))) / "models"
-
-
-def available_models(directory: Path | None = None) -> list[str]:
-    """Names ``<name>`` with both ``<name>.safetensors`` and ``<name>.json`` in the models directory."""
-    d = directory or models_dir()
-    if not d.is_dir():
-        return []
-    return sorted(p.stem for p in d.glob("*.safetensors") if p.with_suffix(".json").is_file())
-
-
 def load_copylens(name: str, model: str, directory: Path | None = None, **kw) -> NeuralDescriptor:
     """``copylens-<model>``: the project's own descriptor from the models directory."""
-    d = Path(directory) if directory is not None else models_dir()
-    weights, card = d / f"{model}.safetensors", d / f"{model}.json"
-    if not weights.is_file() or not card.is_file():
-        have = available_models(d)
-        missing = weights if not weights.is_file() else card
-        raise ModelLoadError(
-            f"CopyLens model {model!r} not found: {missing} is missing; available in {d}: "
-            + (", ".join(f"copylens-{n}" for n in have) if have else
-               "none (no CopyLens model ships yet; use 'pdq' or 'timm:<model>:<weights.safetensors>')"))
+    weights, card = copylens_model_files(model, directory)
     try:
         meta = json.loads(card.read_text(encoding="utf-8"))
         architecture, input_size, dim = str(meta["architecture"]), int(meta["input_size"]), int(meta["dim"])

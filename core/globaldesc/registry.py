@@ -1,14 +1,17 @@
 """Global descriptor backends by name: ``create_descriptor("pdq")``, ``create_descriptor("timm:...")``, ...
 
-Torch is imported only when a neural backend is asked for, so PDQ-only use stays light.
+Torch is imported only when a neural backend is asked for, so PDQ-only use stays light;
+``validate_name`` checks a name without building anything.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from importlib import resources
+from pathlib import Path
 
 from ..errors import UnknownBackendError
-from .base import GlobalDescriptor, NoDescriptor
+from .base import GlobalDescriptor, ModelLoadError, NoDescriptor
 
 
 def _pdq(name: str, rest: str, **kw) -> GlobalDescriptor:
@@ -91,3 +94,58 @@ def create_descriptor(name: str, **kw) -> GlobalDescriptor:
     if factory is None:
         raise UnknownBackendError("global descriptor", name, list(SYNTAX.values()))
     return factory(name.strip(), rest, **kw)
+
+
+def models_dir() -> Path:
+    """Where ``copylens-<name>`` models live: the package's ``resources/models``."""
+    return Path(str(resources.files("copylens.resources"))) / "models"
+
+
+def available_models(directory: Path | None = None) -> list[str]:
+    """Names ``<name>`` with both ``<name>.safetensors`` and ``<name>.json`` in the models directory."""
+    d = directory or models_dir()
+    if not d.is_dir():
+        return []
+    return sorted(p.stem for p in d.glob("*.safetensors") if p.with_suffix(".json").is_file())
+
+
+def copylens_model_files(model: str, directory: Path | None = None) -> tuple[Path, Path]:
+    """``(<model>.safetensors, <model>.json)`` of ``copylens-<model>``; ModelLoadError naming what exists
+    when either is missing."""
+    d = Path(directory) if directory is not None else models_dir()
+    weights, card = d / f"{model}.safetensors", d / f"{model}.json"
+    if not weights.is_file() or not card.is_file():
+        have = available_models(d)
+        missing = weights if not weights.is_file() else card
+        raise ModelLoadError(
+            f"CopyLens model {model!r} not found: {missing} is missing; available in {d}: "
+            + (", ".join(f"copylens-{n}" for n in have) if have else
+               "none (no CopyLens model ships yet; use 'pdq' or 'timm:<model>:<weights.safetensors>')"))
+    return weights, card
+
+
+def validate_name(name: str, directory: Path | None = None) -> str:
+    """Check a global descriptor name without building it: no torch import, no model load.
+
+    Checks that the kind exists, that the name has that kind's form (:data:`SYNTAX`) and that the files it
+    names exist (``timm:`` weights, the ``torchscript:`` archive, ``copylens-<name>``'s weights and card in
+    ``directory``, default :func:`models_dir`).
+    Whether a timm architecture exists and whether the files load is only known when the descriptor is
+    built. Returns the name stripped; raises UnknownBackendError or ModelLoadError like create_descriptor.
+    """
+    name = name.strip()
+    kind, rest = split_name(name)
+    takes_rest = kind not in ("pdq", "none")  # "pdq" and "none" are complete names; the others need more
+    if kind not in REGISTRY or takes_rest != bool(rest):
+        raise UnknownBackendError("global descriptor", name, list(SYNTAX.values()))
+    if kind == "timm":
+        architecture, _, weights = rest.partition(":")
+        if not architecture:
+            raise UnknownBackendError("global descriptor", name, list(SYNTAX.values()))
+        if weights and not Path(weights).is_file():
+            raise ModelLoadError(f"{weights}: weights file not found")
+    elif kind == "torchscript" and not Path(rest).is_file():
+        raise ModelLoadError(f"{rest}: TorchScript file not found")
+    elif kind == "copylens":
+        copylens_model_files(rest, directory)
+    return name

@@ -3,9 +3,11 @@
 * :class:`Whitening` — fitted on reference descriptors, it centres, rotates onto the principal axes and
   scales each axis to unit variance (optionally keeping fewer dimensions), then L2-normalises. Copy detection
   descriptors (SSCD, the ISC2021 winners) gain several points of precision from it.
-* :class:`BackgroundNormalizer` — ISC2021 descriptor-track style: a query that resembles *everything*
-  (a blank or generic image) gets high raw scores; subtracting ``beta`` times the mean of its top-k
-  similarities to a background set of unrelated images makes scores comparable across queries.
+* :class:`BackgroundNormalizer` — ISC2021 descriptor-track / SSCD style: a query that resembles
+  *everything* (a blank or generic image) gets high raw scores; subtracting ``beta`` times the mean of its
+  top-k similarities to a background set of unrelated images makes scores comparable across queries.
+
+An index applies both to its neural global descriptors (see :mod:`copylens.core.globalsearch`).
 
 Both save as ``.npz`` archives of plain arrays (loaded with ``allow_pickle=False``), written atomically.
 """
@@ -21,20 +23,25 @@ import numpy as np
 from .base import pairwise_similarity
 
 
-def _save_npz(path: str | Path, **arrays: np.ndarray) -> None:
+def save_arrays(path: str | Path, **arrays: np.ndarray) -> None:
+    """Write plain arrays as an ``.npz`` archive atomically (temp file in the same folder, then rename)."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with open(tmp, "wb") as f:  # a file object keeps numpy from appending ".npz" to the temp name
         np.savez(f, **arrays)
+        f.flush()
+        os.fsync(f.fileno())
     os.replace(tmp, path)
 
 
-def _load_npz(path: str | Path, names: tuple[str, ...]) -> dict[str, np.ndarray]:
+def load_arrays(path: str | Path, names: tuple[str, ...], optional: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
+    """The arrays ``names`` (all required) and those of ``optional`` present in an archive of
+    :func:`save_arrays`; never unpickles (object arrays raise ValueError)."""
     with np.load(path, allow_pickle=False) as data:
         missing = [n for n in names if n not in data]
         if missing:
             raise ValueError(f"{path}: not a saved array set (missing {', '.join(missing)})")
-        return {n: data[n] for n in names}
+        return {n: data[n] for n in (*names, *optional) if n in data}
 
 
 class Whitening:
@@ -55,19 +62,27 @@ class Whitening:
         return int(self.projection.shape[0])
 
     @classmethod
-    def fit(cls, vectors: np.ndarray, dim: int | None = None, eps: float = 1e-9) -> Whitening:
+    def fit(cls, vectors: np.ndarray, dim: int | None = None, eps: float = 1e-9, chunk: int = 8192) -> Whitening:
         """Fit on ``[N x D]`` reference descriptors; keep the ``dim`` strongest axes (default: every axis
-        with variance above ``eps`` times the largest, at most ``N - 1``)."""
-        x = np.asarray(vectors, np.float64)
+        with variance above ``eps`` times the largest, at most ``N - 1``). The covariance is accumulated in
+        float64 over ``chunk`` rows at a time, so a large float32 input is never copied whole."""
+        x = np.asarray(vectors)
         if x.ndim != 2 or len(x) < 2:
             raise ValueError(f"whitening needs at least 2 descriptors as [N x D], got shape {x.shape}")
-        mean = x.mean(axis=0)
-        cov = np.cov(x - mean, rowvar=False)
-        eigval, eigvec = np.linalg.eigh(np.atleast_2d(cov))
+        n, width = x.shape
+        mean = np.zeros(width, np.float64)
+        for start in range(0, n, chunk):
+            mean += x[start:start + chunk].sum(axis=0, dtype=np.float64)
+        mean /= n
+        scatter = np.zeros((width, width), np.float64)
+        for start in range(0, n, chunk):
+            c = x[start:start + chunk].astype(np.float64) - mean
+            scatter += c.T @ c
+        eigval, eigvec = np.linalg.eigh(scatter / (n - 1))
         order = np.argsort(eigval)[::-1]
         eigval, eigvec = eigval[order], eigvec[:, order]
         usable = int(np.sum(eigval > eps * max(eigval[0], 1e-30)))
-        keep = min(usable, len(x) - 1, dim if dim is not None else x.shape[1])
+        keep = min(usable, n - 1, dim if dim is not None else width)
         if keep < 1:
             raise ValueError("the descriptors have no variance to whiten")
         projection = eigvec[:, :keep].T / np.sqrt(eigval[:keep])[:, None]
@@ -86,44 +101,58 @@ class Whitening:
         return h.hexdigest()
 
     def save(self, path: str | Path) -> None:
-        _save_npz(path, mean=self.mean, projection=self.projection)
+        save_arrays(path, mean=self.mean, projection=self.projection)
 
     @classmethod
     def load(cls, path: str | Path) -> Whitening:
-        a = _load_npz(path, ("mean", "projection"))
+        a = load_arrays(path, ("mean", "projection"))
         return cls(a["mean"], a["projection"])
 
 
 class BackgroundNormalizer:
-    """Subtract ``beta * mean(top-k similarities of the query to a background set)`` from its scores.
+    """Subtract ``beta * mean(similarities of the query to its neighbours skip+1 .. skip+k in a background
+    set)`` from its scores (SSCD's score normalisation, written ``beta[skip, skip+k-1]`` there).
 
     ``background``: ``[M x D]`` float32 (metric "ip") or packed uint8 (metric "hamming") descriptors of
-    images known to be no reference's copy. Similarities follow GlobalIndex.search's convention.
+    images that stand for "unrelated content". Similarities follow GlobalIndex.search's convention.
+
+    ``skip`` leaves out the query's ``skip`` nearest background images. With a background disjoint from the
+    references (SSCD uses the DISC21 training set) ``skip=0`` is right. When the background is a sample of
+    the references themselves, a true copy's own reference (or an exact duplicate) may be in it: it would be
+    the query's nearest background image, and averaging that near-1 similarity into the offset would punish
+    exactly the copies the index should find, and only those whose reference happened to be sampled.
+    ``skip=1`` drops that neighbour for every query alike (for a query whose match is not in the background
+    it only shifts the window one rank down), so true copies keep their lead.
     """
 
-    def __init__(self, background: np.ndarray, metric: str, k: int = 10, beta: float = 1.0) -> None:
+    def __init__(self, background: np.ndarray, metric: str, k: int = 10, beta: float = 1.0,
+                 skip: int = 0) -> None:
         self.background = np.asarray(background)
-        self.metric, self.k, self.beta = metric, int(k), float(beta)
+        self.metric, self.k, self.beta, self.skip = metric, int(k), float(beta), int(skip)
+        if self.skip < 0:
+            raise ValueError(f"skip must be >= 0, got {skip}")
 
     def offsets(self, queries: np.ndarray) -> np.ndarray:
-        """``[N]`` the amount subtracted from each query's scores (0 with an empty background)."""
+        """``[N]`` the amount subtracted from each query's scores (0 when the background has no neighbour
+        past the skipped ones)."""
         q = np.asarray(queries)
-        if len(self.background) == 0 or len(q) == 0 or self.k < 1:
+        k = min(self.k, len(self.background) - self.skip)
+        if k < 1 or len(q) == 0:
             return np.zeros(len(q), np.float32)
-        k = min(self.k, len(self.background))
+        last = self.skip + k  # neighbours [skip, last) in descending order of similarity
         sims = pairwise_similarity(q, self.background, self.metric)
-        top = -np.partition(-sims, k - 1, axis=1)[:, :k]
-        return (self.beta * top.mean(axis=1)).astype(np.float32)
+        top = -np.sort(np.partition(-sims, last - 1, axis=1)[:, :last], axis=1)  # best first
+        return (self.beta * top[:, self.skip:].mean(axis=1)).astype(np.float32)
 
     def normalize(self, queries: np.ndarray, scores: np.ndarray) -> np.ndarray:
         """``scores`` ``[N x K]`` of queries ``[N x D]`` against references, background-adjusted."""
         return (np.asarray(scores, np.float32) - self.offsets(queries)[:, None]).astype(np.float32)
 
     def save(self, path: str | Path) -> None:
-        _save_npz(path, background=self.background, metric=np.array(self.metric),
-                  k=np.array(self.k), beta=np.array(self.beta))
+        save_arrays(path, background=self.background, metric=np.array(self.metric),
+                    k=np.array(self.k), beta=np.array(self.beta), skip=np.array(self.skip))
 
     @classmethod
     def load(cls, path: str | Path) -> BackgroundNormalizer:
-        a = _load_npz(path, ("background", "metric", "k", "beta"))
-        return cls(a["background"], str(a["metric"]), int(a["k"]), float(a["beta"]))
+        a = load_arrays(path, ("background", "metric", "k", "beta"), optional=("skip",))
+        return cls(a["background"], str(a["metric"]), int(a["k"]), float(a["beta"]), int(a.get("skip", 0)))
