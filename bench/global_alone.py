@@ -13,8 +13,11 @@ import argparse
 import csv
 from pathlib import Path
 
+import numpy as np
+
 from copylens.core.bench.metrics import Prediction, evaluate, read_ground_truth
 from copylens.core.engine import Engine
+from copylens.core.globalsearch import RECALL_MIN_SIGNAL
 from copylens.core.imageio import load_image
 
 
@@ -37,10 +40,23 @@ def main() -> None:
         ids = eng.store.ids_of_rows(list(hits))
         best = sorted(((s, ids[row]) for row, s in hits.items() if row in ids), reverse=True)[: args.top_k]
         preds += [Prediction(r["query_id"], rid, float(s)) for s, rid in best]
-    m = evaluate(read_ground_truth(bench / "ground_truth.csv"), preds)
+    gt = read_ground_truth(bench / "ground_truth.csv")
+    m = evaluate(gt, preds)
     print(f"{args.descriptor} alone: μAP {m.micro_ap:.3f}  recall@1 {m.recall_at_1:.3f}")
     for name, c in m.per_content.items():
         print(f"  {name:>9}: μAP {c.micro_ap:.3f}  recall@1 {c.recall_at_1:.3f}")
+    # how the engine's recall threshold (a global neighbour joins the candidates above RECALL_MIN_SIGNAL)
+    # splits right top-1 matches of copies from the top-1 of distractors
+    truth = {g.query_id: g.reference_id for g in gt}
+    top1: dict[str, Prediction] = {}
+    for p in preds:
+        if p.query_id not in top1 or p.score > top1[p.query_id].score:
+            top1[p.query_id] = p
+    right = [p.score for q, p in top1.items() if truth.get(q) and p.reference_id == truth[q]]
+    distract = [p.score for q, p in top1.items() if not truth.get(q)]
+    for t in (0.2, 0.3, 0.4, RECALL_MIN_SIGNAL, 0.6):
+        print(f"  signal >= {t:.1f}: right top-1 of copies {np.mean(np.array(right) >= t):.3f}, "
+              f"top-1 of distractors {np.mean(np.array(distract) >= t):.3f}")
 
 
 if __name__ == "__main__":
