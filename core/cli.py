@@ -31,10 +31,11 @@ def _print_summary(s, stream=sys.stderr) -> None:
 
 
 def cmd_index_build(args) -> int:
-    from .index import build_index
+    from .index import DEFAULT_GLOBAL, build_index
 
     bar = _progress(args)
-    names = [n.strip() for n in args.global_descriptors.split(",") if n.strip()]
+    names = DEFAULT_GLOBAL if args.global_descriptors is None else \
+        [n.strip() for n in args.global_descriptors.split(",") if n.strip()]
     s = run_job(build_index(args.ref_dir, args.out, workers=args.workers, calibrate=not args.no_calibrate,
                             global_descriptors=names), bar)
     if bar:
@@ -165,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("ref_dir", help="folder of reference images (searched recursively)")
     b.add_argument("--out", required=True, help="index directory to create or resume")
     b.add_argument("--workers", type=int, default=None, help="extraction threads (default: all cores)")
-    b.add_argument("--global", dest="global_descriptors", default="pdq", metavar="NAME[,NAME...]",
+    b.add_argument("--global", dest="global_descriptors", default=None, metavar="NAME[,NAME...]",
                    help="global descriptors for dual retrieval: pdq, timm:<model>[:<weights>], "
                         "torchscript:<path>, copylens-<name>, or none for SIFT only (default: pdq)")
     b.add_argument("--no-calibrate", action="store_true", help="skip fitting the confidence model")

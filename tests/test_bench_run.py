@@ -79,3 +79,14 @@ def test_run_on_a_folder_that_is_not_a_benchmark_fails_cleanly(tmp_path, capsys)
     assert _cli(["bench", "run", str(tmp_path)]) == 1
     err = capsys.readouterr().err.strip()
     assert "not a benchmark folder" in err and len(err.splitlines()) == 1
+
+
+def test_run_builds_its_index_with_the_global_descriptors_asked_for(bench, tmp_path, capsys):
+    index = tmp_path / "sift-only"
+    code = _cli(["bench", "run", str(bench), "--index", str(index), "--out", str(tmp_path / "run"),
+                 "--global", "none", "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert code == 0 and not out["index_reused"]
+    manifest = json.loads((index / "manifest.json").read_text(encoding="utf-8"))
+    assert [g["name"] for g in manifest["global"]] == []  # SIFT only: no global descriptor
+    assert 0.0 <= out["metrics"]["micro_ap"] <= 1.0

@@ -75,9 +75,11 @@ def cmd_run(args) -> int:
 
     bar = ConsoleProgress()
     try:
+        names = None if args.global_descriptors is None else \
+            [n.strip() for n in args.global_descriptors.split(",") if n.strip()]
         r = run_job(run_benchmark(args.dir, args.index, run_dir=args.out, workers=args.workers,
                                   query_threads=args.query_threads, top_k=args.top_k,
-                                  threshold=args.threshold), bar)
+                                  threshold=args.threshold, global_descriptors=names), bar)
     except (CopyLensError, OSError, ValueError) as exc:
         bar.close()
         return _fail("bench run", exc)
@@ -124,6 +126,8 @@ def register(subparsers) -> None:
     r.add_argument("--index", default=None, help="index folder (default DIR/index; reused when complete)")
     r.add_argument("--out", default=None, help="run folder for predictions and report (default DIR/runs/<time>)")
     r.add_argument("--workers", type=int, default=None, help="index build threads (default: all cores)")
+    r.add_argument("--global", dest="global_descriptors", default=None, metavar="NAME[,NAME...]",
+                   help="global descriptors of a new index (default: the index default; 'none': SIFT only)")
     r.add_argument("--query-threads", type=int, default=1,
                    help="queries run at once (default 1: latency is measured as a user meets it)")
     r.add_argument("--top-k", type=int, default=10, help="matches kept per query (default 10)")

@@ -14,6 +14,7 @@ import math
 import os
 import resource
 import time
+from collections.abc import Sequence
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -82,14 +83,16 @@ def _open_if_complete(index_dir: Path, num_refs: int):
 
 def run_benchmark(bench_dir: str | Path, index_dir: str | Path | None = None, run_dir: str | Path | None = None,
                   workers: int | None = None, query_threads: int = 1, top_k: int = 10,
-                  threshold: float | None = DECISION_THRESHOLD, calibrate: bool = True) -> Job[RunReport]:
+                  threshold: float | None = DECISION_THRESHOLD, calibrate: bool = True,
+                  global_descriptors: Sequence[str] | None = None) -> Job[RunReport]:
     """Generator job: index, query and score the benchmark in ``bench_dir``.
 
     ``index_dir`` defaults to ``bench_dir/index``; a complete index there is reused. ``run_dir`` defaults
     to ``bench_dir/runs/<date-time>``. ``workers`` sets the index build threads (default: all cores);
     ``query_threads`` the queries run at once (default 1, so latency is measured as a user meets it).
     ``threshold`` is the score at which the decision metrics (precision@1, accuracy@1, MAP@5) count a
-    prediction; ``calibrate`` is passed to the index build.
+    prediction; ``calibrate`` and ``global_descriptors`` (default: the index default) are passed to the
+    index build.
     """
     from copylens.core.engine import Engine
     from copylens.core.index import build_index
@@ -109,7 +112,8 @@ def run_benchmark(bench_dir: str | Path, index_dir: str | Path | None = None, ru
     build_seconds = build_rate = None
     build_failed: list[tuple[str, str]] = []
     if eng is None:
-        summary = yield from build_index(ref_dir, index, workers=workers, calibrate=calibrate)
+        kw = {"global_descriptors": list(global_descriptors)} if global_descriptors is not None else {}
+        summary = yield from build_index(ref_dir, index, workers=workers, calibrate=calibrate, **kw)
         build_seconds, build_failed = summary.seconds, list(summary.failed)
         build_rate = summary.added / summary.seconds if summary.seconds > 0 else None
         eng = Engine.open(index)
