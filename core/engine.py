@@ -22,7 +22,7 @@ import numpy as np
 from .calibrate import Calibrator, default_calibrator, signal_names
 from .errors import IndexFormatError
 from .features import VARIANTS, FeatureConfig, LocalFeatures, extract, rootsift
-from .globalsearch import RECALL_MIN_SIGNAL, GlobalBranch, signal_name
+from .globalsearch import RECALL_MIN_SIGNAL_BY_METRIC, GlobalBranch, signal_name
 from .imageio import DecodedImage, decode_jpeg, load_image
 from .localindex import LocalIndex
 from .progress import Job, Progress
@@ -289,7 +289,8 @@ class Engine:
         for g in self.globals:
             qv = g.query(pixels) if pixels is not None and min(pixels.shape[:2]) >= 16 else g.query_empty()
             hits = g.search(qv, cfg.global_neighbours)
-            best = sorted(((s, r) for r, s in hits.items() if s >= RECALL_MIN_SIGNAL and r not in excluded),
+            floor = RECALL_MIN_SIGNAL_BY_METRIC[g.descriptor.metric]
+            best = sorted(((s, r) for r, s in hits.items() if s >= floor and r not in excluded),
                           reverse=True)
             rows += [r for _, r in best[: cfg.global_candidates] if r not in rows]
             queries.append(qv)
