@@ -86,7 +86,7 @@ def _screenshot_when_done(app, win, out: str, timeout: float) -> None:
         app.exit(code if ok else 1)
 
     def on_idle() -> None:
-        if any(it.state in ("waiting", "running") for it in win.queue.items):
+        if win.queue.busy:
             return
         rows = [i for i, it in enumerate(win.queue.items) if it.state == "done" and it.outcome.result.matches]
         if not rows:
@@ -103,7 +103,7 @@ def _screenshot_when_done(app, win, out: str, timeout: float) -> None:
 
 def _exec(app, win) -> int:
     """Run the event loop, then tear the window down while Python is still fully alive (deleting Qt
-    objects during interpreter finalisation can crash PySide)."""
+    objects during interpreter finalisation is fragile in any binding), and return the exit code."""
     import gc
 
     code = app.exec()
@@ -112,12 +112,7 @@ def _exec(app, win) -> int:
     app.processEvents()
     del win
     gc.collect()
-    # Everything is saved by now (settings synced, review log committed). Leave without interpreter
-    # finalisation: after an index build in a worker thread, PySide 6.12 can hit a refcount crash
-    # ("bool_dealloc") while garbage-collecting at exit.
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
+    return code
 
 
 def run_gui(args) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from collections import Counter, deque
 from dataclasses import dataclass
 
 from PySide6.QtCore import QObject, Signal
@@ -44,6 +45,8 @@ class QueryQueue(QObject):
         super().__init__(parent)
         self.pool = pool
         self.items: list[QueueItem] = []
+        self.counts: Counter[str] = Counter()  # items per state, kept in step with every state change
+        self._waiting: deque[int] = deque()  # rows in the order they will run
         self.engine = None
         self.top_k = 10
         self._current: tuple[int, JobWorker] | None = None
@@ -60,6 +63,8 @@ class QueryQueue(QObject):
     def add(self, request: QueryRequest) -> int:
         self.items.append(QueueItem(request))
         row = len(self.items) - 1
+        self.counts["waiting"] += 1
+        self._waiting.append(row)
         self.item_added.emit(row)
         self._emit_progress()
         self._pump()
@@ -77,16 +82,33 @@ class QueryQueue(QObject):
     def running(self) -> bool:
         return self._current is not None
 
+    @property
+    def busy(self) -> bool:
+        """A query runs or waits."""
+        return self._current is not None or self.counts["waiting"] > 0
+
+    def _set_state(self, row: int, state: str) -> None:
+        """The one place an item's state changes, so ``counts`` never drifts (O(1) per change: a queue of
+        thousands of queries must not make every signal walk the whole list on the GUI thread)."""
+        it = self.items[row]
+        self.counts[it.state] -= 1
+        self.counts[state] += 1
+        it.state = state
+        if state == "waiting":
+            self._waiting.append(row)
+
     def _pump(self) -> None:
         if self._current is not None or self.engine is None:
             return
-        row = next((i for i, it in enumerate(self.items) if it.state == "waiting"), None)
-        if row is None:
+        while self._waiting and self.items[self._waiting[0]].state != "waiting":
+            self._waiting.popleft()  # cancelled (or retried twice) since it was queued
+        if not self._waiting:
             self._emit_progress()
             self.idle.emit()
             return
+        row = self._waiting.popleft()
         item = self.items[row]
-        item.state = "running"
+        self._set_state(row, "running")
         engine, req, top_k = self.engine, item.request, self.top_k
         worker = JobWorker(lambda: query_job(engine, req, top_k, on_decoded=sig.emit), name=req.label)
         sig = _ThumbSignal(worker.signals)
@@ -102,9 +124,10 @@ class QueryQueue(QObject):
 
     def cancel(self) -> None:
         """Stop the running query and drop every waiting one."""
-        for i, it in enumerate(self.items):
-            if it.state == "waiting":
-                it.state = "cancelled"
+        while self._waiting:
+            i = self._waiting.popleft()
+            if self.items[i].state == "waiting":
+                self._set_state(i, "cancelled")
                 self.item_changed.emit(i)
         if self._current is not None:
             self._current[1].cancel()
@@ -113,7 +136,8 @@ class QueryQueue(QObject):
     def retry(self, row: int) -> None:
         it = self.items[row]
         if it.state in ("error", "cancelled"):
-            it.state, it.error, it.fraction = "waiting", "", 0.0
+            self._set_state(row, "waiting")
+            it.error, it.fraction = "", 0.0
             self.item_changed.emit(row)
             self._pump()
 
@@ -129,18 +153,20 @@ class QueryQueue(QObject):
 
     def _on_result(self, row: int, outcome: QueryOutcome) -> None:
         it = self.items[row]
-        it.state, it.outcome, it.fraction = "done", outcome, 1.0
+        self._set_state(row, "done")
+        it.outcome, it.fraction = outcome, 1.0
         self.item_changed.emit(row)
 
     def _on_error(self, row: int, exc: BaseException) -> None:
         it = self.items[row]
         subject, reason = describe_error(exc)
-        it.state, it.error = "error", reason
+        self._set_state(row, "error")
+        it.error = reason
         self.item_changed.emit(row)
         self.failed.emit(it.request.label if subject == it.request.path else subject, reason)
 
     def _on_cancelled(self, row: int) -> None:
-        self.items[row].state = "cancelled"
+        self._set_state(row, "cancelled")
         self.item_changed.emit(row)
 
     def _on_finished(self) -> None:
@@ -148,14 +174,22 @@ class QueryQueue(QObject):
         self._emit_progress()
         self._pump()
 
+    @property
+    def num_active(self) -> int:
+        """Queries not cancelled."""
+        return len(self.items) - self.counts["cancelled"]
+
+    @property
+    def num_finished(self) -> int:
+        return self.counts["done"] + self.counts["error"]
+
     def _emit_progress(self) -> None:
-        active = [it for it in self.items if it.state != "cancelled"]
-        if not active:
+        n = self.num_active
+        if n == 0:
             self.progress.emit(1.0)
             return
-        done = sum(1.0 if it.state in ("done", "error") else it.fraction if it.state == "running" else 0.0
-                   for it in active)
-        self.progress.emit(done / len(active))
+        running = self.items[self._current[0]].fraction if self._current is not None else 0.0
+        self.progress.emit((self.num_finished + running) / n)
 
 
 class _ThumbSignal(QObject):

@@ -88,11 +88,10 @@ class QueuePanel(QWidget):
             self.selected.emit(row)
 
     def _on_progress(self, fraction: float) -> None:
-        busy = self.queue.running or any(it.state == "waiting" for it in self.queue.items)
+        busy = self.queue.busy
         self.progress.setValue(round(1000 * fraction))
-        n_done = sum(it.state in ("done", "error") for it in self.queue.items)
-        n = sum(it.state != "cancelled" for it in self.queue.items)
-        self.progress.setFormat(f"{n_done}/{n} queries" + (" · %p%" if busy else ""))
+        self.progress.setFormat(f"{self.queue.num_finished}/{self.queue.num_active} queries"
+                                + (" · %p%" if busy else ""))
         self.cancel_button.setEnabled(busy)
 
     def select(self, row: int) -> None:
