@@ -107,6 +107,7 @@ def _exec(app, win) -> int:
     import gc
 
     code = app.exec()
+    win.pool.shutdown()  # the event loop is over: nothing left to keep responsive
     win.close()
     win.deleteLater()
     app.processEvents()

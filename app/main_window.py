@@ -46,10 +46,12 @@ class MainWindow(QMainWindow):
         self.review_log = ReviewLog.in_dir(self.data_dir)
         self.pool = WorkerPool(max_threads=self.settings.workers + 2, parent=self)
         self.engine = None
-        self._retired: list = []
+        self._retired: list = []  # engines replaced by another index, closed once no worker uses them
+        self._closing = False
         self._inspect_worker: JobWorker | None = None
         self._open_worker: JobWorker | None = None
         self._header_text = "No index open. File ▸ Open index… or Build index…"
+        self.pool.worker_done.connect(lambda: self._retired and self._release_retired())
         self.queue = QueryQueue(self.pool, self)
         self.queue.top_k = self.settings.top_k
         # ---- widgets
@@ -151,6 +153,7 @@ class MainWindow(QMainWindow):
         if self.engine is not None:
             self._retired.append(self.engine)
         self.engine = engine
+        self._release_retired()
         info = engine.info
         size = f" · {info.size_bytes / 1e6:.1f} MB" if getattr(info, "size_bytes", 0) else ""
         self.header.setText(f"<b>{info.name}</b> · {info.num_references} references{size} · descriptors: "
@@ -185,18 +188,36 @@ class MainWindow(QMainWindow):
         self.add_paths(paths)
 
     def add_paths(self, paths) -> int:
-        """Queue files, and the images inside folders (recursively); returns how many were queued."""
+        """Queue files at once, in the order given; folders are listed (recursively) in a worker and their
+        images queued when the listing arrives, so a dropped folder of 100,000 files never blocks the GUI.
+        Returns how many files were queued now."""
         n = 0
         for p in map(Path, paths):
-            files = scan_images(p) if p.is_dir() else [p]
-            if p.is_dir() and not files:
-                self.notifications.notify(str(p), "the folder holds no images", level="warning")
-            for f in files:
-                self.queue.add(QueryRequest(self.queue.next_id(), f.name, path=str(f)))
+            if p.is_dir():
+                self._scan_folder(p)
+            else:
+                self._queue_files([p])
                 n += 1
-        if n and self.engine is None and self._open_worker is None:
-            self.notifications.notify("queue", "open an index to run the queued queries", level="warning")
         return n
+
+    def _queue_files(self, files: list[Path]) -> None:
+        for f in files:
+            self.queue.add(QueryRequest(self.queue.next_id(), f.name, path=str(f)))
+        if files and self.engine is None and self._open_worker is None:
+            self.notifications.notify("queue", "open an index to run the queued queries", level="warning")
+
+    def _scan_folder(self, folder: Path) -> None:
+        def listed(files: list[Path]) -> None:
+            if not files:
+                self.notifications.notify(str(folder), "the folder holds no images", level="warning")
+            self._queue_files(files)
+            self.statusBar().showMessage(f"Queued {len(files)} images from {folder}.", 5000)
+
+        self.statusBar().showMessage(f"Listing {folder}…")
+        w = JobWorker(lambda: call_job(lambda: scan_images(folder)), name=f"list {folder}")
+        w.signals.result.connect(listed)
+        w.signals.error.connect(lambda exc: self.notifications.notify(str(folder), describe_error(exc)[1]))
+        self.pool.start(w)
 
     def add_mime(self, mime: QMimeData) -> int:
         """Files/folders (urls), encoded image bytes or a bitmap: the drop and paste handler."""
@@ -258,7 +279,8 @@ class MainWindow(QMainWindow):
             self.inspector.show_data(None)
             return
         match, engine = outcome.result.matches[match_row], self.engine
-        w = JobWorker(lambda: inspect_job(engine, outcome, match), name=f"inspect {match.reference_id}")
+        w = JobWorker(lambda: inspect_job(engine, outcome, match), name=f"inspect {match.reference_id}",
+                      uses=engine)
         w.signals.result.connect(lambda data, wk=w: self._on_inspect(wk, data))
         w.signals.error.connect(lambda exc: self.notifications.notify(*describe_error(exc)))
         self._inspect_worker = self.pool.start(w)
@@ -348,12 +370,31 @@ class MainWindow(QMainWindow):
             self.results.outcome = None  # force a re-render with the new thresholds
             self.show_query(self.queue_panel.list.currentRow())
 
-    def closeEvent(self, event) -> None:  # noqa: N802 - Qt override
-        self.queue.cancel()
-        self.pool.shutdown()
-        for eng in [*self._retired, self.engine]:
-            if eng is not None and hasattr(eng, "close"):
+    def _release_retired(self) -> None:
+        """Close engines replaced by another index as soon as no worker uses them any more (an open
+        index holds its FAISS structures in memory: keeping old ones until exit would add up)."""
+        keep = []
+        for eng in self._retired:
+            if self.pool.in_use(eng):
+                keep.append(eng)
+            elif hasattr(eng, "close"):
                 eng.close()
-        self._retired, self.engine = [], None
+        self._retired = keep
+
+    def closeEvent(self, event) -> None:  # noqa: N802 - Qt override
+        """Cancel everything and hide at once; the engines close when the last worker has stopped (a
+        worker stops at its next progress report), so closing never waits on the GUI thread."""
+        self.queue.cancel()
+        self.pool.cancel_all()
+        if self.pool.active and not self._closing:
+            self._closing = True
+            event.ignore()
+            self.hide()
+            self.pool.drained.connect(self.close)
+            return
+        if self.engine is not None:
+            self._retired.append(self.engine)
+            self.engine = None
+        self._release_retired()
         self.review_log.close()
         super().closeEvent(event)

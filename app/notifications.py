@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import time
+from collections import deque
 from pathlib import Path
 
 from PySide6.QtCore import Qt
@@ -40,7 +41,8 @@ class NotificationArea(QWidget):
         lay.setContentsMargins(0, 0, 0, 0)
         lay.addLayout(head)
         lay.addWidget(self.list, 1)
-        self.messages: list[tuple[str, str, str]] = []  # (level, subject, reason), oldest first
+        self.messages: deque[tuple[str, str, str]] = deque(maxlen=MAX_MESSAGES)  # (level, subject, reason)
+        self.errors = 0  # errors since the last clear (the list keeps only the newest MAX_MESSAGES)
 
     def notify(self, subject: str, reason: str, level: str = "error") -> None:
         name = Path(subject).name if ("/" in subject or "\\" in subject) else subject
@@ -52,7 +54,8 @@ class NotificationArea(QWidget):
         self.list.insertItem(0, item)
         while self.list.count() > MAX_MESSAGES:
             self.list.takeItem(self.list.count() - 1)
-        errors = sum(1 for lv, _, _ in self.messages if lv == "error")
+        self.errors += level == "error"
+        errors = self.errors
         self.title.setText(f"<b>Notifications</b> ({errors} error{'s' if errors != 1 else ''})" if errors
                            else "<b>Notifications</b>")
 
@@ -61,5 +64,6 @@ class NotificationArea(QWidget):
 
     def clear(self) -> None:
         self.messages.clear()
+        self.errors = 0
         self.list.clear()
         self.title.setText("<b>Notifications</b>")

@@ -110,7 +110,8 @@ class QueryQueue(QObject):
         item = self.items[row]
         self._set_state(row, "running")
         engine, req, top_k = self.engine, item.request, self.top_k
-        worker = JobWorker(lambda: query_job(engine, req, top_k, on_decoded=sig.emit), name=req.label)
+        worker = JobWorker(lambda: query_job(engine, req, top_k, on_decoded=sig.emit), name=req.label,
+                           uses=engine)
         sig = _ThumbSignal(worker.signals)
         sig.thumb.connect(lambda img, r=row: self._on_thumb(r, img))
         worker.signals.progress.connect(lambda p, r=row: self._on_progress(r, p))

@@ -38,12 +38,13 @@ class WorkerSignals(QObject):
 class JobWorker(QRunnable):
     """Run ``job_factory()`` (a generator job) to completion in a thread pool thread."""
 
-    def __init__(self, job_factory: Callable[[], Job[Any]], name: str = "job") -> None:
+    def __init__(self, job_factory: Callable[[], Job[Any]], name: str = "job", uses: object = None) -> None:
         super().__init__()
         self.setAutoDelete(False)  # the Python side owns it (see WorkerPool)
         self.signals = WorkerSignals()
         self.name = name
         self.job_factory = job_factory
+        self.uses = uses  # a resource the job needs alive (an engine): see WorkerPool.in_use
         self.thread_ident: int | None = None  # which thread ran it (tests check it is not the GUI one)
         self._stop = threading.Event()
 
@@ -77,20 +78,34 @@ class JobWorker(QRunnable):
 class WorkerPool(QObject):
     """Starts workers on a ``QThreadPool`` and keeps them alive until they report ``finished``."""
 
+    worker_done = Signal()  # a worker finished (its resources may be released now)
+    drained = Signal()  # the last live worker finished
+
     def __init__(self, max_threads: int = 4, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.pool = QThreadPool(self)
         self.pool.setMaxThreadCount(max(2, max_threads))
-        self._live: set[JobWorker] = set()
+        self._live: dict[WorkerSignals, JobWorker] = {}
 
     def start(self, worker: JobWorker) -> JobWorker:
-        self._live.add(worker)
-        worker.signals.finished.connect(lambda w=worker: self._live.discard(w))
+        self._live[worker.signals] = worker
+        # a bound slot (not a lambda): Qt drops the connection if this pool is destroyed first
+        worker.signals.finished.connect(self._done)
         self.pool.start(worker)
         return worker
 
+    def _done(self) -> None:
+        self._live.pop(self.sender(), None)
+        self.worker_done.emit()
+        if not self._live:
+            self.drained.emit()
+
+    def in_use(self, resource: object) -> bool:
+        """Whether a live worker was started with ``uses=resource``."""
+        return any(w.uses is resource for w in self._live.values())
+
     def cancel_all(self) -> None:
-        for w in list(self._live):
+        for w in list(self._live.values()):
             w.cancel()
 
     def shutdown(self, timeout_ms: int = 10_000) -> None:

@@ -71,9 +71,8 @@ def test_worker_cancel_stops_between_yields(qtbot, pool):
     results = []
     w.signals.result.connect(results.append)
     w.signals.progress.connect(lambda p: w.cancel() if p.done >= 3 else None)
-    with qtbot.waitSignal(w.signals.cancelled, timeout=5000):
+    with qtbot.waitSignals([w.signals.cancelled, w.signals.finished], timeout=5000, order="strict"):
         pool.start(w)
-    qtbot.waitSignal(w.signals.finished, timeout=2000, raising=False)
     n = len(steps)
     time.sleep(0.05)
     assert results == [] and len(steps) == n  # the generator was closed, nothing runs any more
