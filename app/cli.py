@@ -94,8 +94,9 @@ def _screenshot_when_done(app, win, out: str, timeout: float) -> None:
             return
         win.inspector_ready.connect(lambda: QTimer.singleShot(400, save))
         win.queue_panel.select(rows[0])
-        win.results.select(0)
-        win.inspect(0)
+        win.show_query(rows[0], force=True)  # renders the results and inspects the best match, if any
+        if win.results.current() < 0:  # no match above the threshold: nothing to inspect
+            QTimer.singleShot(300, save)
 
     win.queue.idle.connect(on_idle)
     QTimer.singleShot(int(timeout * 1000), lambda: save(1))

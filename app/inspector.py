@@ -22,9 +22,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from .explain import region_label
 from .jobs import InspectData, display_homography
 
 MODES = ("Side by side", "Blend", "Flicker")
+MAX_LINES = 50  # match lines drawn by default: the strongest ones (all inliers still count in the score)
 FLICKER_MS = 450  # flicker period, per image
 OUTLINE_COLOUR = QColor(0, 200, 255)
 REGION_COLOUR = QColor(255, 200, 0)
@@ -75,23 +77,26 @@ class MatchOverlay(QWidget):
     def paintEvent(self, event) -> None:  # noqa: N802 - Qt override
         self.drawn = 0
         c = self.canvas
-        if c.data is None or not c.show_matches or c.mode != 0:
+        if c.data is None or not c.show_matches or c.mode != 0 or not c.evidence:
             return
         ev = c.data.match.evidence
+        order = np.argsort(-np.asarray(ev.inlier_scores), kind="stable")[: c.max_lines]
         qs, rs = c.data.query_scale, c.data.reference_scale
         p = QPainter(self)
         p.setRenderHint(QPainter.RenderHint.Antialiasing)
         qvp, rvp = c.query_view.viewport(), c.ref_view.viewport()
         qrect = qvp.rect().translated(qvp.mapTo(c, qvp.rect().topLeft()))
         rrect = rvp.rect().translated(rvp.mapTo(c, rvp.rect().topLeft()))
-        for (qx, qy), (rx, ry), s in zip(ev.query_points, ev.reference_points, ev.inlier_scores, strict=False):
+        dense = len(order) > 100
+        for i in order:
+            (qx, qy), (rx, ry), s = ev.query_points[i], ev.reference_points[i], ev.inlier_scores[i]
             a = qvp.mapTo(c, c.query_view.mapFromScene(QPointF(qx / qs, qy / qs)))
             b = rvp.mapTo(c, c.ref_view.mapFromScene(QPointF(rx / rs, ry / rs)))
             if not (qrect.contains(a) and rrect.contains(b)):
                 continue
             colour = score_colour(s)
-            colour.setAlpha(150 if len(ev.query_points) > 100 else 210)
-            p.setPen(QPen(colour, 1.0 if len(ev.query_points) > 100 else 1.4))
+            colour.setAlpha(150 if dense else 210)
+            p.setPen(QPen(colour, 1.0 if dense else 1.4))
             p.drawLine(a, b)
             p.drawEllipse(QPointF(a), 2.5, 2.5)
             p.drawEllipse(QPointF(b), 2.5, 2.5)
@@ -114,6 +119,8 @@ class InspectorCanvas(QWidget):
         self.data: InspectData | None = None
         self.mode = 0
         self.show_matches = self.show_outline = self.show_regions = True
+        self.evidence = True  # False for a below-threshold candidate: no lines, no outline, no warp
+        self.max_lines = MAX_LINES
         self.blend = 0.5
         self._syncing = False
         self._query_item = self._ref_item = self._warp_item = None
@@ -127,8 +134,8 @@ class InspectorCanvas(QWidget):
         self._flicker.timeout.connect(self._flip)
 
     # ---- content ---------------------------------------------------------------------------------------
-    def set_data(self, data: InspectData | None) -> None:
-        self.data = data
+    def set_data(self, data: InspectData | None, evidence: bool = True) -> None:
+        self.data, self.evidence = data, evidence
         for view in (self.query_view, self.ref_view):
             view.scene().clear()
         self._annotations = []
@@ -139,12 +146,12 @@ class InspectorCanvas(QWidget):
             self._ref_item = self.ref_view.scene().addPixmap(QPixmap.fromImage(data.reference))
             for view, item in ((self.query_view, self._query_item), (self.ref_view, self._ref_item)):
                 view.scene().setSceneRect(item.boundingRect())
-            if data.warped is not None:
+            if data.warped is not None and evidence:
                 self._warp_item = QGraphicsPixmapItem(QPixmap.fromImage(data.warped))
                 self._warp_item.setZValue(1)
                 self.query_view.scene().addItem(self._warp_item)
             hom = data.match.evidence.homography
-            if hom is not None:
+            if hom is not None and evidence:
                 self._h = display_homography(hom, data.query_scale, data.reference_scale)
             self._add_annotations()
         self.apply_mode()
@@ -164,14 +171,14 @@ class InspectorCanvas(QWidget):
             pen = QPen(REGION_COLOUR, 3 if used else 1.5, Qt.PenStyle.SolidLine if used else Qt.PenStyle.DashLine)
             pen.setCosmetic(True)
             rect = scene.addRect(QRectF(x0, y0, x1 - x0, y1 - y0), pen)
-            label = scene.addSimpleText(f"{r.kind} {r.score:.2f}")
+            label = scene.addSimpleText(region_label(r))
             label.setBrush(REGION_COLOUR)
             label.setPos(x0 + 2, y0 + 2)
             label.setFlag(label.GraphicsItemFlag.ItemIgnoresTransformations)
             for it in (rect, label):
                 it.setZValue(3)
                 self._annotations.append(("region", it))
-        outline = d.match.evidence.outline
+        outline = d.match.evidence.outline if self.evidence else None
         if outline is not None and len(outline) >= 3:
             poly = QPolygonF([QPointF(float(x) / qs, float(y) / qs) for x, y in np.asarray(outline)])
             pen = QPen(OUTLINE_COLOUR, 2.5)
@@ -282,10 +289,11 @@ class Inspector(QWidget):
         lay.addLayout(self.stack, 1)
         self._set_mode(0)
 
-    def show_data(self, data: InspectData | None, message: str = "") -> None:
+    def show_data(self, data: InspectData | None, message: str = "", evidence: bool = True) -> None:
+        """Show a pair; ``evidence=False`` (a candidate below the threshold) shows the two images only."""
         self.stack.setCurrentIndex(1 if data is not None else 0)
-        self.canvas.set_data(data)
-        has_warp = data is not None and data.warped is not None
+        self.canvas.set_data(data, evidence)
+        has_warp = data is not None and data.warped is not None and evidence
         for i in (1, 2):
             self.mode.model().item(i).setEnabled(has_warp)
         if not has_warp and self.mode.currentIndex() != 0:
@@ -295,10 +303,32 @@ class Inspector(QWidget):
             self.caption.setText(message or "Select a result to inspect the evidence.")
             return
         m, ev = data.match, data.match.evidence
+        if not evidence:
+            self.caption.setText(f"{data.outcome.request.label} ↔ <b>{m.reference_id}</b> · {m.score:.0%}: "
+                                 "below the threshold, <b>not a match</b>; no evidence drawn")
+            return
         extra = " · mirrored" if ev.mirrored else ""
         extra += "" if ev.homography is not None else " · no geometric model"
+        shown = min(ev.num_inliers, self.canvas.max_lines)
+        lines = f" ({shown} strongest drawn)" if shown < ev.num_inliers else ""
         self.caption.setText(f"{data.outcome.request.label} ↔ <b>{m.reference_id}</b> · {m.score:.0%} · "
-                             f"{ev.num_inliers} inliers{extra} · wheel: zoom, drag: pan")
+                             f"{ev.num_inliers} inliers{lines}{extra} · wheel or +/−: zoom, F: fit")
+
+    def set_mode(self, index: int) -> None:
+        """0 side by side, 1 blend, 2 flicker (blend and flicker need a geometric model)."""
+        if self.mode.model().item(index).isEnabled():
+            self.mode.setCurrentIndex(index)
+
+    def toggle(self, key: str) -> None:
+        """Flip one layer: "matches", "outline" or "regions"."""
+        self.boxes[key].setChecked(not self.boxes[key].isChecked())
+
+    def zoom(self, factor: float) -> None:
+        c = self.canvas
+        c.query_view.scale(factor, factor)
+        if c.ref_view.isVisible():
+            c.ref_view.scale(factor, factor)
+        c.overlay.update()
 
     def _set_mode(self, index: int) -> None:
         self.canvas.mode = index

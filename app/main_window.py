@@ -24,6 +24,7 @@ from .notifications import NotificationArea
 from .query_queue import QueryQueue, describe_error
 from .queue_panel import QueuePanel
 from .results_panel import ResultsPanel
+from .review import Reviewer
 from .review_log import ReviewLog, export_log, write_rows
 from .workers import JobWorker, WorkerPool, call_job
 
@@ -53,6 +54,8 @@ class MainWindow(QMainWindow):
         self._header_text = "No index open. File ▸ Open index… or Build index…"
         self.pool.worker_done.connect(lambda: self._retired and self._release_retired())
         self.queue = QueryQueue(self.pool, self)
+        self.reviewer = Reviewer(self)
+        self._inspect_evidence = True  # False: a below-threshold candidate, drawn without lines or outline
         self.queue.top_k = self.settings.top_k
         # ---- widgets
         self.header = QLabel(self._header_text)
@@ -81,6 +84,7 @@ class MainWindow(QMainWindow):
             view.viewport().setAcceptDrops(False)
         # ---- wiring
         self.queue.failed.connect(self.notifications.notify)
+        self.queue.item_finished.connect(self.reviewer.refresh)
         self.queue_panel.selected.connect(self.show_query)
         self.results.selected.connect(self.inspect)
         self._build_menus()
@@ -115,13 +119,34 @@ class MainWindow(QMainWindow):
         self._action(f, "Se&ttings…", self.edit_settings, QKeySequence.StandardKey.Preferences)
         self._action(f, "&Quit", self.close, QKeySequence.StandardKey.Quit)
         r = bar.addMenu("&Review")
-        self._action(r, "Mark as &copy", lambda: self.decide("copy"), "C")
-        self._action(r, "Mark as &not a copy", lambda: self.decide("not a copy"), "N")
-        self._action(r, "Ne&xt pair", lambda: self.step(1), [QKeySequence("Right"), QKeySequence("Down")])
-        self._action(r, "Pre&vious pair", lambda: self.step(-1), [QKeySequence("Left"), QKeySequence("Up")])
+        rv = self.reviewer
+        self._action(r, "Mark pair as &copy", lambda: rv.decide_pair("copy"), "C")
+        self._action(r, "Mark pair as &not a copy", lambda: rv.decide_pair("not a copy"), "N")
+        self._action(r, "No copy in this &query", lambda: rv.decide_query("no copy"), "X")
+        self._action(r, "&Skip query (unsure)", lambda: rv.decide_query("unsure"), "S")
+        self._action(r, "&Undo last decision", rv.undo, QKeySequence.StandardKey.Undo)
+        r.addSeparator()
+        self._action(r, "Ne&xt candidate", lambda: rv.step_candidate(1), [QKeySequence("Down"), QKeySequence("J")])
+        self._action(r, "Pre&vious candidate", lambda: rv.step_candidate(-1), [QKeySequence("Up"), QKeySequence("K")])
+        self._action(r, "Next &unreviewed query", rv.next_unreviewed, [QKeySequence("PgDown"), QKeySequence("Right")])
+        self._action(r, "Previous unreviewed query", lambda: rv.next_unreviewed(-1),
+                     [QKeySequence("PgUp"), QKeySequence("Left")])
+        self._action(r, "Show candidates below the threshold", lambda: self.results.set_expanded(
+            not self.results.expanded), "B")
+        v = bar.addMenu("&View")
+        ins = self.inspector
+        for i, name in enumerate(("Side by side", "Blend", "Flicker")):
+            self._action(v, name, lambda i=i: ins.set_mode(i), str(i + 1))
+        v.addSeparator()
+        self._action(v, "Zoom &in", lambda: ins.zoom(1.25), [QKeySequence("+"), QKeySequence("=")])
+        self._action(v, "Zoom &out", lambda: ins.zoom(0.8), "-")
+        self._action(v, "&Fit", ins.canvas.fit, "F")
+        self._action(v, "Match &lines", lambda: ins.toggle("matches"), "L")
+        self._action(v, "&Outline", lambda: ins.toggle("outline"), "O")
+        self._action(v, "&Regions", lambda: ins.toggle("regions"), "R")
         q = bar.addMenu("&Queue")
         self._action(q, "&Cancel queue", self.queue.cancel, "Ctrl+.")
-        self._action(q, "&Retry selected query", lambda: self.queue.retry(self.queue_panel.list.currentRow()))
+        self._action(q, "&Retry selected query", lambda: self.queue.retry(self.queue_panel.current_row()))
 
     def _refresh_recent(self) -> None:
         self.recent_menu.clear()
@@ -252,11 +277,13 @@ class MainWindow(QMainWindow):
 
     # ---- results and inspector --------------------------------------------------------------------------
     def current_item(self):
-        row = self.queue_panel.list.currentRow()
+        row = self.queue_panel.current_row()
         return self.queue.items[row] if 0 <= row < len(self.queue.items) else None
 
-    def show_query(self, row: int) -> None:
+    def show_query(self, row: int, force: bool = False) -> None:
         item = self.queue.items[row] if 0 <= row < len(self.queue.items) else None
+        if force:
+            self.results.outcome = None
         if item is None or item.state != "done":
             msg = {"waiting": "waiting in the queue", "running": "searching…", "cancelled": "cancelled",
                    "error": f"failed: {item.error}" if item else ""}.get(item.state if item else "", "")
@@ -279,6 +306,7 @@ class MainWindow(QMainWindow):
             self.inspector.show_data(None)
             return
         match, engine = outcome.result.matches[match_row], self.engine
+        self._inspect_evidence = match.score >= self.settings.possible_threshold
         w = JobWorker(lambda: inspect_job(engine, outcome, match), name=f"inspect {match.reference_id}",
                       uses=engine)
         w.signals.result.connect(lambda data, wk=w: self._on_inspect(wk, data))
@@ -289,38 +317,8 @@ class MainWindow(QMainWindow):
         if worker is not self._inspect_worker:  # a newer selection replaced it
             return
         self._inspect_worker = None
-        self.inspector.show_data(data)
+        self.inspector.show_data(data, evidence=self._inspect_evidence)
         self.inspector_ready.emit()
-
-    # ---- review -----------------------------------------------------------------------------------------
-    def decide(self, decision: str) -> None:
-        item, row = self.current_item(), self.results.current()
-        if item is None or item.outcome is None or item.outcome is not self.results.outcome or row < 0:
-            self.statusBar().showMessage("Select a result first.", 3000)
-            return
-        m = item.outcome.result.matches[row]
-        self.review_log.record(item.request.path or item.request.label, item.outcome.sha256, m.reference_id,
-                               m.score, decision)
-        self.results.set_decision(row, decision)
-        self.statusBar().showMessage(f"{item.request.label} ↔ {m.reference_id}: {decision}", 4000)
-        self.step(1)
-
-    def step(self, delta: int) -> None:
-        """Next / previous pair: through the results, then on to the neighbouring finished query."""
-        n = self.results.table.rowCount()
-        row = self.results.current() + delta
-        if 0 <= row < n:
-            self.results.select(row)
-            return
-        qrow = self.queue_panel.list.currentRow() + delta
-        while 0 <= qrow < len(self.queue.items):
-            it = self.queue.items[qrow]
-            if it.state == "done" and it.outcome is not None and it.outcome.result.matches:
-                self.queue_panel.select(qrow)
-                self.results.select(0 if delta > 0 else len(it.outcome.result.matches) - 1)
-                return
-            qrow += delta
-        self.statusBar().showMessage("No more pairs.", 3000)
 
     # ---- export and settings ----------------------------------------------------------------------------
     def _save_name(self, title: str, default: str, filters: str) -> str:
@@ -368,7 +366,7 @@ class MainWindow(QMainWindow):
         item = self.current_item()
         if item is not None and item.outcome is not None:
             self.results.outcome = None  # force a re-render with the new thresholds
-            self.show_query(self.queue_panel.list.currentRow())
+            self.show_query(self.queue_panel.current_row())
 
     def _release_retired(self) -> None:
         """Close engines replaced by another index as soon as no worker uses them any more (an open

@@ -25,6 +25,8 @@ class QueueItem:
     outcome: QueryOutcome | None = None
     error: str = ""
     fraction: float = 0.0  # progress of this item while running
+    review: str = ""  # the reviewer's verdict on the query: "copy", "no copy", "unsure" or "" (unreviewed)
+    thumb_shown: bool = False  # the panel has drawn ``thumb`` (icons are built once, not on every change)
 
 
 def describe_error(exc: BaseException) -> tuple[str, str]:
@@ -37,6 +39,7 @@ def describe_error(exc: BaseException) -> tuple[str, str]:
 class QueryQueue(QObject):
     item_added = Signal(int)
     item_changed = Signal(int)
+    item_finished = Signal(int)  # a query's results arrived
     progress = Signal(float)  # overall fraction of the queue done, in [0, 1]
     idle = Signal()  # nothing left to run
     failed = Signal(str, str)  # (subject, reason) for the notification area
@@ -46,6 +49,7 @@ class QueryQueue(QObject):
         self.pool = pool
         self.items: list[QueueItem] = []
         self.counts: Counter[str] = Counter()  # items per state, kept in step with every state change
+        self.reviews: Counter[str] = Counter()  # items per review verdict ("" not counted)
         self._waiting: deque[int] = deque()  # rows in the order they will run
         self.engine = None
         self.top_k = 10
@@ -96,6 +100,17 @@ class QueryQueue(QObject):
         it.state = state
         if state == "waiting":
             self._waiting.append(row)
+
+    def set_review(self, row: int, review: str) -> None:
+        it = self.items[row]
+        if it.review == review:
+            return
+        if it.review:
+            self.reviews[it.review] -= 1
+        if review:
+            self.reviews[review] += 1
+        it.review = review
+        self.item_changed.emit(row)
 
     def _pump(self) -> None:
         if self._current is not None or self.engine is None:
@@ -157,6 +172,7 @@ class QueryQueue(QObject):
         self._set_state(row, "done")
         it.outcome, it.fraction = outcome, 1.0
         self.item_changed.emit(row)
+        self.item_finished.emit(row)
 
     def _on_error(self, row: int, exc: BaseException) -> None:
         it = self.items[row]

@@ -14,20 +14,28 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from .explain import explain
 from .jobs import QueryOutcome
 from .settings import AppSettings
 
 # badge colours readable on light and dark palettes (white text on a saturated fill)
 BADGE = {"copy": QColor(198, 40, 40), "possible": QColor(230, 140, 0), "no match": QColor(96, 125, 139)}
 COLUMNS = ("Reference", "Confidence", "Verdict", "Inliers", "Review")
+NO_MATCH_ROW = -2  # the "no match" header row in ``ResultsPanel.rows``
+DECISION_TEXT = {"copy": "✔ copy", "not a copy": "✘ not a copy"}
 
 
 class ResultsPanel(QWidget):
-    selected = Signal(int)  # index into the outcome's matches (-1: none)
+    """The ranked matches of one query. Candidates below the "possible" threshold are collapsed under one
+    "no match" header row (click it, or press Space on it, to show them): a query without a match reads as
+    such at a glance, and nothing below the threshold is opened in the inspector by default."""
+
+    selected = Signal(int)  # index into the outcome's matches (-1: none, or the "no match" header)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.title = QLabel("<b>Results</b>")
+        self.title.setWordWrap(True)
         self.table = QTableWidget(0, len(COLUMNS))
         self.table.setHorizontalHeaderLabels(COLUMNS)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
@@ -35,72 +43,166 @@ class ResultsPanel(QWidget):
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.setIconSize(QSize(48, 48))
         self.table.verticalHeader().setDefaultSectionSize(54)
-        self.table.verticalHeader().setVisible(True)
+        self.table.verticalHeader().setVisible(False)
         hh = self.table.horizontalHeader()
         hh.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
         for c in range(1, len(COLUMNS)):
             hh.setSectionResizeMode(c, QHeaderView.ResizeMode.ResizeToContents)
-        self.table.currentCellChanged.connect(lambda row, *_: self.selected.emit(row))
+        self.table.currentCellChanged.connect(lambda row, *_: self.selected.emit(self.match_at(row)))
+        self.table.cellClicked.connect(lambda row, _c: self._toggle_if_header(row))
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
         lay.addWidget(self.title)
         lay.addWidget(self.table, 1)
         self.outcome: QueryOutcome | None = None
+        self.settings = AppSettings()
+        self.rows: list[int] = []  # table row -> match index (NO_MATCH_ROW for the header)
+        self.expanded = False  # below-threshold candidates shown
 
+    # ---- mapping between table rows and matches ---------------------------------------------------------
+    def match_at(self, row: int) -> int:
+        return self.rows[row] if 0 <= row < len(self.rows) else -1
+
+    def row_of(self, match: int) -> int:
+        return self.rows.index(match) if match in self.rows else -1
+
+    @property
+    def header_row(self) -> int:
+        return self.rows.index(NO_MATCH_ROW) if NO_MATCH_ROW in self.rows else -1
+
+    def num_above(self) -> int:
+        """Matches at or above the "possible" threshold (they come first: matches are ranked by score)."""
+        if self.outcome is None:
+            return 0
+        return sum(m.score >= self.settings.possible_threshold for m in self.outcome.result.matches)
+
+    # ---- rendering --------------------------------------------------------------------------------------
     def show_outcome(self, outcome: QueryOutcome | None, settings: AppSettings,
                      decisions: dict[str, str] | None = None, message: str = "") -> None:
-        """Render ``outcome`` (``None``: clear, showing ``message``); keeps the selected row if possible."""
-        keep = self.table.currentRow() if outcome is self.outcome else 0
-        self.outcome = outcome
+        """Render ``outcome`` (``None``: clear, showing ``message``); keeps the selected match if possible."""
+        keep = self.match_at(self.table.currentRow()) if outcome is self.outcome else 0
+        if outcome is not self.outcome:
+            self.expanded = False
+        self.outcome, self.settings = outcome, settings
         self.table.blockSignals(True)
+        self.table.clearSpans()
         self.table.setRowCount(0)
+        self.rows = []
         if outcome is None:
             self.title.setText(f"<b>Results</b> {message}")
             self.table.blockSignals(False)
             self.selected.emit(-1)
             return
         matches = outcome.result.matches
+        n_above = self.num_above()
         ms = sum(outcome.result.timings_ms.values()) if outcome.result.timings_ms else 0.0
-        self.title.setText(f"<b>Results</b> for {outcome.request.label}: {len(matches)} ranked"
-                           + (f" in {ms:.0f} ms" if ms else "") + ("" if matches else " (no match found)"))
-        self.table.setRowCount(len(matches))
-        decisions = decisions or {}
-        for row, m in enumerate(matches):
-            thumb = outcome.reference_thumbs.get(m.reference_id)
-            ref = QTableWidgetItem(m.reference_id)
-            if thumb is not None:
-                ref.setIcon(QIcon(QPixmap.fromImage(thumb)))
-            ref.setToolTip(m.reference_id)
-            self.table.setItem(row, 0, ref)
-            conf = QTableWidgetItem(f"{m.score:.0%}")
-            conf.setTextAlignment(Qt.AlignmentFlag.AlignCenter)
-            self.table.setItem(row, 1, conf)
-            verdict = settings.verdict(m.score)
-            badge = QTableWidgetItem(verdict.upper())
-            badge.setBackground(QBrush(BADGE[verdict]))
-            badge.setForeground(QBrush(QColor("white")))
-            badge.setTextAlignment(Qt.AlignmentFlag.AlignCenter)
-            self.table.setItem(row, 2, badge)
-            inl = QTableWidgetItem(str(m.num_inliers) + (" (mirrored)" if m.evidence.mirrored else ""))
-            inl.setTextAlignment(Qt.AlignmentFlag.AlignCenter)
-            self.table.setItem(row, 3, inl)
-            decision = decisions.get(m.reference_id, "")
-            self.table.setItem(row, 4, QTableWidgetItem({"copy": "✔ copy", "not a copy": "✘ not a copy"}
-                                                         .get(decision, "")))
-        self.table.blockSignals(False)
-        if matches:
-            self.table.setCurrentCell(min(max(keep, 0), len(matches) - 1), 0)
-            self.selected.emit(self.table.currentRow())
+        took = f" in {ms:.0f} ms" if ms else ""
+        if n_above:
+            self.title.setText(f"<b>Results</b> for {outcome.request.label}: {n_above} possible "
+                               f"match{'es' if n_above != 1 else ''} of {len(matches)} ranked{took}")
         else:
+            best = f"; the best candidate scores {matches[0].score:.0%}" if matches else ""
+            self.title.setText(f"<b>Results</b> for {outcome.request.label}: <b>no match</b> "
+                               f"(nothing reaches {settings.possible_threshold:.0%}{best}){took}")
+        self.rows = list(range(n_above))
+        if n_above < len(matches):
+            self.rows.append(NO_MATCH_ROW)
+            self.rows.extend(range(n_above, len(matches)))
+        self.table.setRowCount(len(self.rows))
+        decisions = decisions or {}
+        for row, mi in enumerate(self.rows):
+            if mi == NO_MATCH_ROW:
+                self._header(row, len(matches) - n_above)
+                continue
+            self._match_row(row, matches[mi], decisions.get(matches[mi].reference_id, ""))
+        self._apply_expanded()
+        self.table.blockSignals(False)
+        target = keep if 0 <= keep < len(matches) and (keep < n_above or self.expanded) else (0 if n_above else -1)
+        if target >= 0:
+            self.table.setCurrentCell(self.row_of(target), 0)
+            self.selected.emit(target)
+        else:
+            self.table.setCurrentCell(-1, -1)
             self.selected.emit(-1)
 
-    def set_decision(self, row: int, decision: str) -> None:
-        item = self.table.item(row, 4)
+    def _header(self, row: int, n_below: int) -> None:
+        item = QTableWidgetItem()
+        item.setData(Qt.ItemDataRole.UserRole, "no-match-header")
+        item.setForeground(QBrush(BADGE["no match"]))
+        f = item.font()
+        f.setBold(True)
+        item.setFont(f)
+        item.setToolTip("Candidates the engine checked that do not reach the \"possible\" threshold: click "
+                        "to show or hide them. Their evidence is not drawn.")
+        self.table.setItem(row, 0, item)
+        self.table.setSpan(row, 0, 1, len(COLUMNS))
+        self.table.setRowHeight(row, 28)
+        self._n_below = n_below
+        self._header_text(item)
+
+    def _header_text(self, item: QTableWidgetItem) -> None:
+        arrow = "▾" if self.expanded else "▸"
+        item.setText(f"{arrow} No match: {self._n_below} candidate{'s' if self._n_below != 1 else ''} below "
+                     f"{self.settings.possible_threshold:.0%}" + ("" if self.expanded else " (click to show)"))
+
+    def _match_row(self, row: int, m, decision: str) -> None:
+        thumb = self.outcome.reference_thumbs.get(m.reference_id)
+        ref = QTableWidgetItem(m.reference_id)
+        if thumb is not None:
+            ref.setIcon(QIcon(QPixmap.fromImage(thumb)))
+        ref.setToolTip(m.reference_id)
+        self.table.setItem(row, 0, ref)
+        why = "\n".join(explain(m, self.settings.copy_threshold, self.settings.possible_threshold))
+        conf = QTableWidgetItem(f"{m.score:.0%}")
+        conf.setTextAlignment(Qt.AlignmentFlag.AlignCenter)
+        conf.setToolTip(why)
+        self.table.setItem(row, 1, conf)
+        verdict = self.settings.verdict(m.score)
+        badge = QTableWidgetItem(verdict.upper())
+        badge.setBackground(QBrush(BADGE[verdict]))
+        badge.setForeground(QBrush(QColor("white")))
+        badge.setTextAlignment(Qt.AlignmentFlag.AlignCenter)
+        badge.setToolTip(why)
+        self.table.setItem(row, 2, badge)
+        inl = QTableWidgetItem(str(m.num_inliers) + (" (mirrored)" if m.evidence.mirrored else ""))
+        inl.setTextAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.table.setItem(row, 3, inl)
+        self.table.setItem(row, 4, QTableWidgetItem(DECISION_TEXT.get(decision, decision)))
+
+    def _apply_expanded(self) -> None:
+        h = self.header_row
+        if h < 0:
+            return
+        for row in range(h + 1, len(self.rows)):
+            self.table.setRowHidden(row, not self.expanded)
+        self._header_text(self.table.item(h, 0))
+
+    def _toggle_if_header(self, row: int) -> None:
+        if row >= 0 and row == self.header_row:
+            self.set_expanded(not self.expanded)
+
+    def set_expanded(self, on: bool) -> None:
+        """Show or hide the below-threshold candidates."""
+        self.expanded = on
+        self._apply_expanded()
+
+    def set_decision(self, match: int, decision: str) -> None:
+        item = self.table.item(self.row_of(match), 4)
         if item is not None:
-            item.setText({"copy": "✔ copy", "not a copy": "✘ not a copy"}.get(decision, decision))
+            item.setText(DECISION_TEXT.get(decision, decision))
 
     def current(self) -> int:
-        return self.table.currentRow()
+        """The selected match (-1: none, or the "no match" header)."""
+        return self.match_at(self.table.currentRow())
 
-    def select(self, row: int) -> None:
+    def select(self, match: int) -> None:
+        row = self.row_of(match)
+        if row >= 0 and self.table.isRowHidden(row):
+            self.set_expanded(True)
         self.table.setCurrentCell(row, 0)
+
+    def keyPressEvent(self, event) -> None:  # noqa: N802 - Qt override
+        if event.key() == Qt.Key.Key_Space and self.table.currentRow() == self.header_row >= 0:
+            self.set_expanded(not self.expanded)
+            return
+        super().keyPressEvent(event)

@@ -9,7 +9,10 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-DECISIONS = ("copy", "not a copy")
+PAIR_DECISIONS = ("copy", "not a copy")  # about one (query, reference) pair
+QUERY_DECISIONS = ("no copy", "unsure")  # about a whole query (stored with reference_id "")
+UNDONE = "undone"  # appended by undo when the pair had no earlier decision
+DECISIONS = (*PAIR_DECISIONS, *QUERY_DECISIONS, UNDONE)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS decisions (
@@ -19,7 +22,8 @@ CREATE TABLE IF NOT EXISTS decisions (
     query_sha256 TEXT NOT NULL,
     reference_id TEXT NOT NULL,
     score REAL NOT NULL,           -- calibrated score shown to the reviewer
-    decision TEXT NOT NULL         -- "copy" or "not a copy"
+    decision TEXT NOT NULL         -- "copy", "not a copy" (a pair); "no copy", "unsure" (a query,
+                                   -- reference_id ""); "undone" (an undo retracted the decision)
 )
 """
 
@@ -35,7 +39,8 @@ class Decision:
 
 
 class ReviewLog:
-    """Append-only decisions in ``<data dir>/review_log.sqlite``; the latest decision for a pair wins."""
+    """Append-only decisions in ``<data dir>/review_log.sqlite``; the latest decision for a pair wins.
+    Undo appends too (the earlier decision again, or "undone"), so the log stays a full audit trail."""
 
     FILENAME = "review_log.sqlite"
 
@@ -71,7 +76,7 @@ class ReviewLog:
     def latest(self, query_sha256: str, reference_id: str) -> str | None:
         row = self._db.execute("SELECT decision FROM decisions WHERE query_sha256 = ? AND reference_id = ? "
                                "ORDER BY id DESC LIMIT 1", (query_sha256, reference_id)).fetchone()
-        return row[0] if row else None
+        return row[0] if row and row[0] != UNDONE else None
 
     def close(self) -> None:
         self._db.close()

@@ -22,7 +22,8 @@ def test_window_survives_2000_queries_with_bounded_memory():
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["finished"] == 2000 and out["errors"] == 0, out
     assert out["signals"] >= 2000 * 15, out  # the queue alone emits ~19 signals per query
-    assert abs(out["true_refcount_delta"]) < 100, out
+    # a leaking binding drops a reference to True on every emit (about -38,000 here); stored flags add some
+    assert out["true_refcount_delta"] > -100, out
     # memory from a quarter of the run to its end: results are kept (small thumbnails, evidence), but
     # nothing may grow with the number of signals; 1,500 queries may add at most 100 KB each
     grown_kb = (out["rss_end_mb"] - out["rss_quarter_mb"]) * 1024

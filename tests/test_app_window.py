@@ -91,13 +91,21 @@ def test_dropped_file_gives_ranked_results_and_inspector_lines(qtbot, window, qu
     assert matches[0].reference_id == "astronaut" and matches[0].num_inliers > 20
     assert [m.score for m in matches] == sorted((m.score for m in matches), reverse=True)
     table = window.results.table
-    assert table.rowCount() == len(matches) and table.item(0, 0).text() == "astronaut"
+    n_above = sum(m.score >= window.settings.possible_threshold for m in matches)
+    assert n_above >= 1 and table.item(0, 0).text() == "astronaut"
+    # the candidates below the threshold sit under one collapsed "no match" header row
+    assert table.rowCount() == len(matches) + (n_above < len(matches))
+    if n_above < len(matches):
+        assert table.item(n_above, 0).text().startswith("▸ No match:")
+        assert all(table.isRowHidden(r) for r in range(n_above + 1, table.rowCount()))
     assert table.item(0, 1).text() == f"{matches[0].score:.0%}"
     assert table.item(0, 2).text() == window.settings.verdict(matches[0].score).upper()
     canvas = window.inspector.canvas
     canvas.grab()
     assert canvas.data.match.reference_id == "astronaut"
-    assert canvas.overlay.drawn == matches[0].num_inliers
+    assert canvas.overlay.drawn == min(matches[0].num_inliers, 50)  # the 50 strongest lines at most
+    assert "inliers" in window.inspector.caption.text()
+    assert "local features agree" in table.item(0, 1).toolTip()  # the confidence explains itself
     png = window.export_view(str(Path(window.data_dir) / "view.png"))
     assert png is not None and Image.open(png).size[0] > 100
 
@@ -121,28 +129,69 @@ def test_missing_index_is_a_notification(qtbot, window, tmp_path):
     assert "5 references" in window.header.text()  # the open index stays open
 
 
-def test_decision_keys_are_logged_and_advance(qtbot, window, queries):
-    with qtbot.waitSignal(window.inspector_ready, timeout=30000):
-        window.add_paths([queries["astro"]])
-        _wait_idle(qtbot, window)
+def test_review_from_the_keyboard(qtbot, window, queries, tmp_path):
+    """C settles a query and jumps to the next unreviewed one, X says "no copy", S skips, Ctrl+Z undoes;
+    the queue shows each verdict and the counts; a query without a match opens nothing in the inspector."""
+    moon = tmp_path / "moon.png"
+    Image.fromarray(skimage.data.moon()).save(moon)
+    window.add_paths([queries["astro"], moon, queries["coffee"]])
+    _wait_idle(qtbot, window)
+    astro, unrelated, coffee = window.queue.items
+    assert [it.state for it in window.queue.items] == ["done"] * 3
+    window.queue_panel.select(0)
+    qtbot.waitUntil(lambda: window.results.outcome is astro.outcome)
+    assert window.results.current() == 0
     window.activateWindow()
     window.setFocus()
-    qtbot.keyClick(window, Qt.Key.Key_C)
-    assert window.results.current() == 1  # moved on to the next pair
-    qtbot.keyClick(window, Qt.Key.Key_N)
-    qtbot.keyClick(window, Qt.Key.Key_Left)
-    assert window.results.current() == 1
+    qtbot.keyClick(window, Qt.Key.Key_C)  # astronaut is a copy: on to the next unreviewed query
+    assert astro.review == "copy" and window.queue_panel.current_row() == 1
+    # the unrelated query: "no match" header, nothing selected, the inspector opens nothing
+    assert window.results.num_above() == 0 and window.results.current() == -1
+    assert "no match" in window.results.title.text() and window.inspector.canvas.data is None
+    qtbot.keyClick(window, Qt.Key.Key_X)  # no copy in this query
+    assert unrelated.review == "no copy" and window.queue_panel.current_row() == 2
+    qtbot.keyClick(window, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)  # undo the "no copy"
+    assert unrelated.review == "" and window.queue_panel.current_row() == 1
+    qtbot.keyClick(window, Qt.Key.Key_S)  # unsure
+    assert unrelated.review == "unsure" and window.queue_panel.current_row() == 2
+    qtbot.waitUntil(lambda: window.results.outcome is coffee.outcome)
+    qtbot.keyClick(window, Qt.Key.Key_N)  # the mirrored coffee is rejected: no candidate left above
+    assert coffee.review == "no copy"
+    assert "reviewed 3/3 · copy 1 · no copy 1 · unsure 1" == window.queue_panel.counts.text()
+    log = [(r.reference_id, r.decision) for r in window.review_log.all()]
+    assert log == [("astronaut", "copy"), ("", "no copy"), ("", "undone"), ("", "unsure"),
+                   (coffee.outcome.result.matches[0].reference_id, "not a copy")]
     rows = window.review_log.all()
-    item = window.queue.items[0]
-    m = item.outcome.result.matches
-    assert [(r.reference_id, r.decision) for r in rows] == [(m[0].reference_id, "copy"),
-                                                           (m[1].reference_id, "not a copy")]
     assert rows[0].query_path == str(queries["astro"]) and len(rows[0].query_sha256) == 64
-    assert window.results.table.item(0, 4).text() == "✔ copy"
     assert Path(window.review_log.path).parent == Path(window.data_dir)
+    # filtering: only the unsure query; sorting by best confidence puts the astronaut copy first
+    window.queue_panel.filter.setCurrentText("Unsure")
+    assert window.queue_panel.visible_rows() == [1]
+    window.queue_panel.filter.setCurrentText("All")
+    window.queue_panel.sort.setCurrentText("Best confidence")
+    best = [it.outcome.result.best.score for it in window.queue.items]
+    assert window.queue_panel.visible_rows() == sorted(range(3), key=lambda r: -best[r])
+    assert window.queue_panel.visible_rows()[-1] == 1  # the unrelated query scores lowest
     out = window.export_results(str(Path(window.data_dir) / "results.json"))
     rows = json.loads(out.read_text())
     assert rows[0]["reference_id"] == "astronaut" and rows[0]["rank"] == 1
+
+
+def test_below_threshold_candidate_is_shown_without_evidence(qtbot, window, queries):
+    with qtbot.waitSignal(window.inspector_ready, timeout=30000):
+        window.add_paths([queries["astro"]])
+        _wait_idle(qtbot, window)
+    res = window.results
+    n_above = res.num_above()
+    assert 0 < n_above < len(res.outcome.result.matches)
+    with qtbot.waitSignal(window.inspector_ready, timeout=10000):
+        res.select(n_above)  # the best rejected candidate: the group opens
+    assert res.expanded and not res.table.isRowHidden(res.row_of(n_above))
+    canvas = window.inspector.canvas
+    canvas.grab()
+    assert canvas.data.match is res.outcome.result.matches[n_above] and not canvas.evidence
+    assert canvas.overlay.drawn == 0 and not any(k == "outline" for k, _ in canvas._annotations)
+    assert "not a match" in window.inspector.caption.text()
 
 
 def test_gui_stays_responsive_while_a_query_runs(qtbot, window, queries):

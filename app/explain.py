@@ -1,0 +1,68 @@
+"""Evidence in words: what the window says beside a confidence, and what it calls a region.
+
+Everything here reads a :class:`~copylens.core.results.Match` (its signals and evidence) and returns
+text; no widget code, so the tooltip, the side caption and the reports say the same thing.
+"""
+
+from __future__ import annotations
+
+from copylens.core.results import Match, Region
+
+# proposal kinds (core/regions) in the words a moderator uses
+REGION_WORDS = {
+    "full": "whole image",
+    "border": "picture inside a border or padding",
+    "caption": "picture inside a meme or caption frame",
+    "edges": "pasted region",
+    "fixed": "central part",
+}
+
+VARIANT_WORDS = {
+    "direct": "",
+    "mirror": "mirrored",
+    "invert": "colour-inverted",
+    "invert_mirror": "mirrored and colour-inverted",
+}
+
+
+def region_label(region: Region) -> str:
+    """``"pasted region (82%)"``: the kind in words and how sure the proposal was."""
+    words = REGION_WORDS.get(region.kind, region.kind)
+    return words if region.kind == "full" else f"{words} ({region.score:.0%})"
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.0f}%"
+
+
+def explain(match: Match, copy_threshold: float, possible_threshold: float) -> list[str]:
+    """The evidence behind ``match.score`` as short sentences, strongest first."""
+    s, ev = match.signals, match.evidence
+    verdict = ("a copy" if match.score >= copy_threshold else
+               "possibly a copy" if match.score >= possible_threshold else "not a match")
+    lines = [f"Confidence {match.score:.0%}: {verdict} (copy from {_pct(copy_threshold)}, possible from "
+             f"{_pct(possible_threshold)}). The confidence is the calibrated probability of a copy."]
+    inl, found = ev.num_inliers, int(s.get("matches", 0))
+    if inl:
+        of = f" of {found} descriptor matches ({_pct(inl / found)})" if found >= inl > 0 else ""
+        lines.append(f"{inl} local features agree on one geometric transformation{of}.")
+        if "reference_spread" in s and "query_spread" in s:
+            lines.append(f"They cover {_pct(s['reference_spread'])} of the reference and "
+                         f"{_pct(s['query_spread'])} of the query.")
+        if "mean_similarity" in s:
+            lines.append(f"Mean descriptor similarity of those features: {s['mean_similarity']:.2f} (1 = identical).")
+    else:
+        lines.append("No local features agree on a geometric transformation.")
+    if ev.outline is not None:
+        lines.append("The reference's border maps to a plausible quadrilateral in the query (drawn as the outline).")
+    elif inl:
+        lines.append("The matched features do not map the reference to a plausible shape: no outline is drawn.")
+    variant = VARIANT_WORDS.get(ev.variant, ev.variant)
+    if variant:
+        lines.append(f"The copy is {variant}.")
+    if ev.region is not None and ev.region.kind != "full":
+        lines.append(f"Found in a region of the query: {region_label(ev.region)}.")
+    for name, value in sorted(s.items()):
+        if name.startswith("global:"):
+            lines.append(f"Global similarity ({name[7:]}): {value:.2f} (1 = identical, 0 = unrelated).")
+    return lines
