@@ -13,7 +13,7 @@ from PySide6.QtCore import QMimeData, QSettings, Qt, Signal
 from PySide6.QtGui import QAction, QDragEnterEvent, QDropEvent, QGuiApplication, QKeySequence
 from PySide6.QtWidgets import QFileDialog, QLabel, QMainWindow, QSplitter, QVBoxLayout, QWidget
 
-from copylens.core.imageio import scan_images
+from copylens.core.imageio import IMAGE_SUFFIXES, scan_images
 
 from . import settings as st
 from .exports import result_rows
@@ -29,7 +29,8 @@ from .review_log import ReviewLog, export_log, write_rows
 from .workers import JobWorker, WorkerPool, call_job
 
 log = logging.getLogger(__name__)
-IMAGE_MIME = ("image/png", "image/jpeg", "image/webp", "image/bmp", "image/gif", "image/tiff")
+IMAGE_MIME = ("image/png", "image/jpeg", "image/webp", "image/bmp", "image/gif", "image/tiff", "image/heic",
+              "image/avif")
 
 
 class MainWindow(QMainWindow):
@@ -110,6 +111,7 @@ class MainWindow(QMainWindow):
         self._action(f, "&Build index from folder…", self.build_index_dialog, "Ctrl+B")
         f.addSeparator()
         self._action(f, "Add &query images…", self.choose_queries, "Ctrl+Shift+O")
+        self._action(f, "Add query &folder…", self.choose_query_folder, "Ctrl+Shift+D")
         self._action(f, "&Paste image as query", self.paste, QKeySequence.StandardKey.Paste)
         f.addSeparator()
         self._action(f, "Export &results (CSV/JSON)…", self.export_results)
@@ -147,6 +149,7 @@ class MainWindow(QMainWindow):
         q = bar.addMenu("&Queue")
         self._action(q, "&Cancel queue", self.queue.cancel, "Ctrl+.")
         self._action(q, "&Retry selected query", lambda: self.queue.retry(self.queue_panel.current_row()))
+        self._action(q, "Retry &all failed or cancelled", self.queue.retry_all, "Ctrl+Shift+R")
 
     def _refresh_recent(self) -> None:
         self.recent_menu.clear()
@@ -208,9 +211,14 @@ class MainWindow(QMainWindow):
 
     # ---- queries ----------------------------------------------------------------------------------------
     def choose_queries(self) -> None:
-        paths, _ = QFileDialog.getOpenFileNames(self, "Add query images", "",
-                                                "Images (*.jpg *.jpeg *.png *.gif *.bmp *.webp *.tif *.tiff)")
+        pattern = " ".join(f"*{s}" for s in sorted(IMAGE_SUFFIXES))
+        paths, _ = QFileDialog.getOpenFileNames(self, "Add query images", "", f"Images ({pattern})")
         self.add_paths(paths)
+
+    def choose_query_folder(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Add a folder of query images")
+        if folder:
+            self.add_paths([folder])
 
     def add_paths(self, paths) -> int:
         """Queue files at once, in the order given; folders are listed (recursively) in a worker and their

@@ -149,6 +149,13 @@ class QueryQueue(QObject):
             self._current[1].cancel()
         self._emit_progress()
 
+    def retry_all(self) -> int:
+        """Queue again every failed or cancelled query; returns how many."""
+        rows = [i for i, it in enumerate(self.items) if it.state in ("error", "cancelled")]
+        for i in rows:
+            self.retry(i)
+        return len(rows)
+
     def retry(self, row: int) -> None:
         it = self.items[row]
         if it.state in ("error", "cancelled"):

@@ -15,12 +15,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pillow_heif
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from .errors import ImageLoadError
 
 MAX_PIXELS = 120_000_000  # decompression-bomb guard: refuse images with more pixels than this (w * h)
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff", ".jfif"})
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff", ".jfif",
+                            ".heic", ".heif", ".avif"})
+
+# HEIC/HEIF (phone photos) through pillow-heif's Pillow plugin; AVIF is built into Pillow >= 11.
+pillow_heif.register_heif_opener()
 
 ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated file is an error, never half an image
 

@@ -99,3 +99,25 @@ def test_close_does_not_wait_for_workers(qtbot, window):
         pass
     qtbot.waitUntil(lambda: eng.closed == 1, timeout=5000)
     assert len(seen) < 500  # cancelled at a progress report, not run to the end
+
+
+def test_cancelled_queries_show_as_cancelled_and_retry_all_reruns_them(qtbot, window):
+    from copylens.app.jobs import QueryRequest
+
+    from soak_queue import InstantEngine
+
+    q = window.queue
+    pixels = np.full((40, 50, 3), 90, np.uint8)
+    for i in range(4):
+        q.add(QueryRequest(q.next_id(), f"q{i}", pixels=pixels))
+    q.cancel()  # no engine yet: all four were waiting
+    assert [it.state for it in q.items] == ["cancelled"] * 4
+    window.queue_panel._refresh(0)
+    assert "cancelled" in window.queue_panel._items[0].text()
+    window.queue_panel.filter.setCurrentText("Failed or cancelled")
+    assert window.queue_panel.visible_rows() == [0, 1, 2, 3]
+    q.set_engine(InstantEngine())
+    with qtbot.waitSignal(q.idle, timeout=10000):
+        assert q.retry_all() == 4
+    assert [it.state for it in q.items] == ["done"] * 4 and q.num_finished == 4
+    assert window.queue_panel.visible_rows() == []  # none failed or cancelled any more

@@ -135,3 +135,18 @@ def test_bytes_and_array_entry_points():
     assert from_array(np.zeros((5, 7), np.uint8)).pixels.shape == (5, 7, 3)
     with pytest.raises(ImageLoadError):
         from_array(np.zeros((5, 7, 3), np.float32))
+
+
+@pytest.mark.parametrize("fmt,suffix", [("HEIF", ".heic"), ("AVIF", ".avif")])
+def test_heic_and_avif_decode_and_are_listed(tmp_path, fmt, suffix):
+    """Phone photos (HEIC) and AVIF open like any other image and folder scans include them."""
+    from copylens.core.imageio import scan_images
+
+    rng = np.random.default_rng(3)
+    pixels = np.kron(rng.integers(0, 255, (6, 8, 3)), np.ones((16, 16, 1))).astype(np.uint8)  # 96x128 blocks
+    path = tmp_path / f"phone{suffix}"
+    Image.fromarray(pixels).save(path, format=fmt, quality=95)
+    img = load_image(path)
+    assert img.pixels.shape == (96, 128, 3) and img.original_size == (128, 96)
+    assert np.abs(img.pixels.astype(int) - pixels).mean() < 6  # lossy, but the same picture
+    assert scan_images(tmp_path) == [path]
