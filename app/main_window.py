@@ -23,6 +23,7 @@ from .jobs import QueryRequest, inspect_job, open_engine
 from .notifications import NotificationArea
 from .query_queue import QueryQueue, describe_error
 from .queue_panel import QueuePanel
+from .report import ReportInfo, index_fingerprint, report_job
 from .results_panel import ResultsPanel
 from .review import Reviewer
 from .review_log import ReviewLog, export_log, write_rows
@@ -116,6 +117,7 @@ class MainWindow(QMainWindow):
         f.addSeparator()
         self._action(f, "Export &results (CSV/JSON)…", self.export_results)
         self._action(f, "Export review &log (CSV/JSON)…", self.export_review_log)
+        self._action(f, "Export re&port (HTML, CSV, JSON, evidence)…", self.export_report, "Ctrl+Shift+E")
         self._action(f, "Export inspector view as &PNG…", self.export_view, "Ctrl+E")
         f.addSeparator()
         self._action(f, "Se&ttings…", self.edit_settings, QKeySequence.StandardKey.Preferences)
@@ -340,6 +342,22 @@ class MainWindow(QMainWindow):
     def export_review_log(self, path: str | None = None) -> Path | None:
         path = path or self._save_name("Export review log", "copylens_review.csv", "CSV (*.csv);;JSON (*.json)")
         return self._export(path, lambda p: export_log(self.review_log, p))
+
+    def export_report(self, folder: str | None = None) -> JobWorker | None:
+        """Report the queries shown in the queue panel (its filter is the selection) into ``folder``."""
+        folder = folder or QFileDialog.getExistingDirectory(self, "Folder for the report")
+        if not folder or self.engine is None:
+            return None
+        items = [self.queue.items[r] for r in self.queue_panel.visible_rows()]
+        info = ReportInfo(self.engine.info.name, str(self.engine.info.path),
+                          index_fingerprint(self.engine.info.path), self.settings.reviewer_name)
+        engine, decisions, settings = self.engine, self.review_log.latest_all(), self.settings
+        w = JobWorker(lambda: report_job(items, engine, decisions, settings, info, folder), name="report",
+                      uses=engine)
+        w.signals.progress.connect(lambda p: self.statusBar().showMessage(f"Report: {p.done}/{p.total} queries"))
+        w.signals.result.connect(lambda path: self.statusBar().showMessage(f"Report written to {path}", 8000))
+        w.signals.error.connect(lambda exc: self.notifications.notify("report", describe_error(exc)[1]))
+        return self.pool.start(w)
 
     def export_view(self, path: str | None = None) -> Path | None:
         path = path or self._save_name("Export inspector view", "copylens_inspector.png", "PNG (*.png)")

@@ -78,6 +78,14 @@ class ReviewLog:
                                "ORDER BY id DESC LIMIT 1", (query_sha256, reference_id)).fetchone()
         return row[0] if row and row[0] != UNDONE else None
 
+    def latest_all(self) -> dict[tuple[str, str], str]:
+        """The latest decision of every (query sha256, reference id) pair, in one query: a snapshot that a
+        worker thread can read (the SQLite connection belongs to the GUI thread)."""
+        rows = self._db.execute("SELECT query_sha256, reference_id, decision FROM decisions d WHERE id = "
+                                "(SELECT MAX(id) FROM decisions e WHERE e.query_sha256 = d.query_sha256 "
+                                "AND e.reference_id = d.reference_id)").fetchall()
+        return {(sha, ref): dec for sha, ref, dec in rows if dec != UNDONE}
+
     def close(self) -> None:
         self._db.close()
 

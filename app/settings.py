@@ -21,6 +21,16 @@ class AppSettings:
     possible_threshold: float = 0.3  # ... at or above which it is "possible" (below: "no match")
     device: str = "auto"  # "auto", "cpu" or "cuda": where the engine runs its networks
     workers: int = 2  # threads for index builds; queries run one at a time beside inspector work
+    reviewer: str = ""  # name written into reports and exports ("" = the operating-system user)
+
+    @property
+    def reviewer_name(self) -> str:
+        import getpass
+
+        try:
+            return self.reviewer or getpass.getuser()
+        except (KeyError, OSError):
+            return "unknown"
 
     def verdict(self, score: float) -> str:
         """"copy", "possible" or "no match" for a calibrated score in [0, 1]."""

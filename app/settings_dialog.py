@@ -6,8 +6,8 @@ from PySide6.QtWidgets import (
     QComboBox,
     QDialog,
     QDialogButtonBox,
-    QDoubleSpinBox,
     QFormLayout,
+    QLineEdit,
     QSpinBox,
     QWidget,
 )
@@ -22,13 +22,15 @@ class SettingsDialog(QDialog):
         self.top_k = QSpinBox()
         self.top_k.setRange(1, 100)
         self.top_k.setValue(current.top_k)
-        self.copy_t = QDoubleSpinBox()
-        self.possible_t = QDoubleSpinBox()
+        self.copy_t = QSpinBox()  # percentages, as the results table shows them
+        self.possible_t = QSpinBox()
         for box, value in ((self.copy_t, current.copy_threshold), (self.possible_t, current.possible_threshold)):
-            box.setRange(0.0, 1.0)
-            box.setSingleStep(0.05)
-            box.setDecimals(2)
-            box.setValue(value)
+            box.setRange(0, 100)
+            box.setSingleStep(5)
+            box.setSuffix(" %")
+            box.setValue(round(100 * value))
+        self.reviewer = QLineEdit(current.reviewer)
+        self.reviewer.setPlaceholderText(current.reviewer_name)
         self.device = QComboBox()
         self.device.addItems(DEVICES)
         self.device.setCurrentText(current.device)
@@ -41,13 +43,15 @@ class SettingsDialog(QDialog):
         form.addRow("“Possible” at confidence ≥", self.possible_t)
         form.addRow("Device (takes effect on next open)", self.device)
         form.addRow("Worker threads (index builds)", self.workers)
+        form.addRow("Reviewer name (reports)", self.reviewer)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
         buttons.accepted.connect(self.accept)
         buttons.rejected.connect(self.reject)
         form.addRow(buttons)
 
     def value(self) -> AppSettings:
-        copy_t = self.copy_t.value()
+        copy_t = self.copy_t.value() / 100
         return AppSettings(top_k=self.top_k.value(), copy_threshold=copy_t,
-                           possible_threshold=min(self.possible_t.value(), copy_t),
-                           device=self.device.currentText(), workers=self.workers.value())
+                           possible_threshold=min(self.possible_t.value() / 100, copy_t),
+                           device=self.device.currentText(), workers=self.workers.value(),
+                           reviewer=self.reviewer.text().strip())

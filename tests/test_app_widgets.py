@@ -207,3 +207,20 @@ def test_cli_registers_gui_and_demo():
     a = parser.parse_args(["gui", "idx", "--query", "a.jpg", "--query", "b", "--screenshot", "o.png"])
     assert (a.func, a.index, a.query, a.screenshot) == (run_gui, "idx", ["a.jpg", "b"], "o.png")
     assert parser.parse_args(["demo"]).func is run_demo
+
+
+def test_review_log_latest_all_and_undo(tmp_path):
+    from copylens.app.review_log import ReviewLog
+
+    log = ReviewLog(tmp_path / "log.sqlite")
+    log.record("a.jpg", "sha-a", "ref1", 0.9, "copy")
+    log.record("a.jpg", "sha-a", "ref1", 0.9, "not a copy")  # changed mind
+    log.record("b.jpg", "sha-b", "", 0.1, "no copy")
+    log.record("b.jpg", "sha-b", "", 0.0, "undone")  # undo: the query is unreviewed again
+    log.record("c.jpg", "sha-c", "ref2", 0.5, "copy")
+    assert log.latest_all() == {("sha-a", "ref1"): "not a copy", ("sha-c", "ref2"): "copy"}
+    assert log.latest("sha-b", "") is None and log.latest("sha-a", "ref1") == "not a copy"
+    assert len(log.all()) == 5  # append-only: undo is recorded, nothing deleted
+    with pytest.raises(ValueError):
+        log.record("a.jpg", "sha-a", "ref1", 0.9, "maybe")
+    log.close()

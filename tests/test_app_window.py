@@ -6,6 +6,7 @@ import os
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
+import dataclasses  # noqa: E402
 import json  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
@@ -226,3 +227,43 @@ def test_paste_image_from_clipboard(qtbot, window):
     assert item.request.label.startswith("<clipboard")
     assert item.state == "done" and item.outcome.result.matches[0].reference_id == "rocket"
 
+
+
+def test_session_report_with_evidence(qtbot, window, queries, tmp_path):
+    window.settings = dataclasses.replace(window.settings, reviewer="Ada")
+    window.add_paths([queries["astro"], queries["coffee"]])
+    _wait_idle(qtbot, window)
+    window.queue_panel.select(0)
+    qtbot.waitUntil(lambda: window.results.outcome is window.queue.items[0].outcome)
+    window.reviewer.decide_pair("copy")
+    worker = window.export_report(str(tmp_path / "report"))
+    qtbot.waitUntil(lambda: not window.pool.in_use(window.engine), timeout=60000)
+    assert worker.is_cancelled is False
+    html_path = tmp_path / "report" / "report.html"
+    assert "Report written to" in window.statusBar().currentMessage(), list(window.notifications.messages)
+    data = json.loads((html_path.parent / "report.json").read_text())
+    assert data["reviewer"] == "Ada" and data["index"] == "idx" and len(data["index_fingerprint"]) == 16
+    astro = [r for r in data["rows"] if r["query"] == str(queries["astro"])]
+    assert astro[0]["reference_id"] == "astronaut" and astro[0]["decision"] == "copy"
+    assert "local features agree" in astro[0]["explanation"]
+    coffee = [r for r in data["rows"] if r["query"] == str(queries["coffee"])]
+    assert coffee[0]["reference_id"] == "coffee" and coffee[0]["decision"] == ""  # not reviewed
+    png = Image.open(html_path.parent / astro[0]["evidence"])
+    assert png.height == 420 + 46 and png.width > 500
+    arr = np.asarray(png.convert("RGB"))
+    assert (np.abs(arr[:420].astype(int) - [0, 170, 230]).sum(axis=2) < 30).sum() > 100  # the outline is drawn
+    text = html_path.read_text()
+    assert "Ada" in text and astro[0]["evidence"] in text and "not reviewed" in text
+    assert (html_path.parent / "report.csv").read_text().count("\n") == len(data["rows"]) + 1
+
+
+def test_settings_dialog_speaks_percent(qtbot):
+    from copylens.app.settings import AppSettings
+    from copylens.app.settings_dialog import SettingsDialog
+
+    dlg = SettingsDialog(AppSettings(copy_threshold=0.8, possible_threshold=0.3))
+    qtbot.addWidget(dlg)
+    assert dlg.copy_t.text() == "80 %" and dlg.possible_t.value() == 30
+    dlg.possible_t.setValue(95)  # above "copy": clamped to it
+    v = dlg.value()
+    assert v.copy_threshold == 0.8 and v.possible_threshold == 0.8
