@@ -6,6 +6,11 @@
 
 from __future__ import annotations
 
+import hashlib
+import io
+import os
+from pathlib import Path
+
 import numpy as np
 from PIL import Image
 from PySide6.QtGui import QImage
@@ -51,3 +56,20 @@ def thumbnail(pixels: np.ndarray, side: int = THUMB_SIDE) -> QImage:
     img = Image.fromarray(np.ascontiguousarray(pixels, dtype=np.uint8))
     img.thumbnail((side, side), Image.Resampling.LANCZOS)
     return rgb_to_qimage(np.asarray(img))
+
+
+def save_pasted(content: bytes | np.ndarray, ext: str, folder: Path) -> Path:
+    """Write a pasted image (encoded bytes as they came, or RGB pixels as PNG) to ``folder`` under a name
+    made from its content hash, and return the path (the same paste twice is one file)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    if isinstance(content, np.ndarray):
+        buf = io.BytesIO()
+        Image.fromarray(np.ascontiguousarray(content, dtype=np.uint8)).save(buf, format="PNG")
+        content, ext = buf.getvalue(), "png"
+    ext = {"jpeg": "jpg", "tiff": "tif"}.get(ext, ext)
+    path = folder / f"paste-{hashlib.sha256(content).hexdigest()[:16]}.{ext}"
+    if not path.exists():
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_bytes(content)
+        os.replace(tmp, path)
+    return path

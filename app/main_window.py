@@ -19,6 +19,7 @@ from . import settings as st
 from .exports import result_rows
 from .index_dialog import BuildIndexDialog
 from .inspector import Inspector
+from .images import save_pasted
 from .jobs import QueryRequest, inspect_job, open_engine
 from .notifications import NotificationArea
 from .query_queue import QueryQueue, describe_error
@@ -261,17 +262,25 @@ class MainWindow(QMainWindow):
             return self.add_paths(urls)
         for fmt in IMAGE_MIME:
             if mime.hasFormat(fmt):
-                data = bytes(mime.data(fmt))
-                self.queue.add(QueryRequest(self.queue.next_id(), self.queue.next_paste_label(), data=data))
+                self._queue_paste(bytes(mime.data(fmt)), fmt.split("/")[1])
                 return 1
         if mime.hasImage():
             from .images import qimage_to_rgb
 
-            pixels = qimage_to_rgb(mime.imageData())
-            self.queue.add(QueryRequest(self.queue.next_id(), self.queue.next_paste_label(), pixels=pixels))
+            self._queue_paste(qimage_to_rgb(mime.imageData()), "png")
             return 1
         self.notifications.notify("clipboard", "holds no image or image file", level="warning")
         return 0
+
+    def _queue_paste(self, content, ext: str) -> None:
+        """Save a pasted image under ``<data dir>/pasted/`` (in a worker) and queue that file, so the review
+        log and reports point at a real file."""
+        label = self.queue.next_paste_label()
+        folder = self.data_dir / "pasted"
+        w = JobWorker(lambda: call_job(lambda: save_pasted(content, ext, folder)), name=f"save {label}")
+        w.signals.result.connect(lambda p: self.queue.add(QueryRequest(self.queue.next_id(), label, path=str(p))))
+        w.signals.error.connect(lambda exc: self.notifications.notify(label, describe_error(exc)[1]))
+        self.pool.start(w)
 
     def paste(self) -> None:
         self.add_mime(QGuiApplication.clipboard().mimeData())

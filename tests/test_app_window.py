@@ -65,7 +65,7 @@ def window(qtbot, tmp_path, tiny_index):
 
 
 def _wait_idle(qtbot, win, timeout=30000):
-    qtbot.waitUntil(lambda: win.queue.items and not win.queue.running
+    qtbot.waitUntil(lambda: bool(win.queue.items) and not win.queue.running
                     and all(it.state not in ("waiting", "running") for it in win.queue.items), timeout=timeout)
 
 
@@ -226,6 +226,14 @@ def test_paste_image_from_clipboard(qtbot, window):
     item = window.queue.items[0]
     assert item.request.label.startswith("<clipboard")
     assert item.state == "done" and item.outcome.result.matches[0].reference_id == "rocket"
+    # the paste is a real file under the data folder, which the review log points at
+    saved = Path(item.request.path)
+    assert saved.parent == Path(window.data_dir) / "pasted" and saved.suffix == ".png"
+    assert np.array_equal(np.asarray(Image.open(saved).convert("RGB")), pixels)
+    window.queue_panel.select(0)
+    qtbot.waitUntil(lambda: window.results.outcome is item.outcome)
+    window.reviewer.decide_pair("copy")
+    assert window.review_log.all()[-1].query_path == str(saved)
 
 
 
