@@ -156,7 +156,8 @@ def run_demo(args) -> int:
             dlg = win.build_index_dialog(str(paths["references"]), str(paths["index"]), autostart=True)
             dlg.index_ready.connect(built)
             dlg.index_ready.connect(lambda _p: dlg.hide())
-        win.statusBar().showMessage("Demo ready: C = copy, N = not a copy, arrows = next / previous.")
+        win.statusBar().showMessage("Demo ready: C copy · N not this one · X no copy · S unsure · Ctrl+Z undo · "
+                                 "↑/↓ candidates · ←/→ queries · 1/2/3 views")
 
     win.statusBar().showMessage("Preparing the demo images…")
     w = JobWorker(lambda: call_job(lambda: demo.prepare_demo_files(data_dir)), name="demo files")

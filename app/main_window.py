@@ -17,9 +17,9 @@ from copylens.core.imageio import IMAGE_SUFFIXES, scan_images
 
 from . import settings as st
 from .exports import result_rows
+from .images import save_pasted
 from .index_dialog import BuildIndexDialog
 from .inspector import Inspector
-from .images import save_pasted
 from .jobs import QueryRequest, inspect_job, open_engine
 from .notifications import NotificationArea
 from .query_queue import QueryQueue, describe_error
