@@ -142,7 +142,7 @@ class InspectorCanvas(QWidget):
         self._query_item = self._ref_item = self._warp_item = None
         self._h = None
         if data is not None:
-            self._query_item = self.query_view.scene().addPixmap(QPixmap.fromImage(data.outcome.display))
+            self._query_item = self.query_view.scene().addPixmap(QPixmap.fromImage(data.query))
             self._ref_item = self.ref_view.scene().addPixmap(QPixmap.fromImage(data.reference))
             for view, item in ((self.query_view, self._query_item), (self.ref_view, self._ref_item)):
                 view.scene().setSceneRect(item.boundingRect())

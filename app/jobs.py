@@ -7,18 +7,18 @@ the GUI thread) so widgets only have to draw them.
 
 from __future__ import annotations
 
-import hashlib
-import inspect
+import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import cv2
 import numpy as np
 from PySide6.QtGui import QImage
 
-from copylens.core.imageio import DecodedImage, from_array, load_image, load_image_bytes
+from copylens.core.imageio import from_array, load_image_bytes, read_image_file
 from copylens.core.progress import Job, Progress
+from copylens.core.query_input import QueryInput, QuerySource
 from copylens.core.results import Match, QueryResult, Region
 
 from .images import DISPLAY_SIDE, bounded, rgb_to_qimage, thumbnail
@@ -34,15 +34,23 @@ class QueryRequest:
     data: bytes | None = None
     pixels: np.ndarray | None = field(default=None, repr=False)  # [H x W x 3] uint8 RGB
 
+    @property
+    def source(self) -> QuerySource:
+        return QuerySource(self.label, self.path, self.data, self.pixels)
+
 
 @dataclass(frozen=True)
 class QueryOutcome:
+    """A finished query. Holds no full-size pixels: a day's queue of thousands of queries must not keep
+    megabytes each; the inspector decodes the query again (see :func:`display_image`)."""
+
     request: QueryRequest
     result: QueryResult
-    sha256: str  # of the file bytes (or of the pasted data / pixels)
-    display: QImage  # the query, longer side <= DISPLAY_SIDE
-    display_scale: float  # original query pixels per display pixel
     reference_thumbs: dict[str, QImage]
+
+    @property
+    def sha256(self) -> str:
+        return self.result.query_sha256
 
 
 @dataclass(frozen=True)
@@ -51,51 +59,72 @@ class InspectData:
 
     outcome: QueryOutcome
     match: Match
+    query: QImage  # the query, longer side <= DISPLAY_SIDE
+    query_scale: float  # original query pixels per display pixel
     reference: QImage
     reference_scale: float  # original reference pixels per display pixel
     warped: QImage | None  # the reference warped onto the query display (RGBA, alpha = coverage)
-
-    @property
-    def query_scale(self) -> float:
-        return self.outcome.display_scale
 
     @property
     def regions(self) -> list[Region]:
         return self.outcome.result.regions
 
 
-def decode_request(req: QueryRequest) -> tuple[DecodedImage, str]:
-    """Decode a request and hash its content; raises ``ImageLoadError`` with the file name and reason."""
-    if req.path is not None:
-        decoded = load_image(req.path)
-        digest = hashlib.sha256(Path(req.path).read_bytes()).hexdigest()
-    elif req.data is not None:
-        decoded = load_image_bytes(req.data, req.label)
-        digest = hashlib.sha256(req.data).hexdigest()
-    elif req.pixels is not None:
-        decoded = from_array(req.pixels, req.label)
-        digest = hashlib.sha256(np.ascontiguousarray(req.pixels).tobytes()).hexdigest()
-    else:
-        raise ValueError("a query request needs a path, data or pixels")
-    return decoded, digest
+class _DisplayCache:
+    """The last few decoded display images (stepping through one query's candidates decodes it once);
+    shared by worker threads."""
+
+    def __init__(self, size: int = 6) -> None:
+        self.size, self._items, self._lock = size, OrderedDict(), threading.Lock()
+
+    def get(self, key, make):
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]
+        value = make()
+        with self._lock:
+            self._items[key] = value
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+        return value
+
+
+_DISPLAY = _DisplayCache()
+
+
+def display_image(req: QueryRequest, sha256: str = "") -> tuple[np.ndarray, float]:
+    """The query's pixels for display (longer side <= DISPLAY_SIDE) and original pixels per display pixel.
+
+    Decoded from the same source the engine searched (the file, the pasted bytes or the array); the
+    engine's own copy is smaller (``query_max_side``), which is right for SIFT but too coarse to inspect.
+    """
+    def make():
+        src = req.source
+        if src.pixels is not None:
+            img = from_array(src.pixels, src.label, max_side=DISPLAY_SIDE)
+        else:
+            data = read_image_file(src.path) if src.path is not None else src.data
+            img = load_image_bytes(data, src.path or src.label, max_side=DISPLAY_SIDE)
+        return img.pixels, img.scale_to_original
+
+    return _DISPLAY.get((req.query_id, sha256), make)
 
 
 def query_job(engine, req: QueryRequest, top_k: int,
               on_decoded: Callable[[QImage], None] | None = None) -> Job[QueryOutcome]:
-    """Decode ``req``, search ``engine``, and gather the thumbnails the results panel shows."""
-    yield Progress("decode", 0, 1, req.label)
-    decoded, digest = decode_request(req)
-    if on_decoded is not None:
-        on_decoded(thumbnail(decoded.pixels))
-    disp, shrink = bounded(decoded.pixels, DISPLAY_SIDE)
-    display = rgb_to_qimage(disp)
-    yield Progress("decode", 1, 1, req.label)
-    result = yield from engine.query(decoded, query_id=req.query_id, top_k=top_k)
+    """Search ``engine`` through its one entry point, and gather the thumbnails the results panel shows.
+    ``on_decoded`` receives the query's thumbnail as soon as it is read (before the search)."""
+    def read(q: QueryInput) -> None:
+        if on_decoded is not None:
+            on_decoded(thumbnail(q.image.pixels))
+
+    result = yield from engine.search(req.source, query_id=req.query_id, top_k=top_k, on_read=read)
     thumbs = {}
     for i, m in enumerate(result.matches):
         thumbs[m.reference_id] = thumbnail(np.asarray(engine.thumbnail(m.reference_id)))
         yield Progress("thumbnails", i + 1, len(result.matches))
-    return QueryOutcome(req, result, digest, display, decoded.scale_to_original * shrink, thumbs)
+    return QueryOutcome(req, result, thumbs)
 
 
 def display_homography(h: np.ndarray, query_scale: float, reference_scale: float) -> np.ndarray:
@@ -114,32 +143,30 @@ def warp_onto_query(ref_pixels: np.ndarray, h_display: np.ndarray, query_size: t
 
 
 def inspect_job(engine, outcome: QueryOutcome, match: Match) -> Job[InspectData]:
-    """Load the reference (original file or stored thumbnail) and precompute the blend/flicker warp."""
-    yield Progress("reference", 0, 2, match.reference_id)
+    """Decode the query for display, load the reference (original file or stored thumbnail) and
+    precompute the blend/flicker warp."""
+    yield Progress("reference", 0, 3, match.reference_id)
+    qpixels, qscale = display_image(outcome.request, outcome.sha256)
+    query = rgb_to_qimage(qpixels)
+    yield Progress("reference", 1, 3, match.reference_id)
     ref = engine.reference_image(match.reference_id)
     pixels, shrink = bounded(ref.pixels, DISPLAY_SIDE)
     ref_scale = ref.scale_to_original * shrink
-    yield Progress("reference", 1, 2, match.reference_id)
+    yield Progress("reference", 2, 3, match.reference_id)
     warped = None
     hom = match.evidence.homography
     if hom is not None:
-        hd = display_homography(hom, outcome.display_scale, ref_scale)
-        size = (outcome.display.width(), outcome.display.height())
+        hd = display_homography(hom, qscale, ref_scale)
+        size = (query.width(), query.height())
         arr = np.ascontiguousarray(warp_onto_query(pixels, hd, size))
         img = QImage(arr.data, size[0], size[1], 4 * size[0], QImage.Format.Format_RGBA8888)
         warped = img.copy()
-    yield Progress("reference", 2, 2, match.reference_id)
-    return InspectData(outcome, match, rgb_to_qimage(pixels), ref_scale, warped)
+    yield Progress("reference", 3, 3, match.reference_id)
+    return InspectData(outcome, match, query, qscale, rgb_to_qimage(pixels), ref_scale, warped)
 
 
 def open_engine(path: str, device: str = "auto"):
-    """``Engine.open(path)``, passing ``device`` when the engine accepts it."""
+    """``Engine.open(path)`` on ``device`` ("auto": CUDA when present, else the CPU)."""
     from copylens.core.engine import Engine
 
-    kwargs = {}
-    try:
-        if "device" in inspect.signature(Engine.open).parameters and device != "auto":
-            kwargs["device"] = device
-    except (TypeError, ValueError):
-        pass
-    return Engine.open(path, **kwargs)
+    return Engine.open(path, device=None if device == "auto" else device)

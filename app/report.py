@@ -22,7 +22,7 @@ from PIL import Image, ImageDraw
 from copylens.core.progress import Job, Progress
 
 from .explain import explain, region_label
-from .jobs import decode_request
+from .jobs import display_image
 from .review_log import write_rows
 from .settings import AppSettings
 
@@ -119,7 +119,7 @@ def report_job(items: Sequence, engine, decisions: Mapping[tuple[str, str], str]
                          "verdict": "no match", "decision": query_decision, "inliers": "", "evidence": "",
                          "explanation": ""})
             continue
-        decoded, _ = decode_request(it.request)
+        qpixels, qscale = display_image(it.request, sha)
         for i, decision in pairs:
             m = it.outcome.result.matches[i]
             verdict = settings.verdict(m.score)
@@ -129,7 +129,7 @@ def report_job(items: Sequence, engine, decisions: Mapping[tuple[str, str], str]
                        f"   reviewer: {info.reviewer}   index: {info.index_name} ({info.index_fingerprint})"
                        + (f"   region: {region_label(m.evidence.region)}" if m.evidence.region else ""))
             png = f"evidence/{n + 1:04d}_{i + 1:02d}.png"
-            render_evidence(decoded.pixels, decoded.scale_to_original, ref.pixels, ref.scale_to_original, m,
+            render_evidence(qpixels, qscale, ref.pixels, ref.scale_to_original, m,
                             caption).save(out / png)
             rows.append({**base, "rank": i + 1, "reference_id": m.reference_id, "score": round(m.score, 4),
                          "verdict": verdict, "decision": decision, "inliers": m.num_inliers, "evidence": png,

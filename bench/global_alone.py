@@ -17,8 +17,7 @@ import numpy as np
 
 from copylens.core.bench.metrics import Prediction, evaluate, read_ground_truth
 from copylens.core.engine import Engine
-from copylens.core.globalsearch import RECALL_MIN_SIGNAL
-from copylens.core.imageio import load_image
+from copylens.core.query_input import QuerySource, read_query
 
 
 def main() -> None:
@@ -35,7 +34,7 @@ def main() -> None:
     rows = list(csv.DictReader(open(bench / "ground_truth.csv", encoding="utf-8")))
     for r in rows:
         q = next(bench.joinpath("queries").glob(r["query_id"] + ".*"))
-        img = load_image(q, max_side=eng.config.query_max_side)
+        img = read_query(QuerySource.of(q), eng.config.query_max_side).image  # the engine's own pixels
         hits = branch.search(branch.query(img.pixels), args.top_k)
         ids = eng.store.ids_of_rows(list(hits))
         best = sorted(((s, ids[row]) for row, s in hits.items() if row in ids), reverse=True)[: args.top_k]
@@ -45,8 +44,9 @@ def main() -> None:
     print(f"{args.descriptor} alone: μAP {m.micro_ap:.3f}  recall@1 {m.recall_at_1:.3f}")
     for name, c in m.per_content.items():
         print(f"  {name:>9}: μAP {c.micro_ap:.3f}  recall@1 {c.recall_at_1:.3f}")
-    # how the engine's recall threshold (a global neighbour joins the candidates above RECALL_MIN_SIGNAL)
-    # splits right top-1 matches of copies from the top-1 of distractors
+    # how the engine's recall floor (QueryConfig.global_recall_floor: a global neighbour joins the
+    # candidates at or above it) splits right top-1 matches of copies from the top-1 of distractors
+    floor = dict(eng.config.global_recall_floor)[branch.descriptor.metric]
     truth = {g.query_id: g.reference_id for g in gt}
     top1: dict[str, Prediction] = {}
     for p in preds:
@@ -54,8 +54,8 @@ def main() -> None:
             top1[p.query_id] = p
     right = [p.score for q, p in top1.items() if truth.get(q) and p.reference_id == truth[q]]
     distract = [p.score for q, p in top1.items() if not truth.get(q)]
-    for t in (0.2, 0.3, 0.4, RECALL_MIN_SIGNAL, 0.6):
-        print(f"  signal >= {t:.1f}: right top-1 of copies {np.mean(np.array(right) >= t):.3f}, "
+    for t in sorted({0.2, 0.3, 0.4, 0.5, 0.6, floor}):
+        print(f"  signal >= {t:.1f}{' (the floor)' if t == floor else ''}: right top-1 of copies {np.mean(np.array(right) >= t):.3f}, "
               f"top-1 of distractors {np.mean(np.array(distract) >= t):.3f}")
 
 

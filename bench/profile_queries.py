@@ -45,7 +45,7 @@ def main() -> None:
     for r in rows:
         q = next(bench.joinpath("queries").glob(r["query_id"] + ".*"))
         t = time.perf_counter()
-        res = run_job(engine.query_path(q, top_k=5))
+        res = run_job(engine.search(q, top_k=5))
         totals.append((time.perf_counter() - t) * 1000)
         for k, v in res.timings_ms.items():
             stages[k].append(v)

@@ -11,6 +11,7 @@ import argparse
 import csv
 import json
 import sys
+from collections import Counter
 from importlib.metadata import entry_points
 from pathlib import Path
 
@@ -106,6 +107,14 @@ def _evidence_json(m) -> dict:
     }
 
 
+def unique_query_ids(files: list[Path]) -> dict[Path, str]:
+    """Query ids for the CSV/JSON output: the file stem, or the file name with its extension when two
+    files share a stem (``a.jpg`` and ``a.png``), or the full path when even that repeats."""
+    stems = Counter(f.stem for f in files)
+    names = Counter(f.name for f in files)
+    return {f: f.stem if stems[f.stem] == 1 else f.name if names[f.name] == 1 else str(f) for f in files}
+
+
 def cmd_query(args) -> int:
     from .engine import Engine
 
@@ -113,6 +122,7 @@ def cmd_query(args) -> int:
     if not files:
         print("copylens query: no image files given", file=sys.stderr)
         return 1
+    qids = unique_query_ids(files)
     out = open(args.out, "w", newline="", encoding="utf-8") if args.out else sys.stdout
     ok = failed = 0
     results = []
@@ -123,7 +133,7 @@ def cmd_query(args) -> int:
                 writer.writerow(["query_id", "reference_id", "score"])
             for i, f in enumerate(files):
                 try:
-                    r = run_job(eng.query_path(f, top_k=args.top_k))
+                    r = run_job(eng.search(f, query_id=qids[f], top_k=args.top_k))
                 except ImageLoadError as exc:
                     print(f"copylens query: skipped {exc.path}: {exc.reason}", file=sys.stderr)
                     failed += 1

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,10 +23,11 @@ import numpy as np
 from .calibrate import Calibrator, default_calibrator, signal_names
 from .errors import IndexFormatError
 from .features import VARIANTS, FeatureConfig, LocalFeatures, extract, rootsift
-from .globalsearch import RECALL_MIN_SIGNAL_BY_METRIC, GlobalBranch, signal_name
+from .globalsearch import GlobalBranch, signal_name
 from .imageio import DecodedImage, decode_jpeg, load_image
 from .localindex import LocalIndex
 from .progress import Job, Progress
+from .query_input import QueryInput, QuerySource, read_query
 from .recall import RecallConfig, vote
 from .regions import propose_regions
 from .results import Evidence, Match, QueryResult, ReferenceInfo, Region
@@ -48,6 +50,11 @@ class QueryConfig:
     region_min_side: int = 480  # small regions are upscaled to this longer side before SIFT
     global_neighbours: int = 5  # nearest references looked up per global query variant
     global_candidates: int = 3  # references recalled by each global descriptor join the verified candidates
+    # a global neighbour joins the candidates only at or above this rescaled similarity, per metric: PDQ
+    # ("hamming") 0.5; a neural ("ip") signal is background-normalised and runs lower: at 0.5 only 46% of
+    # copylens-sscd18's right top-1s passed on the dev benchmark, at 0.3 63% with 1.2% of distractor top-1s
+    # (bench/global_alone.py); verification decides after recall either way
+    global_recall_floor: tuple[tuple[str, float], ...] = (("hamming", 0.5), ("ip", 0.3))
     recall: RecallConfig = RecallConfig()
     verify: VerifyConfig = VerifyConfig()
 
@@ -62,6 +69,24 @@ class IndexInfo:
     descriptors: list[str]
     created: str
     calibration: str
+
+
+@dataclass(frozen=True, slots=True)
+class LocalRecall:
+    """Local recall of one query (or region): candidate rows, best-voted first, and what verification needs."""
+
+    rows: list[int]
+    variants: list[str]  # query variant names, in the order of ``descriptors``
+    descriptors: list[np.ndarray]  # per variant, RootSIFT ``[N x 128]`` float32
+    by_row: dict[int, tuple[int, np.ndarray]]  # row -> (votes, votes per variant)
+
+
+@dataclass(frozen=True, slots=True)
+class GlobalRecall:
+    """Global recall: rows recalled by any global descriptor, and each descriptor's query vectors."""
+
+    rows: list[int]
+    queries: list  # one query vector set per global branch, for the similarities of verified candidates
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,14 +194,24 @@ class Engine:
         return DecodedImage(self.thumbnail(reference_id), (info.width, info.height), f"<thumbnail {reference_id}>")
 
     # --- queries ---------------------------------------------------------------------------------
-    def query_path(self, path: str | Path, top_k: int = 10) -> Job[QueryResult]:
-        """Decode ``path`` (raising ImageLoadError for a bad file) and query it."""
+    def search(self, source: QuerySource | str | Path | bytes | np.ndarray, query_id: str | None = None,
+               top_k: int = 10, on_read: Callable[[QueryInput], None] | None = None) -> Job[QueryResult]:
+        """The one query entry point of every front end: read ``source`` (a path, encoded bytes or an RGB
+        array) once, decode it at ``query_max_side``, and query it. ``on_read`` sees the read input before
+        the search starts (the window builds its thumbnail from it). Raises ``ImageLoadError`` for a bad
+        file; the result carries the query's sha256."""
+        src = QuerySource.of(source)
+        yield Progress("decode", 0, 1, src.label)
         t0 = time.perf_counter()
-        image = load_image(path, max_side=self.config.query_max_side)
+        read = read_query(src, self.config.query_max_side)
         decode_ms = (time.perf_counter() - t0) * 1000
-        result = yield from self.query(image, query_id=Path(path).stem, top_k=top_k)
+        if on_read is not None:
+            on_read(read)
+        yield Progress("decode", 1, 1, src.label)
+        qid = query_id if query_id is not None else (Path(src.path).stem if src.path else src.label)
+        result = yield from self.query(read.image, query_id=qid, top_k=top_k)
         result.timings_ms["decode"] = decode_ms
-        return result
+        return dataclasses.replace(result, query_sha256=read.sha256)
 
     def query_features(self, image: DecodedImage) -> LocalFeatures:
         cfg = FeatureConfig(max(self.features.max_side, self.config.query_max_side),
@@ -267,35 +302,57 @@ class Engine:
                           exclude_rows: frozenset[int] = frozenset(),
                           timings: dict[str, float] | None = None,
                           candidates: int | None = None, pixels: np.ndarray | None = None) -> Job[list[Candidate]]:
-        """Recall candidates (local votes, plus global descriptors of ``pixels`` when given) and verify each.
+        """Local recall, global recall (of ``pixels`` when given), then verification of the union.
 
         Rows in ``exclude_rows`` are ignored. Every candidate carries its local statistics and one global
         similarity per global descriptor.
         """
         timings = timings if timings is not None else {}
-        cfg = self.config
         excluded = exclude_rows | self.tombstones
         t = time.perf_counter()
+        local = self.local_recall(feats, excluded, candidates)
+        timings["search"] = timings.get("search", 0.0) + (time.perf_counter() - t) * 1000
+        t = time.perf_counter()
+        glob = self.global_recall(pixels, excluded)
+        timings["global"] = timings.get("global", 0.0) + (time.perf_counter() - t) * 1000
+        t = time.perf_counter()
+        rows = local.rows + [r for r in glob.rows if r not in local.rows]
+        out = yield from self.verify_candidates(feats, rows, local, glob, region)
+        timings["verify"] = timings.get("verify", 0.0) + (time.perf_counter() - t) * 1000
+        return out
+
+    def local_recall(self, feats: LocalFeatures, excluded: frozenset[int],
+                     candidates: int | None = None) -> LocalRecall:
+        """RootSIFT of each query variant -> FAISS neighbours -> votes -> the best-voted references."""
+        cfg = self.config
         names = list(cfg.variants)
         descs = [rootsift(feats.descriptors[:, VARIANTS[n]]) for n in names]
         neigh = self.local.search(np.vstack(descs), cfg.recall.neighbours)
         votes = vote(neigh, len(names), cfg.recall, excluded)
         n_cand = cfg.recall.candidates if candidates is None else candidates
-        rows = [int(r) for r in votes.rows[:n_cand]]
         by_row = {int(r): (int(v), bv) for r, v, bv in zip(votes.rows, votes.votes, votes.by_variant, strict=True)}
-        timings["search"] = timings.get("search", 0.0) + (time.perf_counter() - t) * 1000
-        t = time.perf_counter()
+        return LocalRecall([int(r) for r in votes.rows[:n_cand]], names, descs, by_row)
+
+    def global_recall(self, pixels: np.ndarray | None, excluded: frozenset[int]) -> GlobalRecall:
+        """Each global descriptor of ``pixels`` -> its nearest references above the recall floor."""
+        cfg = self.config
+        floors = dict(cfg.global_recall_floor)
+        rows: list[int] = []
         queries = []
         for g in self.globals:
             qv = g.query(pixels) if pixels is not None and min(pixels.shape[:2]) >= 16 else g.query_empty()
             hits = g.search(qv, cfg.global_neighbours)
-            floor = RECALL_MIN_SIGNAL_BY_METRIC[g.descriptor.metric]
-            best = sorted(((s, r) for r, s in hits.items() if s >= floor and r not in excluded),
-                          reverse=True)
+            floor = floors[g.descriptor.metric]
+            best = sorted(((s, r) for r, s in hits.items() if s >= floor and r not in excluded), reverse=True)
             rows += [r for _, r in best[: cfg.global_candidates] if r not in rows]
             queries.append(qv)
-        timings["global"] = timings.get("global", 0.0) + (time.perf_counter() - t) * 1000
-        t = time.perf_counter()
+        return GlobalRecall(rows, queries)
+
+    def verify_candidates(self, feats: LocalFeatures, rows: list[int], local: LocalRecall, glob: GlobalRecall,
+                          region: Region | None) -> Job[list[Candidate]]:
+        """Match and fit a homography per candidate row; attach votes and global similarities."""
+        cfg = self.config
+        names = local.variants
         out: list[Candidate] = []
         for i, row in enumerate(rows):
             yield Progress("verify", i, len(rows))
@@ -303,18 +360,17 @@ class Engine:
                 ref = self.store.features(row)
             except KeyError:  # removed from the database after the FAISS index was loaded
                 continue
-            nvotes, by_variant = by_row.get(row, (0, np.zeros(len(names), np.int64)))
+            nvotes, by_variant = local.by_row.get(row, (0, np.zeros(len(names), np.int64)))
             order = np.argsort(-by_variant, kind="stable")[: cfg.variants_verified]
-            tried = [(names[j], descs[j]) for j in order if by_variant[j] > 0 or j in (0, 1)]
+            tried = [(names[j], local.descriptors[j]) for j in order if by_variant[j] > 0 or j in (0, 1)]
             v = verify(feats.keypoints, tried, feats.image_size, ref.keypoints, rootsift(ref.descriptors),
                        ref.image_size, cfg.verify, region)
             signals = dict(v.stats)
             signals["votes"] = float(nvotes)
-            for g, qv in zip(self.globals, queries, strict=True):
+            for g, qv in zip(self.globals, glob.queries, strict=True):
                 signals[signal_name(g.name)] = g.similarity(qv, self.store.global_vector(g.name, row))
             ev = v.evidence
             if region is not None and region.kind != "full":
                 ev = shift_evidence(ev, region.box[0], region.box[1])
             out.append(Candidate(row, ev, signals))
-        timings["verify"] = timings.get("verify", 0.0) + (time.perf_counter() - t) * 1000
         return out

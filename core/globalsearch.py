@@ -60,11 +60,7 @@ from .globaldesc.whitening import BackgroundNormalizer, Whitening, load_arrays, 
 
 # similarity an unrelated image typically reaches, per metric: the signal is (sim - floor) / (1 - floor)
 CHANCE_SIMILARITY = {"hamming": 0.5, "ip": 0.0}
-RECALL_MIN_SIGNAL = 0.5  # a global neighbour joins the candidates only above this rescaled similarity...
-# ...per metric: a neural ("ip") signal is background-normalised, so it runs lower. At 0.5 only 46% of the
-# right top-1 matches of copylens-sscd18 passed on the dev benchmark, at 0.3 63% with 1.2% of distractor
-# top-1s (bench/global_alone.py); verification decides after recall either way.
-RECALL_MIN_SIGNAL_BY_METRIC = {"hamming": RECALL_MIN_SIGNAL, "ip": 0.3}
+
 
 
 @dataclass(frozen=True)

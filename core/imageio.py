@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import os
+import stat
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,7 @@ from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 from .errors import ImageLoadError
 
 MAX_PIXELS = 120_000_000  # decompression-bomb guard: refuse images with more pixels than this (w * h)
+MAX_FILE_BYTES = 512 * 2**20  # files larger than this are refused before reading (no real photo is near it)
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff", ".jfif",
                             ".heic", ".heif", ".avif"})
 
@@ -127,23 +129,35 @@ def _decode(fp, source: str, max_side: int | None, max_pixels: int) -> DecodedIm
 
 def load_image(path: str | Path, max_side: int | None = None, max_pixels: int = MAX_PIXELS) -> DecodedImage:
     """Decode the image at ``path`` to RGB, optionally bounding its longer side to ``max_side``."""
+    return _decode(io.BytesIO(read_image_file(path)), str(path), max_side, max_pixels)
+
+
+def read_image_file(path: str | Path) -> bytes:
+    """The bytes of an image file, or :class:`ImageLoadError` saying why they cannot be had."""
     path = Path(path)
     try:
-        size = path.stat().st_size
+        st = path.stat()  # follows symlinks: what matters is what would be read
     except FileNotFoundError:
         raise ImageLoadError(path, "file not found") from None
     except OSError as exc:
         raise ImageLoadError(path, f"cannot read the file: {exc.strerror or exc}") from None
-    if path.is_dir():
+    if stat.S_ISDIR(st.st_mode):
         raise ImageLoadError(path, "is a folder, not an image")
-    if size == 0:
+    if not stat.S_ISREG(st.st_mode):  # a FIFO would block forever, /dev/zero would never end
+        raise ImageLoadError(path, "not a regular file (a device, pipe or socket); refused")
+    if st.st_size == 0:
         raise ImageLoadError(path, "the file is empty (0 bytes)")
+    if st.st_size > MAX_FILE_BYTES:
+        raise ImageLoadError(path, f"the file is too large ({st.st_size / 2**20:.0f} MB; the limit is "
+                                   f"{MAX_FILE_BYTES / 2**20:.0f} MB)")
     try:
         with open(path, "rb") as fp:
-            data = fp.read()
+            data = fp.read(MAX_FILE_BYTES + 1)  # bounded even if the file grows while it is read
     except OSError as exc:
         raise ImageLoadError(path, f"cannot read the file: {exc.strerror or exc}") from None
-    return _decode(io.BytesIO(data), str(path), max_side, max_pixels)
+    if len(data) > MAX_FILE_BYTES:
+        raise ImageLoadError(path, f"the file grew past {MAX_FILE_BYTES / 2**20:.0f} MB while being read")
+    return data
 
 
 def load_image_bytes(data: bytes, source: str = "<memory>", max_side: int | None = None,

@@ -33,7 +33,7 @@ from .globalsearch import (
     signal_name,
     write_global_index,
 )
-from .imageio import encode_jpeg, load_image_bytes, scan_images
+from .imageio import encode_jpeg, load_image_bytes, read_image_file, scan_images
 from .localindex import LocalIndex, choose_kind
 from .progress import Job, Progress, run_job
 from .store import (
@@ -84,12 +84,7 @@ def reference_id_for(path: Path, root: Path | None) -> str:
 def extract_reference(path: Path, reference_id: str, cfg: FeatureConfig,
                       descs: Sequence[GlobalDescriptor] = ()) -> StoredReference:
     """Read, hash, decode and describe one reference file (runs in a worker thread)."""
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise ImageLoadError(path, f"cannot read the file: {exc.strerror or exc}") from None
-    if not data:
-        raise ImageLoadError(path, "the file is empty (0 bytes)")
+    data = read_image_file(path)  # regular files only, size-capped before reading
     image = load_image_bytes(data, str(path), max_side=cfg.max_side)
     feats = extract(image, cfg)
     return StoredReference(reference_id, str(path.resolve()), hashlib.sha256(data).hexdigest(), len(data), feats,

@@ -81,6 +81,7 @@ class QueryResult:
     matches: list[Match]
     regions: list[Region] = field(default_factory=list)
     timings_ms: dict[str, float] = field(default_factory=dict)
+    query_sha256: str = ""  # of the file bytes / encoded data / array bytes (set by Engine.search)
 
     @property
     def best(self) -> Match | None:

@@ -25,6 +25,7 @@ from PySide6.QtWidgets import QApplication  # noqa: E402
 from copylens.app.jobs import QueryRequest  # noqa: E402
 from copylens.app.main_window import MainWindow  # noqa: E402
 from copylens.core.progress import Progress  # noqa: E402
+from copylens.core.query_input import read_query  # noqa: E402
 from copylens.core.results import Evidence, Match, QueryResult  # noqa: E402
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -45,11 +46,14 @@ class InstantEngine:
         self.matches = [Match(f"ref{i}", 0.9 - 0.3 * i, ev, {"inliers": 30.0}) for i in range(3)]
         self.thumb = np.full((40, 40, 3), 128, np.uint8)
 
-    def query(self, image, query_id: str = "query", top_k: int = 10):
+    def search(self, source, query_id: str = "query", top_k: int = 10, on_read=None):
+        read = read_query(source, 800)  # the real reading and decoding
+        if on_read is not None:
+            on_read(read)
         for i in range(8):
             yield Progress("search", i + 1, 8)
-        h, w = image.pixels.shape[:2]
-        return QueryResult(query_id, image.source, (w, h), list(self.matches[:top_k]))
+        h, w = read.image.pixels.shape[:2]
+        return QueryResult(query_id, source.label, (w, h), list(self.matches[:top_k]), query_sha256=read.sha256)
 
     def thumbnail(self, reference_id: str) -> np.ndarray:
         return self.thumb

@@ -136,13 +136,13 @@ def _hand_made_pair(n: int = 7) -> InspectData:
     result = QueryResult("q1", "q.png", (200, 100), [match], [Region((0, 0, 200, 100), 1.0, "full"),
                                                               Region((10, 10, 90, 60), 0.7, "caption")])
     q = rgb_to_qimage(np.full((100, 200, 3), 90, np.uint8))
-    outcome = QueryOutcome(QueryRequest("q1", "q.png", path="q.png"), result, "0" * 64, q, 1.0, {})
+    outcome = QueryOutcome(QueryRequest("q1", "q.png", path="q.png"), result, {})
     ref = rgb_to_qimage(np.full((50, 100, 3), 160, np.uint8))
     warped = rgb_to_qimage(np.full((100, 200, 3), 160, np.uint8))
-    return InspectData(outcome, match, ref, 1.0, warped)
+    return InspectData(outcome, match, q, 1.0, ref, 1.0, warped)
 
 
-def test_inspector_draws_one_line_per_inlier(qtbot):
+def test_inspector_draws_the_strongest_lines(qtbot):
     insp = Inspector()
     qtbot.addWidget(insp)
     insp.resize(900, 500)
@@ -153,8 +153,14 @@ def test_inspector_draws_one_line_per_inlier(qtbot):
     qtbot.wait(50)
     insp.canvas.grab()  # paints the overlay
     assert insp.canvas.overlay.drawn == 7
+    insp.canvas.max_lines = 3  # only the strongest are drawn when there are more
+    insp.canvas.grab()
+    assert insp.canvas.overlay.drawn == 3
+    insp.canvas.max_lines = 50
     kinds = sorted(k for k, _ in insp.canvas._annotations)
     assert kinds == ["outline", "region", "region"]  # caption box + its label, and the outline
+    labels = [it.text() for k, it in insp.canvas._annotations if k == "region" and hasattr(it, "text")]
+    assert labels == ["picture inside a meme or caption frame (70%)"]  # in words, not "caption 0.70"
     insp.boxes["matches"].setChecked(False)
     insp.canvas.grab()
     assert insp.canvas.overlay.drawn == 0

@@ -1,7 +1,7 @@
 """Run a benchmark folder (made by :mod:`copylens.core.bench.make`) end to end and measure it.
 
 Steps: build the index of ``DIR/references`` (or reuse a complete one), query every image of
-``DIR/queries`` with :meth:`Engine.query_path`, write ``predictions.csv`` (``query_id,reference_id,score``,
+``DIR/queries`` with :meth:`Engine.search`, write ``predictions.csv`` (``query_id,reference_id,score``,
 every returned match) and ``report.json`` into a run folder, and score them with
 :mod:`copylens.core.bench.metrics`. Reported costs: index build rate, per-query wall-clock latency (decode
 to result, p50 / p95), peak resident memory of this process, index size on disk and per reference.
@@ -126,7 +126,7 @@ def run_benchmark(bench_dir: str | Path, index_dir: str | Path | None = None, ru
     def one(path: Path):
         t = time.perf_counter()
         try:
-            result = run_job(eng.query_path(path, top_k=top_k))
+            result = run_job(eng.search(path, top_k=top_k))
         except ImageLoadError as exc:
             return path, None, exc.reason, time.perf_counter() - t
         return path, result, "", time.perf_counter() - t
