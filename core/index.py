@@ -36,6 +36,7 @@ from .globalsearch import (
 from .imageio import encode_jpeg, load_image_bytes, read_image_file, scan_images
 from .localindex import LocalIndex, choose_kind
 from .progress import Job, Progress, run_job
+from .selfcal import calibrate_index
 from .store import (
     DATABASE,
     FORMAT_NAME,
@@ -268,7 +269,6 @@ def build_index(ref_dir: str | Path, out_dir: str | Path, workers: int | None = 
     ``calibration_queries`` bounds the synthetic queries the confidence model is fitted on (default: see
     selfcal.py); ``calibrate=False`` keeps the conservative default model.
     """
-    from .selfcal import calibrate_index
 
     t0 = time.monotonic()
     ref_dir, out_dir = Path(ref_dir), Path(out_dir)

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from .base import NUM_VARIANTS, DescriptorBatch, ModelLoadError, check_image, config_digest, variant_pixels
-from .registry import available_models, copylens_model_files, models_dir  # noqa: F401 -- re-exported here
+from .models import copylens_model_files
 from .whitening import Whitening
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)

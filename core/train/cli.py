@@ -96,7 +96,7 @@ def cmd_run(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from copylens.core.globaldesc.neural import models_dir
+    from copylens.core.globaldesc.models import models_dir
     from copylens.core.train.card import model_card
     from copylens.core.train.model import export
     from copylens.core.train.trainer import load_trained

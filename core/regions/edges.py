@@ -17,7 +17,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from .results import Region
+from ..results import Region
+from .common import ProposalConfig, WorkImage, box_iou
 
 NEIGHBOUR_OFFSETS = (-7, -4, 4, 7)  # parallel lines compared with a side (working pixels)
 TOP_RECTANGLES = 60  # best rectangles by side evidence that are checked for overshooting sides
@@ -190,7 +191,7 @@ def _content(busy: np.ndarray, box: tuple[int, int, int, int]) -> float:
     return min(1.0, n / ((x1 - x0) * (y1 - y0)) / FLAT_INSIDE)
 
 
-def propose_edges(work, config) -> list[Region]:
+def propose_edges(work: WorkImage, config: ProposalConfig) -> list[Region]:
     """``"edges"`` regions of ``work`` (a :class:`~.regions.WorkImage`), in working pixels."""
     px = work.pixels
     h, w = px.shape[:2]
@@ -225,7 +226,6 @@ def propose_edges(work, config) -> list[Region]:
         scored.append((e, box))
     scored.sort(key=lambda t: -t[0])
     out: list[Region] = []
-    from .regions import box_iou
 
     for e, box in scored:
         if len(out) >= config.edge_per_method:

@@ -13,7 +13,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from .results import Region
+from ..results import Region
+from .common import ProposalConfig, WorkImage
 
 FLAT_LINE = 6.0  # largest mean deviation (0-255) of a side line from its median colour that is still padding
 PEEL_FRACTION = 0.6  # a box side whose line is at least this much background is peeled off
@@ -96,7 +97,7 @@ def _peel(bg: np.ndarray) -> tuple[int, int, int, int]:
     return x0, y0, x1, y1
 
 
-def propose_background(work, config) -> list[Region]:
+def propose_background(work: WorkImage, config: ProposalConfig) -> list[Region]:
     """``"border"`` and ``"caption"`` regions of ``work`` (a :class:`~.regions.WorkImage`)."""
     px = work.pixels.astype(np.int16)
     h, w = px.shape[:2]
