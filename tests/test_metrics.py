@@ -194,3 +194,49 @@ def test_eval_command(tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
         _cli(["eval", "--gt", str(gt)])
     assert exc.value.code == 2
+
+
+def test_calibration_known_answer():
+    """Top-1 per query: q1 right at 0.9, q2 wrong at 0.85 (a distractor), q3 right at 0.15, q4 wrong at
+    0.05; the 0.3 of q1 is not its top-1. Bins of 0.5: [0, 0.5) holds 0.15 (right) and 0.05 (wrong):
+    conf 0.10, acc 0.5; [0.5, 1] holds 0.9 (right) and 0.85 (wrong): conf 0.875, acc 0.5.
+    ECE = 0.5 * |0.5 - 0.1| + 0.5 * |0.5 - 0.875| = 0.3875."""
+    from copylens.core.bench.metrics import calibration
+
+    preds = [Prediction("q1", "r1", 0.9), Prediction("q1", "r7", 0.3), Prediction("q2", "r2", 0.85),
+             Prediction("q3", "r3", 0.15), Prediction("q4", "r9", 0.05)]
+    positives = {("q1", "r1"), ("q3", "r3"), ("q4", "r4")}
+    cal = calibration(preds, positives, bins=2)
+    assert cal.num_predictions == 4
+    assert [b.count for b in cal.bins] == [2, 2]
+    assert cal.bins[0].mean_score == pytest.approx(0.10) and cal.bins[0].accuracy == 0.5
+    assert cal.bins[1].mean_score == pytest.approx(0.875) and cal.bins[1].accuracy == 0.5
+    assert cal.ece == pytest.approx(0.3875)
+    perfect = calibration([Prediction("a", "x", 1.0), Prediction("b", "y", 0.0)], {("a", "x")}, bins=10)
+    assert perfect.ece == 0.0 and perfect.bins[-1].count == 1 and perfect.bins[0].count == 1
+
+
+def test_evaluate_reports_ece_per_content():
+    gt = [GroundTruth("q1", "r1", "crop", "icons"), GroundTruth("q2", None, "crop", "icons"),
+          GroundTruth("q3", "r3", "crop", "photo")]
+    preds = [Prediction("q1", "r1", 1.0), Prediction("q2", "r5", 0.5), Prediction("q3", "r3", 1.0)]
+    m = evaluate(gt, preds)
+    assert m.per_content["photo"].ece == 0.0
+    assert m.per_content["icons"].ece == pytest.approx(0.25)  # the distractor's 0.5 is wrong: |0 - 0.5| / 2
+    assert m.ece == pytest.approx(0.5 / 3)
+
+
+def test_reliability_diagram_png(tmp_path):
+    from PIL import Image
+
+    from copylens.core.bench.metrics import calibration
+    from copylens.core.bench.plots import reliability_diagrams
+
+    cal = calibration([Prediction("a", "x", 0.95), Prediction("b", "y", 0.2)], {("a", "x")})
+    paths = reliability_diagrams({"overall": cal, "lineart": cal}, tmp_path, unseen=["lineart"])
+    assert [p.name for p in paths] == ["reliability_overall.png", "reliability_lineart.png"]
+    img = Image.open(paths[1]).convert("RGB")
+    assert img.size == (448, 448)
+    # the 0.9-1.0 bin is a full-height bar (accuracy 1)
+    assert img.getpixel((44 + 0.95 * 360, 44 + 60)) == (70, 130, 200)
+    assert img.getpixel((44 + 0.25 * 360, 44 + 60)) == (255, 255, 255)  # the 0.2 bin: accuracy 0, no bar

@@ -38,6 +38,7 @@ from copylens.core.progress import Job, Progress
 JPEG_QUALITY = 90  # quality of the query JPEGs
 SOURCE_MAX_SIDE = 1024  # images are decoded at most this large before editing
 BACKGROUND_FAMILIES = ("paste", "combo")  # families that may need a background image
+MAX_COPIES_PER_REFERENCE = 3  # a source with few images may ask for up to this many copies of each reference
 
 
 @dataclass(frozen=True)
@@ -49,10 +50,11 @@ class Source:
     """
 
     path: Path
-    content: str = "photo"  # "photo" or "graphics": reported as ground truth's content column
+    content: str = "photo"  # the content kind ("photo", "tuxpaint", "icons", ...): ground truth's content column
     references: int | None = None
     queries: int | None = None
     distractors: int | None = None
+    unseen: bool = False  # kept out of all tuning and training: reported as "unseen"
 
 
 @dataclass(frozen=True)
@@ -89,7 +91,7 @@ def load_config(path: str | Path) -> BenchConfig:
         if "path" not in s:
             raise ValueError(f"{path}: every [[sources]] entry needs a path")
         sources.append(Source((root / s["path"]).resolve(), s.get("content", "photo"), s.get("references"),
-                              s.get("queries"), s.get("distractors")))
+                              s.get("queries"), s.get("distractors"), bool(s.get("unseen", False))))
     if not sources:
         raise ValueError(f"{path}: no [[sources]] defined")
 
@@ -183,8 +185,9 @@ def make_benchmark(sources: Sequence[Source | str | Path], out_dir: str | Path, 
     sizes = [len(f) for f in images]
     n_ref = _allocate(references, [s.references if s.references is not None else n for s, n in zip(srcs, sizes, strict=True)],
                       sizes)
+    # a small source may ask for several edited copies per reference (each gets its own edit)
     n_copy = _allocate(queries, [s.queries if s.queries is not None else n for s, n in zip(srcs, n_ref, strict=True)],
-                       n_ref)
+                       [r * MAX_COPIES_PER_REFERENCE for r in n_ref])
     n_dis = _allocate(distractors, [s.distractors if s.distractors is not None else n - r
                                     for s, n, r in zip(srcs, sizes, n_ref, strict=True)],
                       [n - r for n, r in zip(sizes, n_ref, strict=True)])
@@ -208,7 +211,8 @@ def make_benchmark(sources: Sequence[Source | str | Path], out_dir: str | Path, 
             done += 1
             if done % 25 == 0 or done == n_total_refs:
                 yield Progress("references", done, n_total_refs, rel.as_posix())
-        pick = np.random.default_rng([seed, 2, i]).permutation(len(refs))[: n_copy[i]]
+        perm = np.random.default_rng([seed, 2, i]).permutation(len(refs))
+        pick = np.concatenate([perm] * MAX_COPIES_PER_REFERENCE)[: n_copy[i]] if len(refs) else perm
         jobs += [(i, refs[k], ids[k]) for k in sorted(pick)]
         jobs += [(i, p, "") for p in pool[: n_dis[i]]]
         (photo_pool if s.content == "photo" else any_pool).extend(pool)
@@ -255,6 +259,7 @@ def make_benchmark(sources: Sequence[Source | str | Path], out_dir: str | Path, 
         str(out), sum(n_ref), sum(1 for r in rows if r[1]), sum(1 for r in rows if not r[1]),
         {c: dict(v) for c, v in counts.items()}, dict(sorted(attacks.items())), failed, time.monotonic() - t0)
     meta = {"seed": seed, "families": fams, "jpeg_quality": JPEG_QUALITY,
+            "unseen_content": sorted({s.content for s in srcs if s.unseen}),
             "sources": [{"path": str(s.path), "name": nm, "content": s.content, "references": r, "copies": c,
                          "distractors": d} for s, nm, r, c, d in zip(srcs, names, n_ref, n_copy, n_dis, strict=True)],
             "summary": asdict(summary)}

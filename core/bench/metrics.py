@@ -58,12 +58,37 @@ class GroundTruth:
 
 
 @dataclass(frozen=True)
+class ReliabilityBin:
+    """Top-1 predictions whose score fell in ``[lo, hi)`` (the last bin includes 1.0)."""
+
+    lo: float
+    hi: float
+    count: int
+    mean_score: float  # mean confidence in the bin (nan when empty)
+    accuracy: float  # fraction of those top-1s that are a true (query, reference) pair (nan when empty)
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Expected calibration error of the top-1 score of each query: ``sum_b n_b / N * |acc_b - conf_b|``.
+
+    A top-1 is right when it is a ground-truth pair; a distractor's top-1 is always wrong. Queries without
+    any prediction make no claim and are left out.
+    """
+
+    ece: float
+    num_predictions: int
+    bins: list[ReliabilityBin]
+
+
+@dataclass(frozen=True)
 class SubsetMetrics:
     name: str
     num_queries: int
     num_positive_queries: int
     recall_at_1: float
     micro_ap: float
+    ece: float = float("nan")  # expected calibration error of the top-1 scores (see Calibration)
 
 
 @dataclass(frozen=True)
@@ -85,6 +110,7 @@ class Metrics:
     num_predictions: int
     per_attack: dict[str, SubsetMetrics] = field(default_factory=dict)
     per_content: dict[str, SubsetMetrics] = field(default_factory=dict)
+    ece: float = float("nan")  # expected calibration error of the top-1 scores (see Calibration)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -167,13 +193,35 @@ def _recall_at(ranked: dict[str, list[bool]], matched: Iterable[str], k: int) ->
     return sum(any(ranked.get(q, [])[:k]) for q in matched) / len(matched)
 
 
+def calibration(predictions: Sequence[Prediction], positives: set[tuple[str, str]], bins: int = 10) -> Calibration:
+    """Reliability of the top-1 score per query over ``bins`` equal-width bins of [0, 1]."""
+    top: dict[str, Prediction] = {}
+    for p in predictions:
+        if p.query_id not in top or (p.score, p.reference_id) > (top[p.query_id].score, top[p.query_id].reference_id):
+            top[p.query_id] = p
+    scores = np.array([p.score for p in top.values()], np.float64)
+    right = np.array([(p.query_id, p.reference_id) in positives for p in top.values()], np.float64)
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.searchsorted(edges, np.clip(scores, 0.0, 1.0), side="right") - 1, 0, bins - 1)
+    out, ece = [], 0.0
+    for b in range(bins):
+        m = which == b
+        n = int(m.sum())
+        conf = float(scores[m].mean()) if n else float("nan")
+        acc = float(right[m].mean()) if n else float("nan")
+        out.append(ReliabilityBin(float(edges[b]), float(edges[b + 1]), n, conf, acc))
+        if n:
+            ece += n / len(scores) * abs(acc - conf)
+    return Calibration(ece if len(scores) else float("nan"), len(scores), out)
+
+
 def _subset(name: str, queries: set[str], gt: Sequence[GroundTruth], preds: Sequence[Prediction]) -> SubsetMetrics:
     pos = {(g.query_id, g.reference_id) for g in gt if g.query_id in queries and g.reference_id}
     matched = {q for q, _ in pos}
     sub_preds = [p for p in preds if p.query_id in queries]
     ranked = _per_query(sub_preds, pos)
     return SubsetMetrics(name, len(queries), len(matched), _recall_at(ranked, matched, 1),
-                         micro_average_precision(sub_preds, pos))
+                         micro_average_precision(sub_preds, pos), calibration(sub_preds, pos).ece)
 
 
 def evaluate(ground_truth: Sequence[GroundTruth], predictions: Sequence[Prediction],
@@ -225,7 +273,8 @@ def evaluate(ground_truth: Sequence[GroundTruth], predictions: Sequence[Predicti
         recall_at_10=top_k[10], top_k_accuracy=top_k, precision_at_1=precision_at_1,
         accuracy_at_1=accuracy_at_1, map_at_5=map_at_5, threshold=threshold, num_queries=len(queries),
         num_positive_queries=len(matched), num_distractor_queries=len(distractors), num_gt_pairs=len(positives),
-        num_predictions=len(preds), per_attack=breakdown("attack"), per_content=breakdown("content"))
+        num_predictions=len(preds), per_attack=breakdown("attack"), per_content=breakdown("content"),
+        ece=calibration(preds, positives).ece)
 
 
 # ---------------------------------------------------------------- CSV
@@ -281,8 +330,8 @@ def write_predictions(path: str | Path, predictions: Iterable[Prediction]) -> No
             w.writerow([p.query_id, p.reference_id, f"{p.score:.6g}"])
 
 
-def format_table(m: Metrics) -> str:
-    """A readable plain-text summary."""
+def format_table(m: Metrics, unseen: Sequence[str] = ()) -> str:
+    """A readable plain-text summary; content kinds in ``unseen`` (kept out of all tuning) are marked."""
     def f(v: float | None) -> str:
         return "  n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.4f}"
 
@@ -295,11 +344,13 @@ def format_table(m: Metrics) -> str:
         f"  precision@1      {f(m.precision_at_1)}" + ("" if m.threshold is None else f"  (score >= {m.threshold})"),
         f"  accuracy@1       {f(m.accuracy_at_1)}",
         f"  MAP@5            {f(m.map_at_5)}",
+        f"  ECE (top-1)      {f(m.ece)}",
     ]
     for title, table in (("attack", m.per_attack), ("content", m.per_content)):
         if table:
-            lines.append(f"  {'by ' + title:<16} {'queries':>8} {'copies':>7} {'recall@1':>9} {'μAP':>7}")
+            lines.append(f"  {'by ' + title:<16} {'queries':>8} {'copies':>7} {'recall@1':>9} {'μAP':>7} {'ECE':>7}")
             for s in table.values():
-                lines.append(f"    {s.name:<14} {s.num_queries:>8} {s.num_positive_queries:>7} "
-                             f"{f(s.recall_at_1):>9} {f(s.micro_ap):>7}")
+                name = s.name + (" (unseen)" if s.name in unseen else "")
+                lines.append(f"    {name:<14} {s.num_queries:>8} {s.num_positive_queries:>7} "
+                             f"{f(s.recall_at_1):>9} {f(s.micro_ap):>7} {f(s.ece):>7}")
     return "\n".join(lines)

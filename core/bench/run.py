@@ -24,11 +24,13 @@ import numpy as np
 from copylens.core.bench.metrics import (
     Metrics,
     Prediction,
+    calibration,
     evaluate,
     format_table,
     read_ground_truth,
     write_predictions,
 )
+from copylens.core.bench.plots import reliability_diagrams
 from copylens.core.errors import CopyLensError, ImageLoadError
 from copylens.core.imageio import scan_images
 from copylens.core.progress import Job, Progress, run_job
@@ -56,6 +58,8 @@ class RunReport:
     bytes_per_reference: float
     failed_queries: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
     build_failed: list[tuple[str, str]] = field(default_factory=list)
+    unseen_content: list[str] = field(default_factory=list)  # content kinds kept out of all tuning
+    reliability_plots: list[str] = field(default_factory=list)  # PNGs: overall and per content kind
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -168,6 +172,13 @@ def run_benchmark(bench_dir: str | Path, index_dir: str | Path | None = None, ru
     predictions = [Prediction(q, r, s) for (q, r), s in sorted(preds.items())]
     write_predictions(out / "predictions.csv", predictions)
     metrics = evaluate(ground_truth, predictions, threshold=threshold)
+    unseen = _unseen_content(bench)
+    positives = {(g.query_id, g.reference_id) for g in ground_truth if g.reference_id}
+    cals = {"overall": calibration(predictions, positives)}
+    for kind in sorted({g.content for g in ground_truth if g.content}):
+        qs = {g.query_id for g in ground_truth if g.content == kind}
+        cals[kind] = calibration([p for p in predictions if p.query_id in qs], positives)
+    plots = [str(p) for p in reliability_diagrams(cals, out, unseen)]
     index_bytes = _tree_size(index)
     lat = np.array(latencies) * 1000 if latencies else np.array([math.nan])
     report = RunReport(
@@ -178,11 +189,19 @@ def run_benchmark(bench_dir: str | Path, index_dir: str | Path | None = None, ru
         latency_p50_ms=float(np.percentile(lat, 50)), latency_p95_ms=float(np.percentile(lat, 95)),
         peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         index_bytes=index_bytes, bytes_per_reference=index_bytes / max(1, info.num_references),
-        failed_queries=failed, build_failed=build_failed)
+        failed_queries=failed, build_failed=build_failed, unseen_content=unseen, reliability_plots=plots)
     tmp = out / "report.json.part"
     tmp.write_text(json.dumps(report.to_dict(), indent=2, ensure_ascii=False), encoding="utf-8")
     os.replace(tmp, out / "report.json")
     return report
+
+
+def _unseen_content(bench: Path) -> list[str]:
+    """Content kinds the benchmark marks as kept out of all tuning (``benchmark.json``)."""
+    try:
+        return list(json.loads((bench / "benchmark.json").read_text(encoding="utf-8")).get("unseen_content", []))
+    except (OSError, ValueError):
+        return []
 
 
 def format_report(r: RunReport) -> str:
@@ -197,7 +216,7 @@ def format_report(r: RunReport) -> str:
         f"{r.bytes_per_reference / 1024:.1f} KiB per reference",
         f"queries   {f(r.queries_per_s, '.2f')}/s; latency p50 {f(r.latency_p50_ms, '.0f')} ms, "
         f"p95 {f(r.latency_p95_ms, '.0f')} ms; peak RSS {r.peak_rss_mb:.0f} MB",
-        format_table(r.metrics),
+        format_table(r.metrics, r.unseen_content),
         f"run files {r.run_dir}",
     ]
     if r.failed_queries:
