@@ -239,4 +239,4 @@ def test_reliability_diagram_png(tmp_path):
     assert img.size == (448, 448)
     # the 0.9-1.0 bin is a full-height bar (accuracy 1)
     assert img.getpixel((44 + 0.95 * 360, 44 + 60)) == (70, 130, 200)
-    assert img.getpixel((44 + 0.25 * 360, 44 + 60)) == (255, 255, 255)  # the 0.2 bin: accuracy 0, no bar
+    assert img.getpixel((44 + 0.23 * 360, 44 + 60)) == (255, 255, 255)  # the 0.2 bin: accuracy 0, no bar
