@@ -127,6 +127,7 @@ class Engine:
         self.features = FeatureConfig.from_dict(manifest["features"])
         self.globals = globals_ or []  # global branches of dual retrieval (PDQ, neural descriptors)
         self.tombstones = store.tombstones()  # removed rows whose vectors an approximate index still holds
+        self.keypoint_counts = store.keypoint_counts()  # row -> keypoints, for vote normalisation
 
     @classmethod
     def open(cls, index_dir: str | Path, config: QueryConfig | None = None, device: str | None = None) -> Engine:
@@ -214,9 +215,8 @@ class Engine:
         return dataclasses.replace(result, query_sha256=read.sha256)
 
     def query_features(self, image: DecodedImage) -> LocalFeatures:
-        cfg = FeatureConfig(max(self.features.max_side, self.config.query_max_side),
-                            self.config.query_max_keypoints, self.features.contrast_threshold,
-                            self.features.edge_threshold)
+        cfg = dataclasses.replace(self.features, max_side=max(self.features.max_side, self.config.query_max_side),
+                                  max_keypoints=self.config.query_max_keypoints)
         return extract(image, cfg)
 
     def query(self, image: DecodedImage, query_id: str = "query", top_k: int = 10) -> Job[QueryResult]:
@@ -331,7 +331,14 @@ class Engine:
         votes = vote(neigh, len(names), cfg.recall, excluded)
         n_cand = cfg.recall.candidates if candidates is None else candidates
         by_row = {int(r): (int(v), bv) for r, v, bv in zip(votes.rows, votes.votes, votes.by_variant, strict=True)}
-        return LocalRecall([int(r) for r in votes.rows[:n_cand]], names, descs, by_row)
+        rows = [int(r) for r in votes.rows[:n_cand]]
+        extra = cfg.recall.normalised_candidates if candidates is None else 0
+        if extra and len(votes.rows) > n_cand:
+            rest = votes.rows[n_cand:]
+            kp = np.array([self.keypoint_counts.get(int(r), 1) for r in rest], np.float64)
+            norm = votes.votes[n_cand:] / np.sqrt(np.maximum(kp, 16.0))
+            rows += [int(rest[i]) for i in np.argsort(-norm, kind="stable")[:extra] if votes.votes[n_cand + i] >= 2]
+        return LocalRecall(rows, names, descs, by_row)
 
     def global_recall(self, pixels: np.ndarray | None, excluded: frozenset[int]) -> GlobalRecall:
         """Each global descriptor of ``pixels`` -> its nearest references above the recall floor."""

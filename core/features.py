@@ -12,7 +12,9 @@ by 180°, orientation bins stay). Both are checked against real re-extraction in
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
+from typing import ClassVar
 
 import cv2
 import numpy as np
@@ -28,13 +30,25 @@ class FeatureConfig:
     max_keypoints: int = 500  # keep the strongest keypoints (by detector response) up to this number
     contrast_threshold: float = 0.03  # SIFT's DoG contrast threshold (OpenCV default 0.04); lower finds more on flat graphics
     edge_threshold: float = 10.0  # SIFT's edge-response threshold (OpenCV default)
+    # Small and flat images (icons, clip art, smooth wallpapers) get few keypoints: a median of 24 for
+    # 128-px icons and 46 for wallpapers on the dev data (bench/measure_keypoints.py), so local recall
+    # cannot find what it never described. Two levers, both no-ops for ordinary photos:
+    min_side: int = 512  # images whose longer side is below this are upscaled (bicubic) to it first
+    few_keypoints: int = 150  # fewer keypoints than this: detect again at ``retry_contrast`` ...
+    retry_contrast: float = 0.01  # ... and keep whichever pass found more (0 disables the retry)
+
+    # indexes written before these fields existed were built without them: they must keep querying so
+    LEGACY: ClassVar[dict] = {"min_side": 0, "few_keypoints": 0, "retry_contrast": 0.0}
 
     def to_dict(self) -> dict:
-        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
 
     @staticmethod
     def from_dict(d: dict) -> FeatureConfig:
-        return FeatureConfig(**{k: d[k] for k in FeatureConfig.__dataclass_fields__ if k in d})
+        """The config an index manifest records (fields it lacks take their pre-existing behaviour)."""
+        names = [f.name for f in dataclasses.fields(FeatureConfig)]
+        return FeatureConfig(**{k: d.get(k, FeatureConfig.LEGACY.get(k)) for k in names
+                                if k in d or k in FeatureConfig.LEGACY})
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,8 +66,6 @@ class LocalFeatures:
     def empty(image_size: tuple[int, int] = (0, 0)) -> LocalFeatures:
         return LocalFeatures(np.zeros((0, 4), np.float32), np.zeros((0, 128), np.uint8), image_size)
 
-    def subset(self, mask: np.ndarray) -> LocalFeatures:
-        return LocalFeatures(self.keypoints[mask], self.descriptors[mask], self.image_size)
 
 
 _SIFT_CACHE: dict[tuple, cv2.SIFT] = {}
@@ -87,12 +99,21 @@ def extract(image: DecodedImage, cfg: FeatureConfig = FeatureConfig(),
         scale = cfg.max_side / max(h, w)
         pixels = cv2.resize(pixels, (max(1, round(w * scale)), max(1, round(h * scale))),
                             interpolation=cv2.INTER_AREA)
+    elif 0 < max(h, w) < cfg.min_side and min(h, w) >= 8:
+        scale = cfg.min_side / max(h, w)
+        pixels = cv2.resize(pixels, (max(1, round(w * scale)), max(1, round(h * scale))),
+                            interpolation=cv2.INTER_CUBIC)
     gray = to_gray(pixels)
     if min(gray.shape) < 16:
         return LocalFeatures.empty(image.original_size)
     if max_keypoints is not None and max_keypoints != cfg.max_keypoints:
-        cfg = FeatureConfig(cfg.max_side, max_keypoints, cfg.contrast_threshold, cfg.edge_threshold)
+        cfg = dataclasses.replace(cfg, max_keypoints=max_keypoints)
     kps, desc = _sift(cfg).detectAndCompute(gray, None)
+    if cfg.retry_contrast > 0 and len(kps) < cfg.few_keypoints:
+        retry = dataclasses.replace(cfg, contrast_threshold=cfg.retry_contrast)
+        kps2, desc2 = _sift(retry).detectAndCompute(gray, None)
+        if len(kps2) > len(kps):
+            kps, desc = kps2, desc2
     if desc is None or len(kps) == 0:
         return LocalFeatures.empty(image.original_size)
     if len(kps) > cfg.max_keypoints:  # OpenCV keeps ties at the cut; honour the cap exactly

@@ -21,6 +21,10 @@ class RecallConfig:
     neighbours: int = 10  # k nearest indexed descriptors looked up per query descriptor
     ratio: float = 0.8  # a neighbour votes when its distance < ratio * distance of the k-th neighbour
     candidates: int = 12  # references passed on to geometric verification
+    # Votes favour references with many keypoints: a 500-keypoint photo collects chance votes that a
+    # 30-keypoint icon never can, so one textured reference acts as a hub. These references, best by
+    # votes / sqrt(keypoints), are verified too (verifying a few-keypoint reference is cheap).
+    normalised_candidates: int = 6
 
 
 @dataclass(frozen=True, slots=True)

@@ -252,6 +252,10 @@ class ReferenceStore:
     def num_duplicates(self) -> int:
         return int(self._conn().execute("SELECT COUNT(*) FROM duplicates").fetchone()[0])
 
+    def keypoint_counts(self) -> dict[int, int]:
+        """Row -> number of keypoints stored, for every reference."""
+        return dict(self._conn().execute("SELECT row, num_keypoints FROM refs").fetchall())
+
     def rows(self) -> list[int]:
         return [int(r[0]) for r in self._conn().execute("SELECT row FROM refs ORDER BY row")]
 

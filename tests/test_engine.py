@@ -208,3 +208,38 @@ def test_global_signal_is_the_best_over_the_whole_image_and_its_regions(engine, 
     assert by_row[1].signals[name] == 0.8  # ... with the region's stronger global similarity
     assert by_row[2].signals["inliers"] == 20.0 and by_row[2].evidence.variant == "border"
     assert by_row[2].signals[name] == 0.9  # the whole image's
+
+
+def _flat_icon(seed: int, side: int = 96) -> np.ndarray:
+    """A flat application-icon-like picture: a few filled shapes in a few colours on white."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    img = np.full((side, side, 3), 255, np.uint8)
+    for _ in range(4):
+        colour = tuple(int(c) for c in rng.integers(0, 200, 3))
+        x0, y0 = (int(v) for v in rng.integers(4, side // 2, 2))
+        x1, y1 = x0 + int(rng.integers(side // 5, side // 2)), y0 + int(rng.integers(side // 5, side // 2))
+        if rng.random() < 0.5:
+            cv2.rectangle(img, (x0, y0), (x1, y1), colour, -1)
+        else:
+            cv2.circle(img, ((x0 + x1) // 2, (y0 + y1) // 2), (x1 - x0) // 2, colour, -1)
+    return img
+
+
+def test_small_flat_images_get_enough_keypoints():
+    """Upscaling small images and a second, lower-contrast pass: a 96-px flat icon goes from a handful of
+    keypoints to dozens; a photo is untouched (same keypoints with or without the levers)."""
+    legacy = FeatureConfig.from_dict({"max_side": 640, "max_keypoints": 500, "contrast_threshold": 0.03,
+                                      "edge_threshold": 10.0})
+    assert (legacy.min_side, legacy.retry_contrast) == (0, 0.0)  # an old manifest keeps its behaviour
+    new = FeatureConfig()
+    counts = [(len(extract(from_array(_flat_icon(s)), legacy)), len(extract(from_array(_flat_icon(s)), new)))
+              for s in range(6)]
+    assert all(n > 2 * max(o, 5) for o, n in counts), counts
+    photo = from_array(skimage_rgb("astronaut"))
+    a, b = extract(photo, legacy), extract(photo, new)
+    np.testing.assert_array_equal(a.keypoints, b.keypoints)
+    # keypoints of the upscaled icon are in its original pixels
+    kp = extract(from_array(_flat_icon(0)), new).keypoints
+    assert kp[:, :2].max() <= 96 and kp[:, :2].min() >= 0
