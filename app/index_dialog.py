@@ -26,7 +26,7 @@ from .workers import JobWorker, WorkerPool
 
 
 def _default_build(ref_dir: str, out_dir: str, workers: int):
-    from copylens.core.index import build_index
+    from copylens.core.index.build import build_index
 
     return build_index(ref_dir, out_dir, workers=workers)
 

@@ -21,7 +21,7 @@ import numpy as np
 from copylens.core.engine import Engine
 from copylens.core.features import VARIANTS, rootsift
 from copylens.core.imageio import load_image
-from copylens.core.store import ReferenceStore
+from copylens.core.index import ReferenceStore
 
 
 def main() -> None:

@@ -32,7 +32,7 @@ def _print_summary(s, stream=sys.stderr) -> None:
 
 
 def cmd_index_build(args) -> int:
-    from .index import DEFAULT_GLOBAL, build_index
+    from .index.build import DEFAULT_GLOBAL, build_index
 
     bar = _progress(args)
     names = DEFAULT_GLOBAL if args.global_descriptors is None else \
@@ -46,7 +46,7 @@ def cmd_index_build(args) -> int:
 
 
 def cmd_index_add(args) -> int:
-    from .index import add_to_index
+    from .index.build import add_to_index
 
     bar = _progress(args)
     s = run_job(add_to_index(args.index, args.paths, workers=args.workers), bar)
@@ -57,7 +57,7 @@ def cmd_index_add(args) -> int:
 
 
 def cmd_index_remove(args) -> int:
-    from .index import remove_from_index
+    from .index.build import remove_from_index
 
     n = remove_from_index(args.index, args.reference_ids)
     missing = len(set(args.reference_ids)) - n

@@ -25,13 +25,14 @@ from .errors import IndexFormatError
 from .features import VARIANTS, FeatureConfig, LocalFeatures, extract, rootsift
 from .globalsearch import GlobalBranch, signal_name
 from .imageio import DecodedImage, decode_jpeg, load_image
-from .localindex import LocalIndex
+from .index.local import LocalIndex
+from .index.open import open_index
+from .index.store import ReferenceStore
 from .progress import Job, Progress
 from .query_input import QueryInput, QuerySource, read_query
 from .recall import RecallConfig, vote
 from .regions import propose_regions
 from .results import Evidence, Match, QueryResult, ReferenceInfo, Region
-from .store import LOCAL_FAISS, ReferenceStore, read_manifest
 from .verify import VerifyConfig, verify
 
 
@@ -133,24 +134,20 @@ class Engine:
     def open(cls, index_dir: str | Path, config: QueryConfig | None = None, device: str | None = None) -> Engine:
         """Open an index. ``device`` ("cpu", "cuda", ...; None or "auto" = CUDA when present) is where
         neural global descriptors run; it never changes what they compute beyond floating-point noise."""
-        index_dir = Path(index_dir)
-        manifest = read_manifest(index_dir)
-        store = ReferenceStore(index_dir)
-        if store.count() != manifest["counts"]["references"]:
-            raise IndexFormatError(f"{index_dir}: the database holds {store.count()} references but the "
-                                   f"manifest says {manifest['counts']['references']}; an update was "
-                                   "interrupted: rerun the build or add command to repair it")
-        faiss_path = index_dir / LOCAL_FAISS
-        if not faiss_path.exists():
-            raise IndexFormatError(f"{index_dir}: {LOCAL_FAISS} is missing; rebuild the index")
-        local = LocalIndex.load(faiss_path, manifest["local_index"]["kind"])
-        globals_ = [GlobalBranch.open(index_dir, e, device) for e in manifest.get("global", [])]
-        names = signal_names([signal_name(g.name) for g in globals_])
-        cal = manifest.get("calibration")
+        opened = open_index(index_dir)
+        index_dir, manifest, store, local = opened.index_dir, opened.manifest, opened.store, opened.local
         try:
-            calibrator = Calibrator.from_dict(cal, names) if cal else default_calibrator(names)
-        except ValueError as exc:
-            raise IndexFormatError(f"{index_dir}: {exc}") from None
+            globals_ = [GlobalBranch.open(index_dir, e, device) for e in manifest.get("global", [])]
+            names = signal_names([signal_name(g.name) for g in globals_])
+            cal = manifest.get("calibration")
+            try:
+                calibrator = Calibrator.from_dict(cal, names) if cal else default_calibrator(names)
+            except (ValueError, TypeError, KeyError) as exc:
+                raise IndexFormatError(f"{index_dir}: the manifest's calibration is damaged ({exc}); rebuild "
+                                       "the index") from None
+        except BaseException:
+            store.close()
+            raise
         return cls(index_dir, manifest, store, local, calibrator, config or QueryConfig(), globals_)
 
     def close(self) -> None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .localindex import Neighbours
+from .index.local import Neighbours
 
 
 @dataclass(frozen=True, slots=True)

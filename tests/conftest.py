@@ -45,7 +45,7 @@ def reference_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def small_index(tmp_path_factory, reference_dir) -> Path:
     """A calibrated index of the scikit-image references, built once per test session."""
-    from copylens.core.index import build_index
+    from copylens.core.index.build import build_index
     from copylens.core.progress import run_job
 
     out = tmp_path_factory.mktemp("index") / "idx"

@@ -20,7 +20,7 @@ from PySide6.QtCore import QMimeData, QPointF, QSettings, QStandardPaths, Qt, QT
 from PySide6.QtGui import QDropEvent, QGuiApplication  # noqa: E402
 
 from copylens.app.main_window import MainWindow  # noqa: E402
-from copylens.core.index import build_index  # noqa: E402
+from copylens.core.index.build import build_index  # noqa: E402
 from copylens.core.progress import run_job  # noqa: E402
 
 from conftest import write_references  # noqa: E402

@@ -17,14 +17,17 @@ from PIL import Image
 
 from copylens.core.engine import Engine
 from copylens.core.errors import IndexFormatError
+from copylens.core.fileio import file_sha256
 from copylens.core.globaldesc import DescriptorBatch, create_descriptor
-from copylens.core.globaldesc.faissindex import GlobalIndex
 from copylens.core.globaldesc.whitening import BackgroundNormalizer, Whitening
-from copylens.core.globalsearch import GlobalBranch, GlobalPostConfig, GlobalVector, file_sha256
+from copylens.core.globalsearch import GlobalBranch
 from copylens.core.imageio import from_array
-from copylens.core.index import add_to_index, build_index, remove_from_index
+from copylens.core.index import MANIFEST, ReferenceStore
+from copylens.core.index.build import add_to_index, build_index, remove_from_index
+from copylens.core.index.globalfiles import GlobalPostConfig
+from copylens.core.index.globalindex import GlobalIndex
+from copylens.core.index.store import GlobalVector
 from copylens.core.progress import run_job
-from copylens.core.store import MANIFEST, ReferenceStore
 
 from conftest import skimage_rgb
 

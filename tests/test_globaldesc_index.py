@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from copylens.core.errors import IndexFormatError
-from copylens.core.globaldesc.faissindex import GlobalIndex
 from copylens.core.globaldesc.whitening import BackgroundNormalizer
+from copylens.core.index.globalindex import GlobalIndex
 
 METRICS = [("ip", 32), ("hamming", 256)]
 
@@ -106,11 +106,22 @@ def test_bad_input_is_refused(tmp_path):
 
 
 def test_load_refuses_missing_and_foreign_files(tmp_path):
-    with pytest.raises(IndexFormatError, match="cannot read"):
+    with pytest.raises(IndexFormatError, match="absent.faiss: the global descriptor index is missing; rebuild"):
         GlobalIndex.load(tmp_path / "absent.faiss")
     (tmp_path / "junk.faiss").write_bytes(b"this is not a faiss index at all")
-    with pytest.raises(IndexFormatError, match="not a FAISS index"):
+    with pytest.raises(IndexFormatError, match="junk.faiss: the global descriptor index is damaged or not a FAISS"):
         GlobalIndex.load(tmp_path / "junk.faiss")
+    (tmp_path / "empty.faiss").write_bytes(b"")
+    with pytest.raises(IndexFormatError, match="empty or truncated"):
+        GlobalIndex.load(tmp_path / "empty.faiss")
+    good = GlobalIndex(8, "ip")
+    good.add(np.arange(3), np.eye(3, 8, dtype=np.float32))
+    good.save(tmp_path / "good.faiss")
+    data = (tmp_path / "good.faiss").read_bytes()
+    (tmp_path / "cut.faiss").write_bytes(data[: len(data) // 2])
+    with pytest.raises(IndexFormatError, match="cut.faiss: the global descriptor index is damaged"):
+        GlobalIndex.load(tmp_path / "cut.faiss")
+    assert len(GlobalIndex.load(tmp_path / "good.faiss")) == 3
 
 
 @pytest.mark.parametrize(("metric", "dim"), METRICS)

@@ -17,9 +17,9 @@ from PIL import Image
 from copylens.core.engine import Engine
 from copylens.core.errors import IndexFormatError
 from copylens.core.imageio import from_array
-from copylens.core.index import add_to_index, build_index, remove_from_index
+from copylens.core.index import DATABASE, MANIFEST
+from copylens.core.index.build import add_to_index, build_index, remove_from_index
 from copylens.core.progress import run_job
-from copylens.core.store import DATABASE, MANIFEST
 
 from conftest import skimage_rgb, write_references
 
@@ -116,7 +116,7 @@ def test_open_errors_are_clear(tmp_path):
 def test_resume_after_killed_build(tmp_path):
     refs = _variants(tmp_path / "refs", 48)
     out = tmp_path / "idx"
-    code = ("import sys; from copylens.core.index import build_index; from copylens.core.progress import run_job;"
+    code = ("import sys; from copylens.core.index.build import build_index; from copylens.core.progress import run_job;"
             "run_job(build_index(sys.argv[1], sys.argv[2], workers=1, calibrate=False))")
     proc = subprocess.Popen([sys.executable, "-c", code, str(refs), str(out)])
     db = out / DATABASE
@@ -153,7 +153,7 @@ def test_resume_after_killed_build(tmp_path):
 
 def test_approximate_index_add_remove_with_tombstones(tmp_path, monkeypatch):
     """The approximate FAISS kind cannot delete vectors: removed rows become tombstones, never results."""
-    from copylens.core import localindex
+    from copylens.core.index import local as localindex
 
     monkeypatch.setattr(localindex, "FLAT_MAX_DESCRIPTORS", 1000)  # force the IVF kind on a tiny index
     refs = _variants(tmp_path / "refs", 24)
@@ -203,9 +203,9 @@ def test_neural_global_descriptor_in_the_pipeline(tmp_path):
 def test_build_constructs_each_global_descriptor_once(tmp_path, monkeypatch):
     """Names are validated without building; a resumed build builds the stored descriptors only (one
     neural model load, not two); a bad name for a new index writes nothing."""
-    from copylens.core import index as index_module
     from copylens.core.errors import UnknownBackendError
     from copylens.core.globaldesc import ModelLoadError
+    from copylens.core.index import build as index_module
 
     made = []
     real = index_module.create_descriptor

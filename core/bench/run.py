@@ -99,7 +99,7 @@ def run_benchmark(bench_dir: str | Path, index_dir: str | Path | None = None, ru
     index build.
     """
     from copylens.core.engine import Engine
-    from copylens.core.index import build_index
+    from copylens.core.index.build import build_index
 
     bench = Path(bench_dir)
     ref_dir, q_dir, gt_path = bench / "references", bench / "queries", bench / "ground_truth.csv"

@@ -1,6 +1,6 @@
 """Global (whole-image) descriptors: PDQ hashes and neural embeddings, and their FAISS index.
 
-``create_descriptor(name)`` picks a backend by name (see :mod:`.registry`); :class:`.faissindex.GlobalIndex`
+``create_descriptor(name)`` picks a backend by name (see :mod:`.registry`); :class:`copylens.core.index.globalindex.GlobalIndex`
 stores and searches the vectors. Importing this package does not import torch or faiss.
 """
 

@@ -3,7 +3,7 @@
 A global descriptor turns a whole image into one vector (or a few, for query-time variants). Two metrics
 exist: ``"ip"`` — float32 rows, L2-normalised, compared by inner product — and ``"hamming"`` — bits packed
 into uint8 rows, compared by Hamming distance. Higher score always means more similar; see
-:mod:`copylens.core.globaldesc.faissindex` for how distances become scores.
+:mod:`copylens.core.index.globalindex` for how distances become scores.
 """
 
 from __future__ import annotations

@@ -1,5 +1,9 @@
 """Building and updating an index: generator jobs that yield Progress and return a BuildSummary.
 
+This module is the one part of the index package that needs the engine (the build's last step searches
+edited copies of the index's own references to fit the calibration, :mod:`copylens.core.selfcal`), so the
+package's ``__init__`` does not import it: ``from copylens.core.index.build import build_index``.
+
 A build scans the reference folder, extracts features in a thread pool (decoding, SIFT and JPEG encoding
 release the GIL, so threads use all cores without pickling anything between processes), commits
 references to SQLite in small transactions, then writes the FAISS index and fits the calibration. Killed at
@@ -21,33 +25,26 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import CopyLensError, ImageLoadError
-from .features import FeatureConfig, extract, rootsift
-from .globaldesc import GlobalDescriptor, check_fingerprint, create_descriptor, validate_name
-from .globalsearch import (
-    GlobalPostConfig,
-    extract_reference_vectors,
-    file_name,
-    load_normalizer,
-    load_whitening,
-    signal_name,
-    write_global_index,
-)
-from .imageio import encode_jpeg, load_image_bytes, read_image_file, scan_images
-from .localindex import LocalIndex, choose_kind
-from .progress import Job, Progress, run_job
-from .selfcal import calibrate_index
-from .store import (
+from ..errors import CopyLensError, ImageLoadError
+from ..features import FeatureConfig, extract, rootsift
+from ..globaldesc import GlobalDescriptor, check_fingerprint, create_descriptor, validate_name
+from ..globalsearch import signal_name
+from ..imageio import encode_jpeg, load_image_bytes, read_image_file, scan_images
+from ..progress import Job, Progress, run_job
+from ..selfcal import calibrate_index
+from .globalfiles import GlobalPostConfig, load_normalizer, load_whitening, write_global_index
+from .layout import (
     DATABASE,
     FORMAT_NAME,
     FORMAT_VERSION,
     LOCAL_FAISS,
     MANIFEST,
-    ReferenceStore,
-    StoredReference,
+    global_file_name,
     read_manifest,
-    write_json_atomic,
+    write_manifest,
 )
+from .local import LocalIndex, choose_kind
+from .store import GlobalVector, ReferenceStore, StoredReference
 
 BATCH = 16  # references per SQLite transaction
 TRAIN_SAMPLE = 100_000  # descriptors sampled to train the IVF cells (about 50 per cell at the dev size)
@@ -66,6 +63,15 @@ class BuildSummary:
     failed: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
     total_references: int = 0
     seconds: float = 0.0
+
+
+def extract_reference_vectors(descs: list[GlobalDescriptor], pixels: np.ndarray) -> dict[str, GlobalVector]:
+    out = {}
+    for d in descs:
+        b = d.extract([pixels])
+        if len(b):
+            out[d.name] = GlobalVector(np.asarray(b.vectors[0]), float(b.quality[0]), bool(b.low_quality[0]))
+    return out
 
 
 def default_workers() -> int:
@@ -196,7 +202,7 @@ def _write_local_index(store: ReferenceStore, index_dir: Path, seed: int = 1234)
 
 def _global_entries(descs: Sequence[GlobalDescriptor]) -> list[dict]:
     """Manifest entries of freshly built descriptors; write_global_index adds their post-processing."""
-    return [{"name": d.name, "fingerprint": d.fingerprint(), "file": file_name(i), "metric": d.metric, "dim": d.dim}
+    return [{"name": d.name, "fingerprint": d.fingerprint(), "file": global_file_name(i), "metric": d.metric, "dim": d.dim}
             for i, d in enumerate(descs)]
 
 
@@ -310,13 +316,13 @@ def build_index(ref_dir: str | Path, out_dir: str | Path, workers: int | None = 
     entries = yield from _write_global_indexes(store, out_dir, _global_entries(descs), post)
     calibration = None
     if calibrate:
-        write_json_atomic(out_dir / MANIFEST, _manifest(out_dir, store, cfg, local, None, ref_dir, previous,
+        write_manifest(out_dir, _manifest(out_dir, store, cfg, local, None, ref_dir, previous,
                                                         entries))
         n = calibration_queries
         w = workers or default_workers()
         calibration = yield from (calibrate_index(out_dir, seed=seed, workers=w) if n is None else
                                   calibrate_index(out_dir, seed=seed, max_queries=n, min_queries=n, workers=w))
-    write_json_atomic(out_dir / MANIFEST, _manifest(out_dir, store, cfg, local, calibration, ref_dir, previous,
+    write_manifest(out_dir, _manifest(out_dir, store, cfg, local, calibration, ref_dir, previous,
                                                     entries))
     return BuildSummary(added, skipped, dups, failures, store.count(), time.monotonic() - t0)
 
@@ -371,7 +377,7 @@ def add_to_index(index_dir: str | Path, paths: Iterable[str | Path], workers: in
     else:
         local.save(index_dir / LOCAL_FAISS)
     entries = yield from _write_global_indexes(store, index_dir, entries)  # stored whitening, not refitted
-    write_json_atomic(index_dir / MANIFEST, _manifest(index_dir, store, cfg, local, manifest.get("calibration"),
+    write_manifest(index_dir, _manifest(index_dir, store, cfg, local, manifest.get("calibration"),
                                                       None, manifest, entries))
     return BuildSummary(added, skipped, dups, failures + fails, store.count(), time.monotonic() - t0)
 
@@ -393,6 +399,6 @@ def remove_from_index(index_dir: str | Path, reference_ids: Iterable[str]) -> in
     entries = manifest.get("global", [])
     if rows:  # no descriptor is needed: the stored vectors (and whitening) are all the FAISS indexes hold
         entries = run_job(_write_global_indexes(store, index_dir, entries))
-    write_json_atomic(index_dir / MANIFEST, _manifest(index_dir, store, cfg, local, manifest.get("calibration"),
+    write_manifest(index_dir, _manifest(index_dir, store, cfg, local, manifest.get("calibration"),
                                                       None, manifest, entries))
     return len(rows)

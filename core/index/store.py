@@ -1,17 +1,5 @@
-"""The index directory on disk: a versioned JSON manifest, a SQLite database of references and features.
-
-Layout of an index directory::
-
-    manifest.json       format name and version, feature settings, counts, calibration (written last, atomically)
-    references.sqlite   references (id, path, sha256, size, thumbnail, keypoints, descriptors), duplicates,
-                        failures, tombstones (rows removed since the FAISS index was last rebuilt; row
-                        numbers are never reused): every write is a transaction, so a killed build loses
-                        nothing committed
-    local.faiss         FAISS index over the references' RootSIFT descriptors (see localindex.py)
-    global_<n>.faiss    FAISS index of global descriptor n (the database keeps the raw vectors; see globalsearch.py)
-    global_<n>.whitening.npz, global_<n>.background.npz
-                        a neural descriptor's PCA whitening and score-normalisation background: plain arrays,
-                        their sha256 in the manifest
+"""The SQLite part of an index: references, their features and thumbnails, duplicates, failures,
+tombstones and global vectors (see :mod:`.layout` for the whole directory).
 
 Feature arrays are stored as raw little-endian bytes with their shapes implied (keypoints ``[N x 4]``
 float32, descriptors ``[N x 128]`` uint8): nothing is ever unpickled.
@@ -19,8 +7,6 @@ float32, descriptors ``[N x 128]`` uint8): nothing is ever unpickled.
 
 from __future__ import annotations
 
-import json
-import os
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -29,16 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import IndexFormatError
-from .features import LocalFeatures
-from .globalsearch import GlobalVector
-from .results import ReferenceInfo
-
-FORMAT_NAME = "copylens-index"
-FORMAT_VERSION = 1
-MANIFEST = "manifest.json"
-DATABASE = "references.sqlite"
-LOCAL_FAISS = "local.faiss"
+from ..errors import IndexFormatError
+from ..features import LocalFeatures
+from ..results import ReferenceInfo
+from .layout import DATABASE
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS refs (
@@ -85,6 +65,15 @@ CREATE TABLE IF NOT EXISTS meta (
 
 
 @dataclass(frozen=True, slots=True)
+class GlobalVector:
+    """One reference's vector for one descriptor: ``vector`` ``[D]`` (float32 or packed uint8 bits)."""
+
+    vector: np.ndarray
+    quality: float
+    low_quality: bool
+
+
+@dataclass(frozen=True, slots=True)
 class StoredReference:
     """What the extraction worker produces for one reference file."""
 
@@ -103,37 +92,6 @@ def _decode_features(width: int, height: int, n: int, keypoints: bytes, descript
                          np.frombuffer(descriptors, dtype=np.uint8).reshape(n, 128), (int(width), int(height)))
 
 
-def write_json_atomic(path: Path, data: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(data, fh, indent=2, sort_keys=True)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
-def read_manifest(index_dir: Path) -> dict:
-    index_dir = Path(index_dir)
-    if not index_dir.is_dir():
-        raise IndexFormatError(f"{index_dir}: no such index directory")
-    path = index_dir / MANIFEST
-    if not path.exists():
-        if (index_dir / DATABASE).exists():
-            raise IndexFormatError(f"{index_dir}: the index build did not finish; run "
-                                   f"'copylens index build REF_DIR --out {index_dir}' again to resume it")
-        raise IndexFormatError(f"{index_dir}: not a CopyLens index (no {MANIFEST})")
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise IndexFormatError(f"{path}: unreadable manifest ({exc})") from None
-    if manifest.get("format") != FORMAT_NAME:
-        raise IndexFormatError(f"{path}: not a CopyLens index manifest")
-    if manifest.get("format_version") != FORMAT_VERSION:
-        raise IndexFormatError(f"{path}: index format version {manifest.get('format_version')} "
-                               f"but this CopyLens reads version {FORMAT_VERSION}; rebuild the index")
-    return manifest
-
-
 class ReferenceStore:
     """The SQLite part of an index. One connection per thread; writes are transactions."""
 
@@ -143,6 +101,8 @@ class ReferenceStore:
         if not create and not self.path.exists():
             raise IndexFormatError(f"{self.index_dir}: no {DATABASE}")
         self._local = threading.local()
+        self._all: list[sqlite3.Connection] = []  # every thread's connection, so close() closes them all
+        self._lock = threading.Lock()
         if create:
             self.index_dir.mkdir(parents=True, exist_ok=True)
             with self._conn() as c:
@@ -151,17 +111,23 @@ class ReferenceStore:
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            conn = sqlite3.connect(self.path, timeout=30.0)
+            # check_same_thread=False only so close() can close it from another thread; each thread
+            # still uses its own connection
+            conn = sqlite3.connect(self.path, timeout=30.0, check_same_thread=False)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             self._local.conn = conn
+            with self._lock:
+                self._all.append(conn)
         return conn
 
     def close(self) -> None:
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
+        """Close the connections of every thread that used this store (worker threads included)."""
+        with self._lock:
+            conns, self._all = self._all, []
+        for conn in conns:
             conn.close()
-            self._local.conn = None
+        self._local = threading.local()  # a later use opens a fresh connection
 
     # --- writes -------------------------------------------------------------------------------------
     def insert_batch(self, refs: list[StoredReference], failures: list[tuple[str, str]]) -> tuple[list[int], int]:

@@ -16,7 +16,6 @@ recall on the near-threshold PDQ matches that matter most).
 
 from __future__ import annotations
 
-import os
 import threading
 from pathlib import Path
 
@@ -24,7 +23,8 @@ import faiss
 import numpy as np
 
 from ..errors import IndexFormatError
-from .base import METRICS
+from ..globaldesc.base import METRICS
+from .faissio import load_index, save_index
 
 EXACT_MAX = {"ip": 50_000, "hamming": 1_000_000}  # largest exact index; beyond it an IVF is built (see above)
 DEFAULT_NPROBE = 32  # IVF lists visited per query: ~10% of sqrt(100k) lists, ~4 ms for 8 rows at 100k
@@ -186,45 +186,17 @@ class GlobalIndex:
 
     # -- persistence -------------------------------------------------------------------------------------
     def save(self, path: str | Path) -> None:
-        """Write atomically (temp file in the same folder, fsync, os.replace). Python does the file I/O, so
-        non-ASCII paths work on every platform; the bytes are FAISS's own index format."""
-        path = Path(path)
+        """Write atomically (see :mod:`.faissio`)."""
         with self._lock:
-            if self.metric == "hamming":
-                data = faiss.serialize_index_binary(self._index)
-            else:
-                data = faiss.serialize_index(self._index)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-        try:
-            with open(tmp, "wb") as f:
-                f.write(np.asarray(data, np.uint8).tobytes())
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        finally:
-            if tmp.exists():
-                tmp.unlink()
+            save_index(self._index, path)
 
     @classmethod
     def load(cls, path: str | Path, *, nprobe: int = DEFAULT_NPROBE, exact_max: int | None = None,
              use_gpu: bool | None = None) -> GlobalIndex:
-        """Read an index written by :meth:`save`; a missing or foreign file raises IndexFormatError."""
-        path = Path(path)
-        try:
-            data = np.frombuffer(path.read_bytes(), dtype=np.uint8)
-        except OSError as exc:
-            raise IndexFormatError(f"{path}: cannot read the global descriptor index ({exc.strerror})") from exc
-        binary = data[:2].tobytes() == b"IB"
-        try:
-            # the deserialised object already has its concrete type and owns its memory (a downcast copy
-            # would not: the owner would be freed under it)
-            index = faiss.deserialize_index_binary(data) if binary else faiss.deserialize_index(data)
-        except RuntimeError as exc:
-            raise IndexFormatError(f"{path}: not a FAISS index file ({str(exc).splitlines()[0]})") from exc
-        allowed = ((faiss.IndexBinaryIDMap2, faiss.IndexBinaryIVF) if binary
-                   else (faiss.IndexIDMap2, faiss.IndexIVFFlat))
-        if not isinstance(index, allowed):
-            raise IndexFormatError(f"{path}: unexpected FAISS index type {type(index).__name__}")
+        """Read an index written by :meth:`save`; a missing, damaged or foreign file raises IndexFormatError."""
+        index = load_index(path, (faiss.IndexBinaryIDMap2, faiss.IndexBinaryIVF, faiss.IndexIDMap2,
+                                  faiss.IndexIVFFlat), "global descriptor index")
+        binary = isinstance(index, faiss.IndexBinary)
         self = cls(index.d, "hamming" if binary else "ip", exact_max=exact_max, nprobe=nprobe, use_gpu=use_gpu)
         if not binary and index.metric_type != faiss.METRIC_INNER_PRODUCT:
             raise IndexFormatError(f"{path}: the FAISS index does not use inner products")

@@ -16,12 +16,14 @@ Index kinds (chosen by :func:`choose_kind`):
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import faiss
 import numpy as np
+
+from ..errors import IndexFormatError
+from .faissio import REBUILD, load_index, save_index
 
 KP_SLOTS = 4096  # keypoints per reference the id packing allows (the feature cap must stay below)
 # exact search up to here (about 8 references), approximate beyond: a query's ~2,400 vectors (4 variants)
@@ -115,7 +117,7 @@ class LocalIndex:
 
     def remove_rows(self, rows: list[int]) -> int:
         """Remove the rows' descriptors where the index kind allows it (``flat``); the approximate kind cannot
-        remove vectors, so its removed rows are left as tombstones (see store.py) until the next rebuild."""
+        remove vectors, so its removed rows are left as tombstones (see :mod:`.store`) until the next rebuild."""
         if self.kind != "flat":
             return 0
         removed = 0
@@ -139,17 +141,16 @@ class LocalIndex:
         return Neighbours(rows, kps, np.where(valid, dists, np.inf).astype(np.float32))
 
     def save(self, path: Path) -> None:
-        """Write atomically: a reader never sees half a file."""
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        faiss.write_index(self._index, str(tmp))
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        """Write atomically (see :mod:`.faissio`): a reader never sees half a file."""
+        save_index(self._index, path)
 
     @staticmethod
     def load(path: Path, kind: str) -> LocalIndex:
-        index = faiss.read_index(str(path))
+        index = load_index(path, (faiss.Index,), "local descriptor index")
         if kind != "flat":
-            _set_search_params(index)
+            try:
+                _set_search_params(index)
+            except RuntimeError:
+                raise IndexFormatError(f"{path}: the manifest says {kind!r} but the file holds another kind of "
+                                       f"FAISS index; {REBUILD}") from None
         return LocalIndex(index, kind)

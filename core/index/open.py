@@ -1,0 +1,59 @@
+"""Opening an index for reading: every consistency check a reader relies on, in one place.
+
+The manifest is read and shape-checked (:func:`.layout.read_manifest`), then each data file is checked
+against what the manifest recorded: the database's reference count, the local FAISS file's presence and
+vector count (a file copied from another index has another count). Every failure is an
+:class:`~copylens.core.errors.IndexFormatError` naming the file and the remedy.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import IndexFormatError
+from .faissio import REBUILD
+from .layout import DATABASE, LOCAL_FAISS, read_manifest
+from .local import LocalIndex
+from .store import ReferenceStore
+
+
+@dataclass
+class OpenedIndex:
+    """The parts of an index a query needs (global branches are opened by the engine)."""
+
+    index_dir: Path
+    manifest: dict
+    store: ReferenceStore
+    local: LocalIndex
+
+
+def open_index(index_dir: str | Path) -> OpenedIndex:
+    index_dir = Path(index_dir)
+    manifest = read_manifest(index_dir)
+    store = ReferenceStore(index_dir)
+    try:
+        try:
+            count = store.count()
+        except sqlite3.DatabaseError as exc:
+            raise IndexFormatError(f"{index_dir / DATABASE}: the reference database is damaged ({exc}); "
+                                   f"{REBUILD}") from None
+        expected = manifest["counts"].get("references")
+        if count != expected:
+            raise IndexFormatError(f"{index_dir}: the database holds {count} references but the manifest says "
+                                   f"{expected}; an update was interrupted: rerun the build or add command to "
+                                   "repair it")
+        faiss_path = index_dir / LOCAL_FAISS
+        if not faiss_path.exists():
+            raise IndexFormatError(f"{faiss_path}: missing; {REBUILD}")
+        kind = manifest["local_index"].get("kind")
+        local = LocalIndex.load(faiss_path, kind)
+        recorded = manifest["local_index"].get("descriptors")
+        if recorded is not None and local.ntotal != recorded:
+            raise IndexFormatError(f"{faiss_path}: holds {local.ntotal} descriptors but the manifest recorded "
+                                   f"{recorded}: the file belongs to another index or another build; {REBUILD}")
+    except BaseException:
+        store.close()
+        raise
+    return OpenedIndex(index_dir, manifest, store, local)

@@ -1,0 +1,113 @@
+"""Opening a damaged index gives one clear IndexFormatError naming the file, never a traceback from FAISS,
+SQLite or json; and the store releases every thread's connection."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+import threading
+from pathlib import Path
+
+import pytest
+
+from copylens.core.engine import Engine
+from copylens.core.errors import IndexFormatError
+from copylens.core.index import LOCAL_FAISS, MANIFEST, ReferenceStore
+from copylens.core.index.build import build_index
+from copylens.core.progress import run_job
+
+from conftest import write_references
+
+
+@pytest.fixture(scope="module")
+def two_indexes(tmp_path_factory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("two")
+    a = write_references(root / "a", ("astronaut", "chelsea", "rocket", "camera"))
+    b = write_references(root / "b", ("coffee", "horse", "brick"))
+    run_job(build_index(a, root / "ia", workers=1, calibrate=False))
+    run_job(build_index(b, root / "ib", workers=1, calibrate=False))
+    return root / "ia", root / "ib"
+
+
+@pytest.fixture
+def copy(two_indexes, tmp_path) -> Path:
+    out = tmp_path / "idx"
+    shutil.copytree(two_indexes[0], out)
+    return out
+
+
+def _manifest(idx: Path) -> dict:
+    return json.loads((idx / MANIFEST).read_text())
+
+
+def _fails(idx: Path, match: str) -> None:
+    with pytest.raises(IndexFormatError, match=match):
+        Engine.open(idx)
+
+
+def test_local_faiss_from_another_index_is_refused(copy, two_indexes):
+    shutil.copyfile(two_indexes[1] / LOCAL_FAISS, copy / LOCAL_FAISS)
+    _fails(copy, "local.faiss: holds .* descriptors but the manifest recorded .*another index")
+
+
+@pytest.mark.parametrize("content", [b"", b"garbage" * 40, None])
+def test_garbage_empty_or_truncated_local_faiss(copy, content):
+    path = copy / LOCAL_FAISS
+    data = content if content is not None else path.read_bytes()[: path.stat().st_size // 2]
+    path.write_bytes(data)
+    _fails(copy, "local.faiss: the local descriptor index is (empty or truncated|damaged)")
+
+
+@pytest.mark.parametrize("edit", ["list", "no features", "no local_index", "short calibration", "not json"])
+def test_damaged_manifest(copy, edit):
+    m = _manifest(copy)
+    if edit == "list":
+        text = json.dumps([m])
+    elif edit == "not json":
+        text = "{ broken"
+    else:
+        if edit == "short calibration":
+            m["calibration"] = {"weights": [1.0], "bias": 0.0, "mean": [0.0], "scale": [1.0], "source": "x"}
+        else:
+            del m[edit.split()[1]]
+        text = json.dumps(m)
+    (copy / MANIFEST).write_text(text)
+    _fails(copy, {"list": "not a CopyLens index manifest", "not json": "unreadable manifest",
+                  "no features": "lacks features", "no local_index": "lacks local_index",
+                  "short calibration": "calibration is damaged"}[edit])
+
+
+def test_damaged_database(copy):
+    db = copy / "references.sqlite"
+    for extra in ("-wal", "-shm"):
+        (copy / ("references.sqlite" + extra)).unlink(missing_ok=True)
+    db.write_bytes(b"SQLite format 3\x00" + b"\x00" * 50 + b"junk" * 500)
+    _fails(copy, "references.sqlite: the reference database is damaged")
+
+
+def test_dropped_table(copy):
+    con = sqlite3.connect(copy / "references.sqlite")
+    con.execute("DROP TABLE refs")
+    con.commit()
+    con.close()
+    _fails(copy, "reference database is damaged")
+
+
+def test_store_close_releases_every_threads_connection(two_indexes):
+    store = ReferenceStore(two_indexes[0])
+    counts = []
+    threads = [threading.Thread(target=lambda: counts.append(store.count())) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert counts == [4, 4, 4] and len(store._all) == 3
+    conns = list(store._all)
+    store.close()
+    assert store._all == []
+    for c in conns:
+        with pytest.raises(sqlite3.ProgrammingError):  # closed
+            c.execute("SELECT 1")
+    assert store.count() == 4  # usable again: a fresh connection
+    store.close()
