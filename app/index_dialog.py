@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from PySide6.QtCore import Signal
+from PySide6.QtCore import QTimer, Signal
 from PySide6.QtWidgets import (
     QDialog,
     QFileDialog,
@@ -20,6 +20,8 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
+
+from copylens.core.index import is_partial_index
 
 from .query_queue import describe_error
 from .workers import JobWorker, WorkerPool
@@ -63,7 +65,11 @@ class BuildIndexDialog(QDialog):
             browse.clicked.connect(lambda _=False, e=edit: self._browse(e))
             row.addWidget(browse)
             form.addRow(label, row)
-        self.out_edit.textChanged.connect(self._update_button)
+        self._debounce = QTimer(self)
+        self._debounce.setSingleShot(True)
+        self._debounce.setInterval(250)
+        self._debounce.timeout.connect(self._update_button)
+        self.out_edit.textChanged.connect(lambda _t: self._debounce.start())
         self.progress = QProgressBar()
         self.progress.setRange(0, 1000)
         self.stage = QLabel("")
@@ -99,9 +105,11 @@ class BuildIndexDialog(QDialog):
             edit.setText(path)
 
     def _update_button(self) -> None:
-        out = Path(self.out_edit.text()) if self.out_edit.text() else None
-        resumable = out is not None and out.is_dir() and any(out.iterdir())
-        self.start_button.setText("Resume" if resumable else "Build")
+        """"Resume" when the folder holds part of an index: one stat of its database file (no folder
+        listing), and only after typing pauses (the debounce timer), so a slow network drive cannot make
+        typing lag."""
+        text = self.out_edit.text().strip()
+        self.start_button.setText("Resume" if text and is_partial_index(text) else "Build")
 
     def start(self) -> None:
         ref, out = self.ref_edit.text().strip(), self.out_edit.text().strip()

@@ -230,3 +230,21 @@ def test_review_log_latest_all_and_undo(tmp_path):
     with pytest.raises(ValueError):
         log.record("a.jpg", "sha-a", "ref1", 0.9, "maybe")
     log.close()
+
+
+def test_build_dialog_says_resume_for_a_partial_index_after_typing_pauses(qtbot, pool, tmp_path):
+    from copylens.core.index import DATABASE
+
+    partial = tmp_path / "partial"
+    partial.mkdir()
+    (partial / DATABASE).write_bytes(b"")  # what a killed build leaves
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("a folder with files is not an index")
+    dlg = BuildIndexDialog(pool, 1, str(tmp_path), str(tmp_path / "new"))
+    qtbot.addWidget(dlg)
+    assert dlg.start_button.text() == "Build"
+    dlg.out_edit.setText(str(partial))
+    assert dlg.start_button.text() == "Build"  # not yet: checked once typing pauses
+    qtbot.waitUntil(lambda: dlg.start_button.text() == "Resume", timeout=2000)
+    dlg.out_edit.setText(str(tmp_path / "other"))
+    qtbot.waitUntil(lambda: dlg.start_button.text() == "Build", timeout=2000)
