@@ -11,7 +11,7 @@ from PIL import Image, ImageDraw
 # bundled with scikit-image (no download); name -> file name in the demo reference folder
 REFERENCES = ("astronaut", "coffee", "chelsea", "rocket", "camera", "clock", "coins", "colorwheel",
               "hubble_deep_field", "immunohistochemistry", "moon", "page", "text", "logo", "brick", "grass")
-# (query file, reference it copies or None, edit family of copylens.core.bench.edits)
+# (query file, reference it copies or None, edit of copylens.core.edits)
 QUERIES = (("astronaut_crop.jpg", "astronaut", "crop"), ("coffee_meme.jpg", "coffee", "meme"),
            ("chelsea_paste.jpg", "chelsea", "paste"), ("rocket_mirror.jpg", "rocket", "mirror_jpeg"),
            ("camera_rotate.jpg", "camera", "rotate"), ("hubble_text.jpg", "hubble_deep_field", "text"),
@@ -40,13 +40,13 @@ def _sample(name: str) -> np.ndarray:
     return np.ascontiguousarray(a[:, :, :3])
 
 
-def _fallback_edit(a: np.ndarray, family: str, rng: np.random.Generator) -> np.ndarray:
+def _fallback_edit(a: np.ndarray, edit: str, rng: np.random.Generator) -> np.ndarray:
     """Simple Pillow edits, used only if the benchmark edit library is unavailable."""
     img = Image.fromarray(a)
     w, h = img.size
-    if family == "mirror_jpeg":
+    if edit == "mirror_jpeg":
         img = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-    elif family == "rotate":
+    elif edit == "rotate":
         img = img.rotate(float(rng.uniform(10, 30)), expand=True, fillcolor=(255, 255, 255))
     else:
         img = img.crop((w // 8, h // 8, w - w // 6, h - h // 5))
@@ -54,12 +54,12 @@ def _fallback_edit(a: np.ndarray, family: str, rng: np.random.Generator) -> np.n
     return np.asarray(img)
 
 
-def _edit(a: np.ndarray, family: str, rng: np.random.Generator, background: np.ndarray) -> np.ndarray:
+def _edit(a: np.ndarray, edit: str, rng: np.random.Generator, background: np.ndarray) -> np.ndarray:
     try:
-        from copylens.core.bench.edits import apply_edit
+        from copylens.core.edits import apply_edit
     except ImportError:
-        return _fallback_edit(a, family, rng)
-    return apply_edit(family, a, rng, background).pixels
+        return _fallback_edit(a, edit, rng)
+    return apply_edit(edit, a, rng, background).pixels
 
 
 def prepare_demo_files(data_dir: Path) -> dict[str, Path]:
@@ -73,14 +73,14 @@ def prepare_demo_files(data_dir: Path) -> dict[str, Path]:
             Image.fromarray(_sample(name)).save(out)
     rng = np.random.default_rng(DEMO_SEED)
     background = _sample("gravel")
-    for fname, ref, family in QUERIES:
+    for fname, ref, edit in QUERIES:
         out = p["queries"] / fname
         if out.exists():
             continue
         if ref is None:  # a photo-like image that is not in the index: shows "no match"
             pixels = _sample("retina")[::2, ::2]
         else:
-            pixels = _edit(_sample(ref), family, rng, background)
+            pixels = _edit(_sample(ref), edit, rng, background)
         Image.fromarray(np.ascontiguousarray(pixels)).save(out, quality=88)
     return p
 

@@ -13,7 +13,7 @@ Per backend it reports, per content kind and overall:
 - non-member top-1 scores (median / 95th percentile), and the copies' correct top-1 scores (median);
 - rec@npP95: the fraction of copies ranked right *and* scoring above the 95th percentile of non-member top-1
   scores (a crude operating point with ~5 % false alarms);
-then recall@1 per edit family, and extraction speed (images/s over the references, decoded beforehand) on 1
+then recall@1 per edit, and extraction speed (images/s over the references, decoded beforehand) on 1
 thread, with 2 torch intra-op threads, and with 2 Python worker threads of 1 torch thread each (PDQ: a pool
 of 1 or 2 threads; its Cython binding holds the GIL, so expect no gain there).
 
@@ -38,7 +38,7 @@ import cv2
 import numpy as np
 import torch
 
-from copylens.core.bench.edits import random_edit
+from copylens.core.edits import random_edit
 from copylens.core.globaldesc import create_descriptor
 from copylens.core.globaldesc.base import pairwise_similarity
 from copylens.core.globaldesc.whitening import Whitening
@@ -57,7 +57,7 @@ def _lists() -> dict[str, list[str]]:
 
 
 def _data(n_refs: int, n_others: int, seed: int):
-    """references, copies (with their source index and edit family) and edited non-members per kind."""
+    """references, copies (with their source index and edit) and edited non-members per kind."""
     rng = np.random.default_rng(seed)
     out = {}
     lists = _lists()
@@ -67,14 +67,14 @@ def _data(n_refs: int, n_others: int, seed: int):
         chosen = rng.choice(len(paths), n_refs + n_others, replace=False)
         images = [load_image(paths[i], max_side=512).pixels for i in chosen]
         refs, others = images[:n_refs], images[n_refs:]
-        copies, families = [], []
+        copies, edits = [], []
         for img in refs:
             e = random_edit(img, rng, backgrounds[int(rng.integers(len(backgrounds)))])
             copies.append(e.pixels)
-            families.append(e.attack)
+            edits.append(e.edit)
         distractors = [random_edit(img, rng, backgrounds[int(rng.integers(len(backgrounds)))]).pixels
                        for img in others]
-        out[kind] = (refs, copies, families, distractors)
+        out[kind] = (refs, copies, edits, distractors)
     return out
 
 
@@ -108,33 +108,33 @@ def _speed(desc, images, threads: int, workers: int = 1) -> float:
     return len(images) / (time.perf_counter() - start)
 
 
-def _report(label: str, rows: dict[str, dict], families: dict[str, list[bool]]) -> None:
+def _report(label: str, rows: dict[str, dict], edits: dict[str, list[bool]]) -> None:
     print(f"\n== {label}")
     print(f"{'content':<9} {'recall@1':>8} {'rec@npP95':>9} {'copy med':>8} {'non med':>8} {'non P95':>8}")
     for kind, r in rows.items():
         print(f"{kind:<9} {r['r1']:8.3f} {r['rp']:9.3f} {r['cmed']:8.3f} {r['nmed']:8.3f} {r['np95']:8.3f}")
-    print("recall@1 by edit: " + ", ".join(f"{f} {np.mean(v):.2f}" for f, v in sorted(families.items())))
+    print("recall@1 by edit: " + ", ".join(f"{f} {np.mean(v):.2f}" for f, v in sorted(edits.items())))
 
 
 def _evaluate(desc, data):
-    """{all_variants: (rows, families)} for all query variants (True) and variant 0 only (False)."""
+    """{all_variants: (rows, edits)} for all query variants (True) and variant 0 only (False)."""
     per = {True: ({}, defaultdict(list), [], [], []), False: ({}, defaultdict(list), [], [], [])}
     for kind, (refs, copies, fams, distractors) in data.items():
         ref_vectors = desc.extract(refs).vectors
         copy_top, non_top = _top1(desc, copies, ref_vectors), _top1(desc, distractors, ref_vectors)
-        for key, (rows, families, all_ok, all_score, all_non) in per.items():
+        for key, (rows, edits, all_ok, all_score, all_non) in per.items():
             (idx, score), (_, non) = copy_top[key], non_top[key]
             ok = idx == np.arange(len(copies))
             rows[kind] = _row(ok, score, non)
             for f, o in zip(fams, ok, strict=True):
-                families[f].append(bool(o))
+                edits[f].append(bool(o))
             all_ok.append(ok)
             all_score.append(score)
             all_non.append(non)
     result = {}
-    for key, (rows, families, all_ok, all_score, all_non) in per.items():
+    for key, (rows, edits, all_ok, all_score, all_non) in per.items():
         rows["all"] = _row(np.concatenate(all_ok), np.concatenate(all_score), np.concatenate(all_non))
-        result[key] = (rows, families)
+        result[key] = (rows, edits)
     return result
 
 

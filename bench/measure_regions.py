@@ -173,7 +173,7 @@ def _samples(n: int, seed: int):
 
 def _bench_samples(n: int, seed: int, photos: list[str], graphics: list[str]):
     try:
-        from copylens.core.bench.edits import apply_edit
+        from copylens.core.edits import apply_edit
     except ImportError:
         print("core/bench/edits.py not importable: skipping its edits", file=sys.stderr)
         return

@@ -1,4 +1,4 @@
-"""Profile queries on a built benchmark index: per-stage timings and recall@1 by attack and content.
+"""Profile queries on a built benchmark index: per-stage timings and recall@1 by edit and content.
 
 A quick loop for tuning (a sample of the benchmark's queries; the full evaluation is ``copylens bench run``):
 
@@ -26,12 +26,12 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=300)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--set", action="append", default=[], help="QueryConfig field=value (ints/floats/tuples)")
-    ap.add_argument("--attacks", default="", help="comma-separated edit families to keep (default: all)")
+    ap.add_argument("--edits", default="", help="comma-separated edits to keep (default: all)")
     args = ap.parse_args()
     bench = Path(args.bench)
-    rows = list(csv.DictReader(open(bench / "ground_truth.csv", encoding="utf-8")))
-    if args.attacks:
-        rows = [r for r in rows if r["attack"] in args.attacks.split(",")]
+    rows = [{"edit": r.get("attack", ""), **r} for r in csv.DictReader(open(bench / "ground_truth.csv", encoding="utf-8"))]
+    if args.edits:
+        rows = [r for r in rows if r["edit"] in args.edits.split(",")]
     rng = np.random.default_rng(args.seed)
     rows = [rows[i] for i in sorted(rng.choice(len(rows), min(args.n, len(rows)), replace=False))]
     overrides = {}
@@ -52,7 +52,7 @@ def main() -> None:
         best = res.best
         if r["reference_id"]:
             ok = int(best is not None and best.reference_id == r["reference_id"])
-            hits[r["attack"]].append(ok)
+            hits[r["edit"]].append(ok)
             hits["content:" + r["content"]].append(ok)
             hits["ALL"].append(ok)
             pos_scores.append(best.score if ok else 0.0)

@@ -2,7 +2,7 @@
 
 For every query of a benchmark folder (made by ``copylens bench make``) whose ground truth carries a box
 (paste, screenshot, meme, pad), run ``propose_regions`` the way the engine does (on the query decoded with
-the engine's ``query_max_side``) and report, per attack and content, the share whose best-IoU proposal has
+the engine's ``query_max_side``) and report, per edit and content, the share whose best-IoU proposal has
 IoU >= 0.7 with the true box: among all proposals returned, among those the engine searches (score >=
 region_min_score, at most ``regions``), and for the top-scored proposal alone.
 
@@ -33,8 +33,8 @@ def main() -> None:
     hit: dict[str, list[int]] = defaultdict(list)
     used: dict[str, list[int]] = defaultdict(list)
     top: dict[str, list[int]] = defaultdict(list)
-    for r in csv.DictReader(open(bench / "ground_truth.csv", encoding="utf-8")):
-        if not r.get("x0") or r["attack"] not in ("paste", "screenshot", "meme", "pad"):
+    for r in ({"edit": r.get("attack", ""), **r} for r in csv.DictReader(open(bench / "ground_truth.csv", encoding="utf-8"))):
+        if not r.get("x0") or r["edit"] not in ("paste", "screenshot", "meme", "pad"):
             continue
         q = next(bench.joinpath("queries").glob(r["query_id"] + ".*"))
         img = load_image(q, max_side=side)
@@ -43,11 +43,11 @@ def main() -> None:
         props = propose_regions(img.pixels)
         ious = [box_iou(tuple(v * s for v in p.box), truth) for p in props]
         searched = [i for i, p in zip(ious, props, strict=True) if p.score >= cfg.region_min_score][: cfg.regions]
-        for key in (r["attack"], f"{r['attack']}/{r['content']}", "ALL"):
+        for key in (r["edit"], f"{r['edit']}/{r['content']}", "ALL"):
             hit[key].append(int(bool(ious) and max(ious) >= 0.7))
             used[key].append(int(bool(searched) and max(searched) >= 0.7))
             top[key].append(int(bool(ious) and ious[0] >= 0.7))
-    print(f"{'family':>22} {'n':>5} {'best of all':>12} {'best searched':>14} {'top-1':>7}   (share with IoU >= 0.7)")
+    print(f"{'edit':>22} {'n':>5} {'best of all':>12} {'best searched':>14} {'top-1':>7}   (share with IoU >= 0.7)")
     for k in sorted(hit):
         print(f"{k:>22} {len(hit[k]):5d} {np.mean(hit[k]):12.3f} {np.mean(used[k]):14.3f} {np.mean(top[k]):7.3f}")
 

@@ -30,14 +30,14 @@ def main(argv: list[str]) -> None:
             ("peak RSS (MB)", lambda r: f"{r['peak_rss_mb']:.0f}")]
     for name, fn in rows:
         print(f"| {name} | " + " | ".join(fn(r) for _, r in runs) + " |")
-    attacks = sorted(runs[0][1]["metrics"]["per_attack"])
+    edits = sorted(runs[0][1]["metrics"]["per_edit"])
     print(f"\n| recall@1 (μAP) by edit | {heads} |\n|---|" + "---|" * len(runs))
-    for a in attacks:
+    for a in edits:
         cells = []
         for _, r in runs:
-            m = r["metrics"]["per_attack"].get(a)
+            m = r["metrics"]["per_edit"].get(a)
             cells.append(f"{m['recall_at_1']:.2f} ({m['micro_ap']:.2f})" if m else "-")
-        n = runs[0][1]["metrics"]["per_attack"][a]["num_positive_queries"]
+        n = runs[0][1]["metrics"]["per_edit"][a]["num_positive_queries"]
         print(f"| {a} ({n}) | " + " | ".join(cells) + " |")
 
 

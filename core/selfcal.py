@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .bench.edits import random_edit
 from .calibrate import default_calibrator, fit
+from .edits import random_edit
 from .errors import CopyLensError
 from .imageio import from_array
 from .progress import Job, Progress, run_job

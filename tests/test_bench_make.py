@@ -72,7 +72,7 @@ def test_layout_ids_and_ground_truth(source_tree, tmp_path):
         assert src.read_bytes() == p.read_bytes()
     ref_ids = {p.relative_to(out / "references").with_suffix("").as_posix() for p in refs}
     rows = _gt(out)
-    assert list(rows[0]) == ["query_id", "reference_id", "attack", "content", "x0", "y0", "x1", "y1"]
+    assert list(rows[0]) == ["query_id", "reference_id", "edit", "content", "x0", "y0", "x1", "y1"]
     assert len(rows) == summary.copies + summary.distractors == 11
     assert summary.copies == 6 and summary.distractors == 5 and not summary.failed
     # the graphics source asked for 3 of the copies (its weight 3 against the photos' reference count)
@@ -82,7 +82,7 @@ def test_layout_ids_and_ground_truth(source_tree, tmp_path):
     for r in rows:
         assert re.fullmatch(r"q\d{5}", r["query_id"])
         assert (out / "queries" / f"{r['query_id']}.jpg").is_file()
-        assert r["content"] in ("photo", "graphics") and r["attack"]
+        assert r["content"] in ("photo", "graphics") and r["edit"]
         if r["reference_id"]:
             assert r["reference_id"] in ref_ids
         else:  # distractors: no reference, no box
@@ -108,8 +108,8 @@ def test_reproducible_from_the_seed(source_tree, tmp_path):
 
 def test_boxes_are_written_for_pastes(source_tree, tmp_path):
     out = tmp_path / "paste"
-    summary, _ = _make(source_tree, out, families=["paste", "pad"])
-    assert set(summary.per_attack) <= {"paste", "pad"}
+    summary, _ = _make(source_tree, out, edits=["paste", "pad"])
+    assert set(summary.per_edit) <= {"paste", "pad"}
     for r in _gt(out):
         if not r["reference_id"]:
             continue
@@ -118,13 +118,13 @@ def test_boxes_are_written_for_pastes(source_tree, tmp_path):
         assert 0 <= x0 < x1 <= w and 0 <= y0 < y1 <= h
 
 
-def test_refuses_a_non_empty_folder_and_unknown_families(source_tree, tmp_path):
+def test_refuses_a_non_empty_folder_and_unknown_edits(source_tree, tmp_path):
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "x.txt").write_text("x")
     with pytest.raises(FileExistsError):
         _make(source_tree, tmp_path / "full")
     with pytest.raises(UnknownBackendError, match="sepia"):
-        _make(source_tree, tmp_path / "new", families=["sepia"])
+        _make(source_tree, tmp_path / "new", edits=["sepia"])
 
 
 def test_unreadable_images_are_reported_not_fatal(tmp_path):

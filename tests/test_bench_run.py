@@ -28,7 +28,7 @@ def bench(tmp_path_factory) -> Path:
     src.mkdir()
     for name in IMAGES:
         Image.fromarray(skimage_rgb(name)).save(src / f"{name}'s photo.png")
-    run_job(make_benchmark([src], root / "bench", references=7, queries=5, distractors=3, seed=1, families=EASY))
+    run_job(make_benchmark([src], root / "bench", references=7, queries=5, distractors=3, seed=1, edits=EASY))
     return root / "bench"
 
 
@@ -55,7 +55,7 @@ def test_run_writes_predictions_and_scores_them(bench, first_run):
     assert (m.num_positive_queries, m.num_distractor_queries) == (5, 3)
     # easy edits of distinct photos: a working engine finds most of them first
     assert m.recall_at_1 >= 0.6 and m.micro_ap >= 0.5
-    assert set(m.per_attack) <= set(EASY) and "photo" in m.per_content
+    assert set(m.per_edit) <= set(EASY) and "photo" in m.per_content
     assert r.latency_p95_ms >= r.latency_p50_ms > 0 and r.peak_rss_mb > 0
     assert r.index_bytes > 0 and r.bytes_per_reference == pytest.approx(r.index_bytes / 7)
     saved = json.loads((bench / "run1" / "report.json").read_text(encoding="utf-8"))

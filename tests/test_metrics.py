@@ -113,20 +113,20 @@ def test_map_at_5_with_several_references():
     assert m.map_at_5 == pytest.approx(5 / 6) and m.micro_ap == pytest.approx(5 / 6)
 
 
-def test_breakdowns_by_attack_and_content():
+def test_breakdowns_by_edit_and_content():
     m = evaluate(GT, PRED)
-    crop = m.per_attack["crop"]
+    crop = m.per_edit["crop"]
     # crop: q1, q2; ranking TP(.9) FP(.7) TP(.7) -> (1 + 2/3) / 2 = 5/6; recall@1: q1 yes, q2 no
     assert (crop.num_queries, crop.num_positive_queries) == (2, 2)
     assert crop.micro_ap == pytest.approx(5 / 6) and crop.recall_at_1 == pytest.approx(0.5)
-    blur = m.per_attack["blur"]
+    blur = m.per_edit["blur"]
     # blur: q3 + distractor q4; ranking FP(.8, q4) FP(.5) TP(.4) -> (1/3) / 1
     assert (blur.num_queries, blur.num_positive_queries) == (2, 1)
     assert blur.micro_ap == pytest.approx(1 / 3) and blur.recall_at_1 == 0.0
     # content follows the same split here
     assert m.per_content["photo"].micro_ap == pytest.approx(5 / 6)
     assert m.per_content["graphics"].micro_ap == pytest.approx(1 / 3)
-    assert set(m.per_attack) == {"crop", "blur"}
+    assert set(m.per_edit) == {"crop", "blur"}
 
 
 def test_duplicate_predictions_are_rejected():
@@ -150,7 +150,7 @@ def test_csv_round_trip_with_awkward_names(tmp_path):
 
 def test_ground_truth_reader(tmp_path):
     path = tmp_path / "gt.csv"
-    path.write_text("query_id,reference_id,attack,content,x0,y0,x1,y1\n"
+    path.write_text("query_id,reference_id,edit,content,x0,y0,x1,y1\n"
                     "q1,a/b's,paste,photo,10,20,110,220\n"
                     "q2,,crop,graphics,,,,\n", encoding="utf-8")
     gt = read_ground_truth(path)
@@ -169,14 +169,14 @@ def test_table_and_json():
     text = format_table(m)
     assert "μAP" in text and "0.6667" in text and "graphics" in text
     d = json.loads(json.dumps(m.to_dict()))
-    assert d["micro_ap"] == pytest.approx(2 / 3) and d["per_attack"]["crop"]["recall_at_1"] == 0.5
+    assert d["micro_ap"] == pytest.approx(2 / 3) and d["per_edit"]["crop"]["recall_at_1"] == 0.5
 
 
 
 
 def test_eval_command(tmp_path, capsys):
     gt, pred = tmp_path / "gt.csv", tmp_path / "pred.csv"
-    gt.write_text("query_id,reference_id,attack,content\nq1,r1,crop,photo\nq2,r2,crop,photo\n"
+    gt.write_text("query_id,reference_id,edit,content\nq1,r1,crop,photo\nq2,r2,crop,photo\n"
                   "q3,r3,blur,graphics\nq4,,blur,graphics\n", encoding="utf-8")
     write_predictions(pred, PRED)
     assert _cli(["eval", "--gt", str(gt), "--pred", str(pred)]) == 0
@@ -240,3 +240,13 @@ def test_reliability_diagram_png(tmp_path):
     # the 0.9-1.0 bin is a full-height bar (accuracy 1)
     assert img.getpixel((44 + 0.95 * 360, 44 + 60)) == (70, 130, 200)
     assert img.getpixel((44 + 0.23 * 360, 44 + 60)) == (255, 255, 255)  # the 0.2 bin: accuracy 0, no bar
+
+
+def test_ground_truth_reads_the_old_attack_column(tmp_path):
+    """Benchmarks written before the edit library had one name call the column "attack"."""
+    old = tmp_path / "old.csv"
+    old.write_text("query_id,reference_id,attack,content,x0,y0,x1,y1\nq1,r1,crop,photo,,,,\n")
+    new = tmp_path / "new.csv"
+    new.write_text("query_id,reference_id,edit,content,x0,y0,x1,y1\nq1,r1,crop,photo,1,2,3,4\n")
+    assert read_ground_truth(old)[0].edit == "crop" and read_ground_truth(old)[0].box is None
+    assert read_ground_truth(new)[0].edit == "crop" and read_ground_truth(new)[0].box == (1, 2, 3, 4)

@@ -141,12 +141,12 @@ def test_validation_split_is_disjoint_and_stable():
     assert len(split_validation(images[:12], 8)[1]) == 3  # at most a quarter is held out
 
 
-def test_training_families_exist_in_the_edit_library():
-    from copylens.core.bench.edits import ATTACKS
+def test_training_edits_exist_in_the_edit_library():
+    from copylens.core.edits import EDITS
     from copylens.core.train.data import SECOND_FAMILIES
 
-    assert set(TRAIN_FAMILIES) == set(ATTACKS)
-    assert set(SECOND_FAMILIES) <= set(ATTACKS)
+    assert set(TRAIN_FAMILIES) == set(EDITS)
+    assert set(SECOND_FAMILIES) <= set(EDITS)
 
 
 # ------------------------------------------------------------------ training runs
@@ -220,7 +220,7 @@ def test_export_loads_through_the_registry_with_the_same_outputs(tmp_path):
 def mini_bench(tmp_path_factory, data_dir) -> Path:
     out = tmp_path_factory.mktemp("bench") / "bench"
     run_job(make_benchmark([data_dir / "photos"], out, references=9, queries=6, distractors=3, seed=3,
-                           families=["crop", "color", "mirror_jpeg", "text"]))
+                           edits=["crop", "color", "mirror_jpeg", "text"]))
     return out
 
 

@@ -98,7 +98,7 @@ def _positive(text: str) -> int:
 def register(subparsers) -> None:
     """Add ``eval`` and ``bench`` to the ``copylens`` command line."""
     e = subparsers.add_parser("eval", help="score predictions against ground truth (ISC2021 metrics)")
-    e.add_argument("--gt", required=True, help="ground truth CSV: query_id,reference_id[,attack,content,...]")
+    e.add_argument("--gt", required=True, help="ground truth CSV: query_id,reference_id[,edit,content,...]")
     e.add_argument("--pred", required=True, help="predictions CSV: query_id,reference_id,score")
     e.add_argument("--threshold", type=float, default=None,
                    help="score from which a prediction counts for precision@1, accuracy@1 and MAP@5")

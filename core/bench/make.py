@@ -4,7 +4,7 @@ Layout of the result (``DIR``)::
 
     DIR/references/<source>/<relative path>   copies of the reference files (names kept as they are)
     DIR/queries/q00042.jpg                    edited copies of some references + edited distractors
-    DIR/ground_truth.csv                      query_id,reference_id,attack,content,x0,y0,x1,y1
+    DIR/ground_truth.csv                      query_id,reference_id,edit,content,x0,y0,x1,y1
     DIR/benchmark.json                        how it was made (seed, sources, counts)
 
 ``reference_id`` is the reference's path relative to ``DIR/references`` without its extension, with ``/``
@@ -29,15 +29,15 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from copylens.core.bench.edits import ATTACKS, Edited, apply_edit
 from copylens.core.bench.metrics import GT_COLUMNS
+from copylens.core.edits import EDITS, Edited, apply_edit
 from copylens.core.errors import ImageLoadError, UnknownBackendError
 from copylens.core.imageio import is_image_path, load_image
 from copylens.core.progress import Job, Progress
 
 JPEG_QUALITY = 90  # quality of the query JPEGs
 SOURCE_MAX_SIDE = 1024  # images are decoded at most this large before editing
-BACKGROUND_FAMILIES = ("paste", "combo")  # families that may need a background image
+BACKGROUND_EDITS = ("paste", "combo")  # edits that may need a background image
 MAX_COPIES_PER_REFERENCE = 3  # a source with few images may ask for up to this many copies of each reference
 
 
@@ -73,7 +73,7 @@ class BenchmarkSummary:
     copies: int
     distractors: int
     per_content: dict[str, dict[str, int]]  # content -> {"references", "copies", "distractors"}
-    per_attack: dict[str, int]
+    per_edit: dict[str, int]
     failed: list[tuple[str, str]] = field(default_factory=list)  # (path, reason) of images that could not be used
     seconds: float = 0.0
 
@@ -156,19 +156,19 @@ def _save_jpeg(pixels: np.ndarray, path: Path) -> None:
 
 def make_benchmark(sources: Sequence[Source | str | Path], out_dir: str | Path, references: int,
                    queries: int, distractors: int, seed: int = 0,
-                   families: Sequence[str] | None = None) -> Job[BenchmarkSummary]:
+                   edits: Sequence[str] | None = None) -> Job[BenchmarkSummary]:
     """Generator job writing a benchmark into ``out_dir`` (which must be empty or absent).
 
     ``references`` images become the reference set; ``queries`` edited copies of references and
-    ``distractors`` edited non-reference images form the query set. ``families`` restricts the edit mix
-    (default: every family of :data:`~copylens.core.bench.edits.ATTACKS`, chosen uniformly).
+    ``distractors`` edited non-reference images form the query set. ``edits`` restricts the edit mix
+    (default: every edit of :data:`~copylens.core.edits.EDITS`, chosen uniformly).
     """
     t0 = time.monotonic()
     srcs = [s if isinstance(s, Source) else Source(Path(s)) for s in sources]
-    fams = list(families) if families is not None else list(ATTACKS)
+    fams = list(edits) if edits is not None else list(EDITS)
     for f in fams:
-        if f not in ATTACKS:
-            raise UnknownBackendError("edit", f, list(ATTACKS))
+        if f not in EDITS:
+            raise UnknownBackendError("edit", f, list(EDITS))
     out = Path(out_dir)
     if out.exists() and any(out.iterdir()):
         raise FileExistsError(f"output folder is not empty: {out}")
@@ -222,7 +222,7 @@ def make_benchmark(sources: Sequence[Source | str | Path], out_dir: str | Path, 
 
     # ---- edit and write the queries
     width = max(5, len(str(len(jobs))))
-    rows, failed, attacks = [], [], Counter()
+    rows, failed, edits = [], [], Counter()
     counts = {s.content: Counter() for s in srcs}
     for i, s in enumerate(srcs):
         counts[s.content]["references"] += n_ref[i]
@@ -230,13 +230,13 @@ def make_benchmark(sources: Sequence[Source | str | Path], out_dir: str | Path, 
     for k, (si, path, ref_id) in enumerate(jobs):
         yield Progress("queries", k, len(jobs), path.name)
         rng = np.random.default_rng([seed, 4, k])
-        family = fams[int(rng.integers(0, len(fams)))]
+        edit = fams[int(rng.integers(0, len(fams)))]
         try:
             pixels = load_image(path, max_side=SOURCE_MAX_SIDE).pixels
             bg = None
-            if family in BACKGROUND_FAMILIES and backgrounds:
+            if edit in BACKGROUND_EDITS and backgrounds:
                 bg = _load_background(backgrounds, rng, path, failed)
-            edited: Edited = apply_edit(family, pixels, rng, bg)
+            edited: Edited = apply_edit(edit, pixels, rng, bg)
         except ImageLoadError as exc:
             failed.append((exc.path, exc.reason))
             continue
@@ -244,8 +244,8 @@ def make_benchmark(sources: Sequence[Source | str | Path], out_dir: str | Path, 
         n += 1
         _save_jpeg(edited.pixels, q_dir / f"{qid}.jpg")
         box = list(edited.box) if (edited.box is not None and ref_id) else ["", "", "", ""]
-        rows.append([qid, ref_id, edited.attack, srcs[si].content, *box])
-        attacks[edited.attack] += 1
+        rows.append([qid, ref_id, edited.edit, srcs[si].content, *box])
+        edits[edited.edit] += 1
         counts[srcs[si].content]["copies" if ref_id else "distractors"] += 1
     yield Progress("queries", len(jobs), len(jobs), "")
 
@@ -257,8 +257,8 @@ def make_benchmark(sources: Sequence[Source | str | Path], out_dir: str | Path, 
     os.replace(tmp, out / "ground_truth.csv")
     summary = BenchmarkSummary(
         str(out), sum(n_ref), sum(1 for r in rows if r[1]), sum(1 for r in rows if not r[1]),
-        {c: dict(v) for c, v in counts.items()}, dict(sorted(attacks.items())), failed, time.monotonic() - t0)
-    meta = {"seed": seed, "families": fams, "jpeg_quality": JPEG_QUALITY,
+        {c: dict(v) for c, v in counts.items()}, dict(sorted(edits.items())), failed, time.monotonic() - t0)
+    meta = {"seed": seed, "edits": fams, "jpeg_quality": JPEG_QUALITY,
             "unseen_content": sorted({s.content for s in srcs if s.unseen}),
             "sources": [{"path": str(s.path), "name": nm, "content": s.content, "references": r, "copies": c,
                          "distractors": d} for s, nm, r, c, d in zip(srcs, names, n_ref, n_copy, n_dis, strict=True)],

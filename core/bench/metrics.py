@@ -19,9 +19,9 @@ Definitions (``P`` = all predictions pooled, ``G`` = ground-truth (query, refere
   distractor iff it has no prediction;
   **MAP@5**: the mean over all queries of AP@5; for a matched query ``AP@5 = Σ_{k<=5} P@k·rel(k) /
   min(|refs|, 5)``; for a distractor query AP@5 is 1 if it has no prediction and 0 otherwise.
-* **Breakdowns** by ground-truth ``attack`` / ``content`` columns: recall@1 over the subset's matched queries
+* **Breakdowns** by ground-truth ``edit`` / ``content`` columns: recall@1 over the subset's matched queries
   and μAP over the subset's predictions against the subset's ground-truth pairs (distractor queries carry
-  an attack and a content too, so their false positives count in their subset).
+  an edit and a content too, so their false positives count in their subset).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 TOP_KS = (1, 5, 10)  # k values reported by top_k_accuracy
-GT_COLUMNS = ("query_id", "reference_id", "attack", "content", "x0", "y0", "x1", "y1")
+GT_COLUMNS = ("query_id", "reference_id", "edit", "content", "x0", "y0", "x1", "y1")
 
 
 @dataclass(frozen=True)
@@ -52,7 +52,7 @@ class GroundTruth:
 
     query_id: str
     reference_id: str | None
-    attack: str = ""
+    edit: str = ""
     content: str = ""
     box: tuple[int, int, int, int] | None = None
 
@@ -108,7 +108,7 @@ class Metrics:
     num_distractor_queries: int
     num_gt_pairs: int
     num_predictions: int
-    per_attack: dict[str, SubsetMetrics] = field(default_factory=dict)
+    per_edit: dict[str, SubsetMetrics] = field(default_factory=dict)
     per_content: dict[str, SubsetMetrics] = field(default_factory=dict)
     ece: float = float("nan")  # expected calibration error of the top-1 scores (see Calibration)
 
@@ -273,7 +273,7 @@ def evaluate(ground_truth: Sequence[GroundTruth], predictions: Sequence[Predicti
         recall_at_10=top_k[10], top_k_accuracy=top_k, precision_at_1=precision_at_1,
         accuracy_at_1=accuracy_at_1, map_at_5=map_at_5, threshold=threshold, num_queries=len(queries),
         num_positive_queries=len(matched), num_distractor_queries=len(distractors), num_gt_pairs=len(positives),
-        num_predictions=len(preds), per_attack=breakdown("attack"), per_content=breakdown("content"),
+        num_predictions=len(preds), per_edit=breakdown("edit"), per_content=breakdown("content"),
         ece=calibration(preds, positives).ece)
 
 
@@ -302,7 +302,7 @@ def read_predictions(path: str | Path) -> list[Prediction]:
 
 
 def read_ground_truth(path: str | Path) -> list[GroundTruth]:
-    """``query_id,reference_id[,attack,content,x0,y0,x1,y1]`` rows (empty reference = distractor);
+    """``query_id,reference_id[,edit,content,x0,y0,x1,y1]`` rows (empty reference = distractor);
     with a header the columns may come in any order."""
     rows = _rows(path)
     cols = list(GT_COLUMNS)
@@ -317,7 +317,8 @@ def read_ground_truth(path: str | Path) -> list[GroundTruth]:
         box = None
         if all(rec.get(c, "").strip() for c in ("x0", "y0", "x1", "y1")):
             box = tuple(int(float(rec[c])) for c in ("x0", "y0", "x1", "y1"))
-        out.append(GroundTruth(rec["query_id"], rec.get("reference_id") or None, rec.get("attack", ""),
+        out.append(GroundTruth(rec["query_id"], rec.get("reference_id") or None,
+                               rec.get("edit", rec.get("attack", "")),  # "attack": benchmarks made before v2
                                rec.get("content", ""), box))
     return out
 
@@ -346,7 +347,7 @@ def format_table(m: Metrics, unseen: Sequence[str] = ()) -> str:
         f"  MAP@5            {f(m.map_at_5)}",
         f"  ECE (top-1)      {f(m.ece)}",
     ]
-    for title, table in (("attack", m.per_attack), ("content", m.per_content)):
+    for title, table in (("edit", m.per_edit), ("content", m.per_content)):
         if table:
             lines.append(f"  {'by ' + title:<16} {'queries':>8} {'copies':>7} {'recall@1':>9} {'μAP':>7} {'ECE':>7}")
             for s in table.values():

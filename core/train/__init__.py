@@ -2,7 +2,7 @@
 
 Two strongly edited views of one image are positives, the rest of the batch are negatives (InfoNCE), with
 SSCD's KoLeo entropy regulariser spreading the descriptors. Views come from the benchmark's edit library
-(:mod:`copylens.core.bench.edits`) with training's own family weights. Modules: :mod:`.data` (images,
+(:mod:`copylens.core.edits`) with training's own edit weights. Modules: :mod:`.data` (images,
 views, batches), :mod:`.model` (network, export), :mod:`.loss`, :mod:`.checkpoint`, :mod:`.trainer` (the
 resumable generator job), :mod:`.evaluate` (validation and benchmark scoring), :mod:`.cli`.
 """

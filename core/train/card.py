@@ -44,7 +44,7 @@ def model_card(name: str, run_dir: Path, cfg: TrainConfig, state: TrainState, we
         f"{cfg.entropy_weight} x KoLeo entropy (SSCD).",
         "- Views: one view is the plain image with probability "
         f"{cfg.data.light_identity} (else an edit), the other always an edit from "
-        "`copylens.core.bench.edits` with training's own family weights (`TRAIN_FAMILIES` in "
+        "`copylens.core.edits` with training's own edit weights (`TRAIN_FAMILIES` in "
         f"`core/train/data.py`), plus a second edit with probability {cfg.data.second_edit}; paste "
         "backgrounds are other training images.",
         f"- Optimiser: AdamW, peak learning rate {cfg.lr}, weight decay {cfg.weight_decay}, {cfg.warmup} "

@@ -18,12 +18,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..bench.edits import apply_edit
+from ..edits import apply_edit
 from ..errors import CopyLensError, ImageLoadError
 from ..imageio import load_image, scan_images
 from ..progress import Progress
 
-# Training's edit mix: the dev benchmark draws every family uniformly; training leans on the geometric
+# Training's edit mix: the dev benchmark draws every edit uniformly; training leans on the geometric
 # edits (crops, pastes, screenshots, perspective) that a global descriptor finds hardest, and on overlays.
 TRAIN_FAMILIES: dict[str, float] = {
     "crop": 3.0, "paste": 2.5, "screenshot": 1.5, "meme": 1.5, "perspective": 1.5, "rotate": 1.5,

@@ -1,7 +1,7 @@
 """Image edits for copy-detection benchmarks, modelled on the DISC21 / AugLy transformations.
 
-Every edit is a function ``fn(pixels, rng, background) -> Edited`` registered in :data:`ATTACKS` under its
-family name. ``pixels`` is ``[H x W x 3]`` uint8 RGB; ``rng`` a :class:`numpy.random.Generator`, the only
+Every edit is a function ``fn(pixels, rng, background) -> Edited`` registered in :data:`EDITS` under its
+edit name. ``pixels`` is ``[H x W x 3]`` uint8 RGB; ``rng`` a :class:`numpy.random.Generator`, the only
 source of randomness (an edit is deterministic given the generator's state); ``background`` an optional
 RGB image used by ``paste`` (a synthetic texture is drawn when it is ``None``). Outputs are uint8 RGB with
 the longer side at most :data:`MAX_SIDE`. ``Edited.box`` locates the copied content in the edited image
@@ -30,11 +30,11 @@ Box = tuple[int, int, int, int]
 
 @dataclass(frozen=True)
 class Edited:
-    """An edited image: ``pixels`` [H x W x 3] uint8 RGB, the edit ``attack`` family, and ``box``
+    """An edited image: ``pixels`` [H x W x 3] uint8 RGB, the edit's name ``edit``, and ``box``
     ``(x0, y0, x1, y1)`` of the copied content in ``pixels`` (exclusive end) where it is known."""
 
     pixels: np.ndarray
-    attack: str
+    edit: str
     box: Box | None = None
 
 
@@ -58,7 +58,7 @@ def _shrink(a: np.ndarray, max_side: int = MAX_SIDE) -> tuple[np.ndarray, float]
     return out, s
 
 
-def _finish(a: np.ndarray, attack: str, box: Box | None = None) -> Edited:
+def _finish(a: np.ndarray, edit: str, box: Box | None = None) -> Edited:
     a = np.asarray(a)
     if a.ndim == 2:
         a = np.repeat(a[:, :, None], 3, axis=2)
@@ -67,7 +67,7 @@ def _finish(a: np.ndarray, attack: str, box: Box | None = None) -> Edited:
         h, w = a.shape[:2]
         x0, y0, x1, y1 = (round(v * s) for v in box)
         box = (max(0, x0), max(0, y0), min(w, max(x1, x0 + 1)), min(h, max(y1, y0 + 1)))
-    return Edited(np.ascontiguousarray(a), attack, box)
+    return Edited(np.ascontiguousarray(a), edit, box)
 
 
 def _resize(a: np.ndarray, w: int, h: int) -> np.ndarray:
@@ -112,7 +112,7 @@ def _text_lines(d: ImageDraw.ImageDraw, rng, x0: int, y0: int, width: int, n: in
         d.rounded_rectangle((x0, y, x0 + max(2, ln), y + h), radius=h // 2, fill=fill)
 
 
-# ---------------------------------------------------------------- families
+# ---------------------------------------------------------------- edits
 
 def crop(a, rng, bg=None) -> Edited:
     h, w = a.shape[:2]
@@ -375,14 +375,14 @@ def perspective(a, rng, bg=None) -> Edited:
 
 
 def combo(a, rng, bg=None) -> Edited:
-    names = [n for n in ATTACKS if n != "combo"]
+    names = [n for n in EDITS if n != "combo"]
     chosen = rng.choice(names, int(rng.integers(2, 4)), replace=False)
     for name in chosen:
-        a = ATTACKS[str(name)](a, rng, bg).pixels
+        a = EDITS[str(name)](a, rng, bg).pixels
     return _finish(a, "combo")
 
 
-ATTACKS: dict[str, Callable[[np.ndarray, np.random.Generator, np.ndarray | None], Edited]] = {
+EDITS: dict[str, Callable[[np.ndarray, np.random.Generator, np.ndarray | None], Edited]] = {
     "crop": crop, "rotate": rotate, "mirror_jpeg": mirror_jpeg, "color": color, "grayscale": grayscale,
     "invert": invert, "blur": blur, "noise": noise, "pixelate": pixelate, "pad": pad, "aspect": aspect,
     "text": text, "emoji": emoji, "meme": meme, "screenshot": screenshot, "paste": paste,
@@ -400,21 +400,21 @@ def _check(pixels) -> np.ndarray:
 
 
 def apply_edit(name: str, pixels, rng: np.random.Generator, background=None) -> Edited:
-    """Apply the edit family ``name`` (a key of :data:`ATTACKS`)."""
-    fn = ATTACKS.get(name)
+    """Apply the edit ``name`` (a key of :data:`EDITS`)."""
+    fn = EDITS.get(name)
     if fn is None:
-        raise UnknownBackendError("edit", name, list(ATTACKS))
+        raise UnknownBackendError("edit", name, list(EDITS))
     bg = None if background is None else _check(background)
     return fn(_check(pixels), rng, bg)
 
 
 def random_edit(pixels, rng: np.random.Generator, background=None,
-                families: Sequence[str] | None = None) -> Edited:
-    """Apply one family chosen uniformly from ``families`` (default: every family, combo included)."""
-    names = list(families) if families is not None else list(ATTACKS)
+                edits: Sequence[str] | None = None) -> Edited:
+    """Apply one edit chosen uniformly from ``edits`` (default: every edit, combo included)."""
+    names = list(edits) if edits is not None else list(EDITS)
     for n in names:
-        if n not in ATTACKS:
-            raise UnknownBackendError("edit", n, list(ATTACKS))
+        if n not in EDITS:
+            raise UnknownBackendError("edit", n, list(EDITS))
     if not names:
-        raise ValueError("families is empty")
+        raise ValueError("edits is empty")
     return apply_edit(names[int(rng.integers(0, len(names)))], pixels, rng, background)
