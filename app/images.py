@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 from PySide6.QtGui import QImage
+
+from copylens.core.fileio import write_atomic
 
 THUMB_SIDE = 96  # longer side of queue/result thumbnails, in pixels
 DISPLAY_SIDE = 2048  # longer side of images shown in the inspector (bounded to keep memory and GPU low)
@@ -69,7 +70,5 @@ def save_pasted(content: bytes | np.ndarray, ext: str, folder: Path) -> Path:
     ext = {"jpeg": "jpg", "tiff": "tif"}.get(ext, ext)
     path = folder / f"paste-{hashlib.sha256(content).hexdigest()[:16]}.{ext}"
     if not path.exists():
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_bytes(content)
-        os.replace(tmp, path)
+        write_atomic(path, content)
     return path

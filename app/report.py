@@ -8,7 +8,6 @@ uses Pillow only, so a report looks the same whatever the window's size or theme
 
 from __future__ import annotations
 
-import hashlib
 import html
 import json
 import time
@@ -19,6 +18,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from copylens.core.fileio import file_sha256
 from copylens.core.progress import Job, Progress
 
 from .explain import explain, region_label
@@ -42,7 +42,7 @@ class ReportInfo:
 def index_fingerprint(index_path: str | Path) -> str:
     manifest = Path(index_path) / "manifest.json"
     try:
-        return hashlib.sha256(manifest.read_bytes()).hexdigest()[:16]
+        return file_sha256(manifest)[:16]
     except OSError:
         return ""
 

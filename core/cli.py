@@ -32,11 +32,12 @@ def _print_summary(s, stream=sys.stderr) -> None:
 
 
 def cmd_index_build(args) -> int:
+    from .globaldesc.registry import parse_names
     from .index.build import DEFAULT_GLOBAL, build_index
 
     bar = _progress(args)
-    names = DEFAULT_GLOBAL if args.global_descriptors is None else \
-        [n.strip() for n in args.global_descriptors.split(",") if n.strip()]
+    names = parse_names(args.global_descriptors)
+    names = DEFAULT_GLOBAL if names is None else names
     s = run_job(build_index(args.ref_dir, args.out, workers=args.workers, calibrate=not args.no_calibrate,
                             global_descriptors=names), bar)
     if bar:

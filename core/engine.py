@@ -23,6 +23,7 @@ import numpy as np
 from .calibrate import Calibrator, default_calibrator, signal_names
 from .errors import IndexFormatError
 from .features import VARIANTS, FeatureConfig, LocalFeatures, extract, rootsift
+from .fileio import file_sha256
 from .globalsearch import GlobalBranch, signal_name
 from .imageio import DecodedImage, decode_jpeg, load_image
 from .index.local import LocalIndex
@@ -179,12 +180,10 @@ class Engine:
 
     def reference_image(self, reference_id: str, max_side: int | None = 1600) -> DecodedImage:
         """The original reference if still present and unchanged, else its stored thumbnail."""
-        import hashlib
-
         info = self.reference(reference_id)
         p = Path(info.path)
         try:
-            if p.is_file() and hashlib.sha256(p.read_bytes()).hexdigest() == info.sha256:
+            if p.is_file() and file_sha256(p) == info.sha256:
                 img = load_image(p, max_side=max_side)
                 return DecodedImage(img.pixels, (info.width, info.height), str(p))
         except OSError:

@@ -72,11 +72,11 @@ def cmd_make(args) -> int:
 
 def cmd_run(args) -> int:
     from copylens.core.bench.run import format_report, run_benchmark
+    from copylens.core.globaldesc.registry import parse_names
 
     bar = ConsoleProgress()
     try:
-        names = None if args.global_descriptors is None else \
-            [n.strip() for n in args.global_descriptors.split(",") if n.strip()]
+        names = parse_names(args.global_descriptors)
         r = run_job(run_benchmark(args.dir, args.index, run_dir=args.out, workers=args.workers,
                                   query_threads=args.query_threads, top_k=args.top_k,
                                   threshold=args.threshold, global_descriptors=names), bar)

@@ -16,8 +16,8 @@ answer away. Paste backgrounds come from images that are not references. Everyth
 from __future__ import annotations
 
 import csv
+import io
 import json
-import os
 import shutil
 import time
 import tomllib
@@ -32,6 +32,7 @@ from PIL import Image
 from copylens.core.bench.metrics import GT_COLUMNS
 from copylens.core.edits import EDITS, Edited, apply_edit
 from copylens.core.errors import ImageLoadError, UnknownBackendError
+from copylens.core.fileio import write_atomic
 from copylens.core.imageio import is_image_path, load_image
 from copylens.core.progress import Job, Progress
 
@@ -149,9 +150,9 @@ def _unique_names(sources: Sequence[Source]) -> list[str]:
 
 
 def _save_jpeg(pixels: np.ndarray, path: Path) -> None:
-    tmp = path.with_name(path.name + ".part")
-    Image.fromarray(pixels).save(tmp, "JPEG", quality=JPEG_QUALITY)
-    os.replace(tmp, path)
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, "JPEG", quality=JPEG_QUALITY)
+    write_atomic(path, buf.getvalue())
 
 
 def make_benchmark(sources: Sequence[Source | str | Path], out_dir: str | Path, references: int,
@@ -249,12 +250,11 @@ def make_benchmark(sources: Sequence[Source | str | Path], out_dir: str | Path, 
         counts[srcs[si].content]["copies" if ref_id else "distractors"] += 1
     yield Progress("queries", len(jobs), len(jobs), "")
 
-    tmp = out / "ground_truth.csv.part"
-    with open(tmp, "w", newline="", encoding="utf-8") as fh:
-        w = csv.writer(fh)
-        w.writerow(GT_COLUMNS)
-        w.writerows(rows)
-    os.replace(tmp, out / "ground_truth.csv")
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(GT_COLUMNS)
+    w.writerows(rows)
+    write_atomic(out / "ground_truth.csv", buf.getvalue().encode("utf-8"))
     summary = BenchmarkSummary(
         str(out), sum(n_ref), sum(1 for r in rows if r[1]), sum(1 for r in rows if not r[1]),
         {c: dict(v) for c, v in counts.items()}, dict(sorted(edits.items())), failed, time.monotonic() - t0)

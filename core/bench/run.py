@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import resource
 import time
 from collections.abc import Sequence
@@ -32,6 +31,7 @@ from copylens.core.bench.metrics import (
 )
 from copylens.core.bench.plots import reliability_diagrams
 from copylens.core.errors import CopyLensError, ImageLoadError
+from copylens.core.fileio import write_atomic
 from copylens.core.imageio import scan_images
 from copylens.core.progress import Job, Progress, run_job
 
@@ -190,9 +190,7 @@ def run_benchmark(bench_dir: str | Path, index_dir: str | Path | None = None, ru
         peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         index_bytes=index_bytes, bytes_per_reference=index_bytes / max(1, info.num_references),
         failed_queries=failed, build_failed=build_failed, unseen_content=unseen, reliability_plots=plots)
-    tmp = out / "report.json.part"
-    tmp.write_text(json.dumps(report.to_dict(), indent=2, ensure_ascii=False), encoding="utf-8")
-    os.replace(tmp, out / "report.json")
+    write_atomic(out / "report.json", json.dumps(report.to_dict(), indent=2, ensure_ascii=False).encode("utf-8"))
     return report
 
 

@@ -121,3 +121,9 @@ def validate_name(name: str, directory: Path | None = None) -> str:
     elif kind == "copylens":
         copylens_model_files(rest, directory)
     return name
+
+
+def parse_names(text: str | None) -> list[str] | None:
+    """A ``--global`` option: ``"pdq, copylens-sscd18"`` -> ``["pdq", "copylens-sscd18"]``; ``None`` (the
+    option not given) stays ``None`` so the caller's default applies."""
+    return None if text is None else [n.strip() for n in text.split(",") if n.strip()]

@@ -15,23 +15,20 @@ Both save as ``.npz`` archives of plain arrays (loaded with ``allow_pickle=False
 from __future__ import annotations
 
 import hashlib
-import os
+import io
 from pathlib import Path
 
 import numpy as np
 
+from ..fileio import write_atomic
 from .base import pairwise_similarity
 
 
 def save_arrays(path: str | Path, **arrays: np.ndarray) -> None:
     """Write plain arrays as an ``.npz`` archive atomically (temp file in the same folder, then rename)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:  # a file object keeps numpy from appending ".npz" to the temp name
-        np.savez(f, **arrays)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    buf = io.BytesIO()  # a file object keeps numpy from appending ".npz"
+    np.savez(buf, **arrays)
+    write_atomic(path, buf.getvalue())
 
 
 def load_arrays(path: str | Path, names: tuple[str, ...], optional: tuple[str, ...] = ()) -> dict[str, np.ndarray]:

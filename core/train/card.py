@@ -6,16 +6,15 @@ a section for dev-benchmark results measured with ``copylens train eval`` / ``co
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
+
+from copylens.core.fileio import file_sha256
 
 from .checkpoint import TrainState, read_run
 from .trainer import TrainConfig
 
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+_sha256 = file_sha256
 
 
 def model_card(name: str, run_dir: Path, cfg: TrainConfig, state: TrainState, weights: Path) -> str:

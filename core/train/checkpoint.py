@@ -9,13 +9,13 @@ leaves the previous checkpoint usable; the superseded tensor file is deleted las
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+
+from copylens.core.fileio import file_sha256, write_atomic
 
 from ..errors import CopyLensError
 
@@ -34,18 +34,11 @@ class TrainState:
     history: list[dict] = field(default_factory=list)  # logged losses and validation results
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+_sha256 = file_sha256
 
 
 def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    write_atomic(path, (json.dumps(data, indent=1) + "\n").encode("utf-8"))
 
 
 def write_run(run_dir: Path, data: dict) -> None:
