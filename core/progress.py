@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Iterator
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
 from dataclasses import dataclass
 from typing import TypeVar
 
 T = TypeVar("T")
+K = TypeVar("K")
+V = TypeVar("V")
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,3 +98,27 @@ class ConsoleProgress:
         if self._tty and self._stage is not None:
             self.stream.write("\n")
             self.stream.flush()
+
+
+def bounded_map(pool: Executor, tasks: Iterator[tuple[K, Callable[[], V]]], window: int
+                ) -> Iterator[list[tuple[K, Future[V]]]]:
+    """Run ``tasks`` (``(key, fn)`` pairs, drawn lazily in the caller's thread) on ``pool`` with at most
+    ``window`` running, and yield each batch of finished ``(key, future)`` as it completes. Whatever still
+    runs when the consumer stops (cancellation, an error) is cancelled. The one bounded submit/wait loop
+    of builds, self-calibration and benchmark runs: memory stays flat however many tasks there are."""
+    running: dict[Future[V], K] = {}
+    try:
+        while True:
+            while len(running) < max(1, window):
+                nxt = next(tasks, None)
+                if nxt is None:
+                    break
+                key, fn = nxt
+                running[pool.submit(fn)] = key
+            if not running:
+                return
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            yield [(running.pop(f), f) for f in finished]
+    finally:
+        for f in running:
+            f.cancel()

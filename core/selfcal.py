@@ -10,7 +10,7 @@ negatives get twice the weight. The fitted model is stored in the manifest as pl
 from __future__ import annotations
 
 import math
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +19,7 @@ from .calibrate import default_calibrator, fit
 from .edits import random_edit
 from .errors import CopyLensError
 from .imageio import from_array
-from .progress import Job, Progress, run_job
+from .progress import Job, Progress, bounded_map, run_job
 
 MAX_QUERIES = 160  # edited copies searched at most (about 35 s on 2 cores for a 4k-reference index)
 MIN_QUERIES = 60  # small indexes get several edits per reference to reach this many
@@ -47,30 +47,24 @@ def calibrate_index(index_dir: Path, seed: int = 0, max_queries: int = MAX_QUERI
             return run_job(engine.candidates(query))[0]
 
         results: dict[int, tuple[int, list]] = {}
-        # edits are drawn here, in order, so the calibration is reproducible; the searches run in parallel
+        done = 0
+
+        def tasks():
+            """Edits drawn here, in job order (in the caller's thread), so the calibration is reproducible."""
+            nonlocal done
+            for i, row in enumerate(jobs):
+                try:
+                    image = engine.reference_image(ids[row], max_side=1024)
+                except (CopyLensError, KeyError):
+                    done += 1
+                    continue
+                edited = random_edit(image.pixels, rng)
+                query = from_array(edited.pixels, "<calibration>", max_side=engine.config.query_max_side)
+                yield (i, row), (lambda q=query: search(q))
+
         with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="copylens-calibrate") as pool:
-            running: dict[Future, tuple[int, int]] = {}
-            todo = iter(enumerate(jobs))
-            done = 0
-            while True:
-                while len(running) < 2 * max(1, workers):
-                    nxt = next(todo, None)
-                    if nxt is None:
-                        break
-                    i, row = nxt
-                    try:
-                        image = engine.reference_image(ids[row], max_side=1024)
-                    except (CopyLensError, KeyError):
-                        done += 1
-                        continue
-                    edited = random_edit(image.pixels, rng)
-                    query = from_array(edited.pixels, "<calibration>", max_side=engine.config.query_max_side)
-                    running[pool.submit(search, query)] = (i, row)
-                if not running:
-                    break
-                finished, _ = wait(running, return_when=FIRST_COMPLETED)
-                for fut in finished:
-                    i, row = running.pop(fut)
+            for batch in bounded_map(pool, tasks(), 2 * max(1, workers)):
+                for (i, row), fut in batch:
                     results[i] = (row, fut.result())
                     done += 1
                 yield Progress("calibrate", done, len(jobs), ids.get(row, ""))

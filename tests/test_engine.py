@@ -243,3 +243,38 @@ def test_small_flat_images_get_enough_keypoints():
     # keypoints of the upscaled icon are in its original pixels
     kp = extract(from_array(_flat_icon(0)), new).keypoints
     assert kp[:, :2].max() <= 96 and kp[:, :2].min() >= 0
+
+
+def test_bounded_map_keeps_a_window_and_cancels_the_rest():
+    import threading
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from copylens.core.progress import bounded_map
+
+    live, peak, lock = [0], [0], threading.Lock()
+
+    def work(i):
+        with lock:
+            live[0] += 1
+            peak[0] = max(peak[0], live[0])
+        time.sleep(0.01)
+        with lock:
+            live[0] -= 1
+        return i * i
+
+    drawn = []
+
+    def tasks():
+        for i in range(20):
+            drawn.append(i)
+            yield i, (lambda i=i: work(i))
+
+    with ThreadPoolExecutor(4) as pool:
+        out = {k: f.result() for batch in bounded_map(pool, tasks(), 3) for k, f in batch}
+        assert out == {i: i * i for i in range(20)} and peak[0] <= 3
+        drawn.clear()
+        gen = bounded_map(pool, tasks(), 3)
+        next(gen)
+        gen.close()  # the consumer stops: nothing more is drawn
+        assert len(drawn) <= 4

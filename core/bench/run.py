@@ -14,7 +14,7 @@ import math
 import resource
 import time
 from collections.abc import Sequence
-from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -33,7 +33,7 @@ from copylens.core.bench.plots import reliability_diagrams
 from copylens.core.errors import CopyLensError, ImageLoadError
 from copylens.core.fileio import write_atomic
 from copylens.core.imageio import scan_images
-from copylens.core.progress import Job, Progress, run_job
+from copylens.core.progress import Job, Progress, bounded_map, run_job
 
 DECISION_THRESHOLD = 0.5  # engine scores are calibrated probabilities: "is a copy" when >= 0.5
 
@@ -139,18 +139,10 @@ def run_benchmark(bench_dir: str | Path, index_dir: str | Path | None = None, ru
     t_all = time.perf_counter()
     pool = ThreadPoolExecutor(max_workers=n_threads, thread_name_prefix="bench-query")
     try:
-        pending, todo, done = set(), iter(queries), 0
+        done = 0
         yield Progress("queries", 0, len(queries), "")
-        while True:
-            while len(pending) < 2 * n_threads:
-                nxt = next(todo, None)
-                if nxt is None:
-                    break
-                pending.add(pool.submit(one, nxt))
-            if not pending:
-                break
-            finished, pending = wait(pending, return_when=FIRST_COMPLETED)
-            for fut in finished:
+        for batch in bounded_map(pool, ((q, (lambda q=q: one(q))) for q in queries), 2 * n_threads):
+            for _, fut in batch:
                 path, result, reason, seconds = fut.result()
                 done += 1
                 if result is None:

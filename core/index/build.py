@@ -18,7 +18,7 @@ import json
 import os
 import time
 from collections.abc import Iterable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,7 +30,7 @@ from ..features import FeatureConfig, extract, rootsift
 from ..globaldesc import GlobalDescriptor, check_fingerprint, create_descriptor, validate_name
 from ..globalsearch import signal_name
 from ..imageio import encode_jpeg, load_image_bytes, read_image_file, scan_images
-from ..progress import Job, Progress, run_job
+from ..progress import Job, Progress, bounded_map, run_job
 from ..selfcal import calibrate_index
 from .globalfiles import GlobalPostConfig, load_normalizer, load_whitening, write_global_index
 from .layout import (
@@ -120,20 +120,11 @@ def _extract_all(store: ReferenceStore, items: list[tuple[Path, str]], cfg: Feat
     ready: dict[int, StoredReference | tuple[str, str]] = {}  # finished, waiting for their turn to commit
     next_seq = 0  # results are committed in scan order, so a rerun gives the same ids to the same duplicates
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="copylens-extract") as pool:
-        running: dict[Future, tuple[int, Path]] = {}
+        tasks = (((seq, path), (lambda p=path, r=rid: extract_reference(p, r, cfg, descs)))
+                 for seq, (path, rid) in it)
         try:
-            while True:
-                while len(running) < workers * 4:
-                    nxt = next(it, None)
-                    if nxt is None:
-                        break
-                    seq, (path, rid) = nxt
-                    running[pool.submit(extract_reference, path, rid, cfg, descs)] = (seq, path)
-                if not running:
-                    break
-                finished, _ = wait(running, return_when=FIRST_COMPLETED)
-                for fut in finished:
-                    seq, path = running.pop(fut)
+            for batch in bounded_map(pool, tasks, workers * 4):
+                for (seq, path), fut in batch:
                     try:
                         ready[seq] = fut.result()
                     except CopyLensError as exc:
@@ -154,8 +145,7 @@ def _extract_all(store: ReferenceStore, items: list[tuple[Path, str]], cfg: Feat
                 yield Progress("extract", done, total, path.name)
         finally:
             # on cancellation (GeneratorExit) or error: keep what is finished in order, drop the rest
-            for fut in running:
-                fut.cancel()
+            # (bounded_map cancels what still runs)
             if pending_refs or pending_fail:
                 flush()
     return added, dups, failures
