@@ -31,8 +31,7 @@ class Verification:
     """Evidence for one (query, reference) pair plus the raw statistics of how it was found."""
 
     evidence: Evidence
-    num_matches: int  # tentative matches that passed the ratio test (best of direct / mirrored)
-    stats: dict[str, float]
+    stats: dict[str, float]  # "matches" counts the tentative matches that passed the ratio test
 
     @property
     def num_inliers(self) -> int:
@@ -127,10 +126,10 @@ def verify(query_kp: np.ndarray, variants: list[tuple[str, np.ndarray]], query_s
         if best is None or key > best[0]:
             best = (key, name, qpts, rpts, sims, h, inl)
     if best is None:
-        return Verification(Evidence.empty(), 0, _stats(0, 0, 0.0, 0.0, False, 0.0))
+        return Verification(Evidence.empty(), _stats(0, 0, 0.0, 0.0, False, 0.0))
     (n_inl, n_match), name, qpts, rpts, sims, h, inl = best
     if h is None or n_inl < 4:
-        return Verification(Evidence.empty(), n_match, _stats(0, n_match, 0.0, 0.0, False, 0.0))
+        return Verification(Evidence.empty(), _stats(0, n_match, 0.0, 0.0, False, 0.0))
     outline = _outline(h, ref_size)
     plausible = _plausible(outline, query_size)
     qin, rin, sin = qpts[inl].astype(np.float32), rpts[inl].astype(np.float32), sims[inl]
@@ -141,7 +140,7 @@ def verify(query_kp: np.ndarray, variants: list[tuple[str, np.ndarray]], query_s
                   mirrored=is_mirror_variant(name), region=region, variant=name)
     stats = _stats(n_inl, n_match, _hull_fraction(qin, query_size), _hull_fraction(rin, ref_size), plausible,
                    float(sin.mean()))
-    return Verification(ev, n_match, stats)
+    return Verification(ev, stats)
 
 
 def _stats(inliers: int, matches: int, q_spread: float, r_spread: float, plausible: bool,

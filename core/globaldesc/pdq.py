@@ -26,8 +26,6 @@ class PdqConfig:
     # Images are shrunk (INTER_AREA) so that their longer side is at most this before hashing: PDQ reduces
     # every image to 64x64 anyway and Meta's hasher does the same pre-resize for speed. 0 disables it.
     max_side: int = 512
-    # Hamming distance at or below which Meta's documentation calls two PDQ hashes a match (of 256 bits).
-    match_distance: int = 31
     # extract_query also returns the complements of the 8 dihedral hashes as variants 8..15: inverting an
     # image turns every PDQ bit over (exactly: the DCT signs flip around their median), so a negative copy
     # is found at no hashing cost; without them inverted copies land ~256 bits away.
@@ -49,8 +47,7 @@ class PdqDescriptor:
 
     def fingerprint(self) -> str:
         cfg = asdict(self.config)
-        for key in ("match_distance", "query_inverted"):  # they do not change reference hashes
-            cfg.pop(key)
+        cfg.pop("query_inverted")  # it does not change reference hashes
         return config_digest({"kind": "pdq", "pdqhash": pdqhash.__version__, **cfg})
 
     def _prepare(self, image: np.ndarray) -> np.ndarray:

@@ -9,7 +9,8 @@ Index kinds (chosen by :func:`choose_kind`):
 - ``ivf-pq-refine``: inverted file over ``nlist`` k-means cells (HNSW coarse quantizer), 4-bit fast-scan PQ
   codes (32 bytes) for the scan, re-ranked with 8-bit scalar-quantised vectors (128 bytes); about 170 bytes
   per descriptor instead of 512. Measured with bench/measure_localindex.py on the dev benchmark (1.55M
-  descriptors, 20 queries x 4 variants, 2 threads): 63 ms per query at nprobe 16 with the exact nearest
+  descriptors, 20 queries x 4 variants, 2 threads; that measurement used nprobe 16, the default is now
+  :data:`NPROBE`): 63 ms per query with the exact nearest
   neighbour found for 90% of query descriptors, against 193 ms (88%) for IVF-SQ8 alone and 377 ms (89%)
   for IVF-Flat; exact search takes 22 s.
 """
