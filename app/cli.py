@@ -122,6 +122,8 @@ def run_gui(args) -> int:
     win = _window(args)
     if args.index:
         win.open_index(args.index)
+    if not args.screenshot:
+        win.restore_session()  # the last session's queue and index (an index given here wins)
     if args.query:
         win.add_paths(args.query)
     if args.screenshot:

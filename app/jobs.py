@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 from PySide6.QtGui import QImage
 
+from copylens.core.errors import ImageLoadError
 from copylens.core.imageio import from_array, load_image_bytes, read_image_file
 from copylens.core.progress import Job, Progress
 from copylens.core.query_input import QueryInput, QuerySource
@@ -125,6 +126,22 @@ def query_job(engine, req: QueryRequest, top_k: int,
         thumbs[m.reference_id] = thumbnail(np.asarray(engine.thumbnail(m.reference_id)))
         yield Progress("thumbnails", i + 1, len(result.matches))
     return QueryOutcome(req, result, thumbs)
+
+
+def restored_thumbnails_job(engine, jobs: list[tuple[int, QueryOutcome]]) -> Job[dict]:
+    """Thumbnails for results restored from an earlier session: row -> (outcome, reference thumbs, query
+    thumb or None when its file is gone)."""
+    out = {}
+    for i, (row, outcome) in enumerate(jobs):
+        thumbs = {m.reference_id: thumbnail(np.asarray(engine.thumbnail(m.reference_id)))
+                  for m in outcome.result.matches}
+        try:
+            query_thumb = thumbnail(display_image(outcome.request, outcome.sha256)[0])
+        except ImageLoadError:
+            query_thumb = None
+        out[row] = (outcome, thumbs, query_thumb)
+        yield Progress("thumbnails", i + 1, len(jobs))
+    return out
 
 
 def display_homography(h: np.ndarray, query_scale: float, reference_scale: float) -> np.ndarray:

@@ -6,12 +6,13 @@ Nothing slow runs here: opening an index, decoding, searching and preparing the 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 
 from PySide6.QtCore import QMimeData, QSettings, Qt, Signal
 from PySide6.QtGui import QAction, QDragEnterEvent, QDropEvent, QGuiApplication, QKeySequence
-from PySide6.QtWidgets import QFileDialog, QLabel, QMainWindow, QSplitter, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QFileDialog, QLabel, QMainWindow, QMessageBox, QSplitter, QVBoxLayout, QWidget
 
 from copylens.core.imageio import IMAGE_SUFFIXES, scan_images
 
@@ -20,7 +21,7 @@ from .exports import result_rows
 from .images import save_pasted
 from .index_dialog import BuildIndexDialog
 from .inspector import Inspector
-from .jobs import QueryRequest, inspect_job, open_engine
+from .jobs import QueryRequest, inspect_job, open_engine, restored_thumbnails_job
 from .notifications import NotificationArea
 from .query_queue import QueryQueue, describe_error
 from .queue_panel import QueuePanel
@@ -28,6 +29,7 @@ from .report import ReportInfo, index_fingerprint, report_job
 from .results_panel import ResultsPanel
 from .review import Reviewer
 from .review_log import ReviewLog, export_log, write_rows
+from .session import SessionStore
 from .workers import JobWorker, WorkerPool, call_job
 
 log = logging.getLogger(__name__)
@@ -48,6 +50,7 @@ class MainWindow(QMainWindow):
         self.settings = st.load_settings(self.store)
         self.data_dir = Path(data_dir) if data_dir is not None else st.default_data_dir()
         self.review_log = ReviewLog.in_dir(self.data_dir)
+        self.session = SessionStore.in_dir(self.data_dir)
         self.pool = WorkerPool(max_threads=self.settings.workers + 2, parent=self)
         self.engine = None
         self._retired: list = []  # engines replaced by another index, closed once no worker uses them
@@ -67,11 +70,11 @@ class MainWindow(QMainWindow):
         self.results = ResultsPanel()
         self.inspector = Inspector()
         self.notifications = NotificationArea()
-        left = QSplitter(Qt.Orientation.Vertical)
+        self.left_split = left = QSplitter(Qt.Orientation.Vertical)
         left.addWidget(self.queue_panel)
         left.addWidget(self.notifications)
         left.setSizes([600, 200])
-        main = QSplitter(Qt.Orientation.Horizontal)
+        self.main_split = main = QSplitter(Qt.Orientation.Horizontal)
         main.addWidget(left)
         main.addWidget(self.results)
         main.addWidget(self.inspector)
@@ -88,10 +91,14 @@ class MainWindow(QMainWindow):
         # ---- wiring
         self.queue.failed.connect(self.notifications.notify)
         self.queue.item_finished.connect(self.reviewer.refresh)
+        self.queue.item_finished.connect(self._save_item)
+        self.queue.item_added.connect(self._save_item)
+        self.queue.cleared.connect(self.session.clear)
         self.queue_panel.selected.connect(self.show_query)
         self.results.selected.connect(self.inspect)
         self._build_menus()
         self.statusBar().showMessage("Drop images or folders here, or paste one with Ctrl+V.")
+        self._restore_layout()
 
     # ---- menus and shortcuts ----------------------------------------------------------------------------
     def _action(self, menu, text, slot, shortcut=None) -> QAction:
@@ -153,6 +160,7 @@ class MainWindow(QMainWindow):
         self._action(q, "&Cancel queue", self.queue.cancel, "Ctrl+.")
         self._action(q, "&Retry selected query", lambda: self.queue.retry(self.queue_panel.current_row()))
         self._action(q, "Retry &all failed or cancelled", self.queue.retry_all, "Ctrl+Shift+R")
+        self._action(q, "C&lear queue…", self.clear_queue)
 
     def _refresh_recent(self) -> None:
         self.recent_menu.clear()
@@ -193,6 +201,8 @@ class MainWindow(QMainWindow):
         st.remember_index(self.store, path)
         self._refresh_recent()
         self.queue.set_engine(engine, self.settings.top_k)
+        self.session.set_meta("index", str(Path(path).resolve()))
+        self._fill_thumbnails(engine)
         self.engine_opened.emit(engine)
 
     def _on_open_error(self, path: str, exc: BaseException) -> None:
@@ -403,6 +413,65 @@ class MainWindow(QMainWindow):
             self.results.outcome = None  # force a re-render with the new thresholds
             self.show_query(self.queue_panel.current_row())
 
+    # ---- session: nothing is lost on close or crash ----------------------------------------------------
+    def _save_item(self, row: int) -> None:
+        self.session.save(row, self.queue.items[row])
+
+    def restore_session(self) -> int:
+        """Queue the previous session's queries again (finished ones with their results) and reopen the
+        last index unless one is already open or opening; returns how many queries came back."""
+        saved = self.session.load()
+        if saved:
+            self.queue.restore(saved)
+            self.statusBar().showMessage(f"Restored {len(saved)} queries of the last session.", 6000)
+        last = self.session.meta("index")
+        if last and self.engine is None and self._open_worker is None and Path(last).is_dir():
+            self.open_index(last)
+        return len(saved)
+
+    def clear_queue(self, confirm: bool = True) -> None:
+        if confirm and self.queue.items:
+            answer = QMessageBox.question(self, "Clear queue", f"Remove all {len(self.queue.items)} queries and "
+                                          "their results from the queue? Review decisions stay in the log.")
+            if answer != QMessageBox.StandardButton.Yes:
+                return
+        self.queue.clear()
+        self.results.show_outcome(None, self.settings)
+
+    def _fill_thumbnails(self, engine) -> None:
+        """Restored results have no thumbnails: fetch them (and the queries' own) in a worker."""
+        rows = [i for i, it in enumerate(self.queue.items) if it.outcome is not None and not it.outcome.reference_thumbs]
+        if not rows:
+            return
+        jobs = [(r, self.queue.items[r].outcome) for r in rows]
+        w = JobWorker(lambda: restored_thumbnails_job(engine, jobs), name="thumbnails", uses=engine)
+        w.signals.result.connect(self._on_thumbnails)
+        self.pool.start(w)
+
+    def _on_thumbnails(self, found: dict) -> None:
+        for row, (outcome, thumbs, query_thumb) in found.items():
+            if row < len(self.queue.items) and self.queue.items[row].outcome is outcome:
+                item = self.queue.items[row]
+                item.outcome = dataclasses.replace(outcome, reference_thumbs=thumbs)
+                item.thumb, item.thumb_shown = query_thumb, False
+                self.queue.item_changed.emit(row)
+
+    def _restore_layout(self) -> None:
+        for key, widget in (("geometry", self), ):
+            raw = self.store.value(f"layout/{key}")
+            if raw is not None:
+                widget.restoreGeometry(raw)
+        for key, split in (("main", self.main_split), ("left", self.left_split)):
+            raw = self.store.value(f"layout/{key}")
+            if raw is not None:
+                split.restoreState(raw)
+
+    def _save_layout(self) -> None:
+        self.store.setValue("layout/geometry", self.saveGeometry())
+        self.store.setValue("layout/main", self.main_split.saveState())
+        self.store.setValue("layout/left", self.left_split.saveState())
+        self.store.sync()
+
     def _release_retired(self) -> None:
         """Close engines replaced by another index as soon as no worker uses them any more (an open
         index holds its FAISS structures in memory: keeping old ones until exit would add up)."""
@@ -429,5 +498,10 @@ class MainWindow(QMainWindow):
             self._retired.append(self.engine)
             self.engine = None
         self._release_retired()
+        self._save_layout()
+        for row, it in enumerate(self.queue.items):
+            if it.state in ("waiting", "running"):
+                self.session.save(row, it)
         self.review_log.close()
+        self.session.close()
         super().closeEvent(event)

@@ -39,7 +39,8 @@ def describe_error(exc: BaseException) -> tuple[str, str]:
 class QueryQueue(QObject):
     item_added = Signal(int)
     item_changed = Signal(int)
-    item_finished = Signal(int)  # a query's results arrived
+    item_finished = Signal(int)  # a query settled: its results arrived, it failed or was cancelled
+    cleared = Signal()  # every item was removed
     progress = Signal(float)  # overall fraction of the queue done, in [0, 1]
     idle = Signal()  # nothing left to run
     failed = Signal(str, str)  # (subject, reason) for the notification area
@@ -51,6 +52,7 @@ class QueryQueue(QObject):
         self.counts: Counter[str] = Counter()  # items per state, kept in step with every state change
         self.reviews: Counter[str] = Counter()  # items per review verdict ("" not counted)
         self._waiting: deque[int] = deque()  # rows in the order they will run
+        self._generation = 0  # bumped by clear()
         self.engine = None
         self.top_k = 10
         self._current: tuple[int, JobWorker] | None = None
@@ -73,6 +75,39 @@ class QueryQueue(QObject):
         self._emit_progress()
         self._pump()
         return row
+
+    def restore(self, saved) -> None:
+        """Re-add queries of an earlier session (:class:`~.session.SavedQuery`): finished ones with their
+        results (no thumbnails yet), the rest in their state (waiting ones run again)."""
+        for q in saved:
+            req = QueryRequest(q.query_id, q.label, path=q.path)
+            item = QueueItem(req, q.state, error=q.error,
+                             outcome=QueryOutcome(req, q.result, {}) if q.result is not None else None)
+            if item.state == "done" and item.outcome is None:
+                item.state = "waiting"
+            self.items.append(item)
+            row = len(self.items) - 1
+            self.counts[item.state] += 1
+            if item.state == "waiting":
+                self._waiting.append(row)
+            self.item_added.emit(row)
+            if item.state == "done":
+                self.item_finished.emit(row)
+        n = max([int(q.query_id[1:]) for q in saved if q.query_id[1:].isdigit()] + [0])
+        self._ids = itertools.count(n + 1)
+        self._emit_progress()
+        self._pump()
+
+    def clear(self) -> None:
+        """Cancel what runs and forget every query."""
+        self.cancel()
+        self.items.clear()
+        self.counts.clear()
+        self.reviews.clear()
+        self._waiting.clear()
+        self._generation += 1
+        self.cleared.emit()
+        self._emit_progress()
 
     def set_engine(self, engine, top_k: int | None = None) -> None:
         """Use ``engine`` for queries still waiting (and rerun nothing already done)."""
@@ -128,11 +163,16 @@ class QueryQueue(QObject):
         worker = JobWorker(lambda: query_job(engine, req, top_k, on_decoded=sig.emit), name=req.label,
                            uses=engine)
         sig = _ThumbSignal(worker.signals)
-        sig.thumb.connect(lambda img, r=row: self._on_thumb(r, img))
-        worker.signals.progress.connect(lambda p, r=row: self._on_progress(r, p))
-        worker.signals.result.connect(lambda out, r=row: self._on_result(r, out))
-        worker.signals.error.connect(lambda exc, r=row: self._on_error(r, exc))
-        worker.signals.cancelled.connect(lambda r=row: self._on_cancelled(r))
+        gen = self._generation  # after clear(), a late signal of this worker must not touch a new row
+
+        def live(fn):
+            return lambda *a: fn(*a) if gen == self._generation else None
+
+        sig.thumb.connect(live(lambda img, r=row: self._on_thumb(r, img)))
+        worker.signals.progress.connect(live(lambda p, r=row: self._on_progress(r, p)))
+        worker.signals.result.connect(live(lambda out, r=row: self._on_result(r, out)))
+        worker.signals.error.connect(live(lambda exc, r=row: self._on_error(r, exc)))
+        worker.signals.cancelled.connect(live(lambda r=row: self._on_cancelled(r)))
         worker.signals.finished.connect(self._on_finished)
         self._current = (row, worker)
         self.item_changed.emit(row)
@@ -145,7 +185,8 @@ class QueryQueue(QObject):
             if self.items[i].state == "waiting":
                 self._set_state(i, "cancelled")
                 self.item_changed.emit(i)
-        if self._current is not None:
+                self.item_finished.emit(i)
+        if self._current is not None and self._current[0] < len(self.items):
             self._current[1].cancel()
         self._emit_progress()
 
@@ -187,11 +228,13 @@ class QueryQueue(QObject):
         self._set_state(row, "error")
         it.error = reason
         self.item_changed.emit(row)
+        self.item_finished.emit(row)
         self.failed.emit(it.request.label if subject == it.request.path else subject, reason)
 
     def _on_cancelled(self, row: int) -> None:
         self._set_state(row, "cancelled")
         self.item_changed.emit(row)
+        self.item_finished.emit(row)
 
     def _on_finished(self) -> None:
         self._current = None
@@ -212,7 +255,8 @@ class QueryQueue(QObject):
         if n == 0:
             self.progress.emit(1.0)
             return
-        running = self.items[self._current[0]].fraction if self._current is not None else 0.0
+        cur = self._current[0] if self._current is not None else -1
+        running = self.items[cur].fraction if 0 <= cur < len(self.items) else 0.0
         self.progress.emit((self.num_finished + running) / n)
 
 

@@ -104,6 +104,7 @@ class QueuePanel(QWidget):
         self._resort.setInterval(250)
         self._resort.timeout.connect(self.reorder)
         queue.item_added.connect(self._on_added)
+        queue.cleared.connect(self._on_cleared)
         queue.item_changed.connect(self._refresh)
         queue.progress.connect(self._on_progress)
 
@@ -162,6 +163,11 @@ class QueuePanel(QWidget):
             self.list.scrollToItem(self._items[current])
 
     # ---- rendering --------------------------------------------------------------------------------------
+    def _on_cleared(self) -> None:
+        self._items.clear()
+        self.list.clear()
+        self._update_counts()
+
     def _on_added(self, row: int) -> None:
         item = _Item(self._placeholder, self, row)
         self._items.append(item)

@@ -275,3 +275,36 @@ def test_settings_dialog_speaks_percent(qtbot):
     dlg.possible_t.setValue(95)  # above "copy": clamped to it
     v = dlg.value()
     assert v.copy_threshold == 0.8 and v.possible_threshold == 0.8
+
+
+def test_queue_results_and_decisions_survive_a_restart(qtbot, tmp_path, tiny_index, queries):
+    store = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
+    first = MainWindow(store=store, data_dir=tmp_path / "data")
+    qtbot.addWidget(first)
+    with qtbot.waitSignal(first.engine_opened, timeout=20000):
+        first.open_index(str(tiny_index))
+    first.add_paths([queries["astro"], queries["corrupt"], queries["coffee"]])
+    _wait_idle(qtbot, first)
+    first.queue_panel.select(0)
+    qtbot.waitUntil(lambda: first.results.outcome is first.queue.items[0].outcome)
+    first.reviewer.decide_pair("copy")
+    before = [(it.state, it.error, it.review) for it in first.queue.items]
+    scores = [m.score for m in first.queue.items[0].outcome.result.matches]
+    points = first.queue.items[0].outcome.result.matches[0].evidence.query_points
+    first.close()
+
+    second = MainWindow(store=store, data_dir=tmp_path / "data")
+    qtbot.addWidget(second)
+    with qtbot.waitSignal(second.engine_opened, timeout=20000):
+        assert second.restore_session() == 3  # and the last index reopens
+    assert [(it.state, it.error, it.review) for it in second.queue.items] == before
+    astro = second.queue.items[0]
+    assert [m.score for m in astro.outcome.result.matches] == scores
+    np.testing.assert_array_equal(astro.outcome.result.matches[0].evidence.query_points, points)
+    assert astro.outcome.sha256 == first.queue.items[0].outcome.sha256
+    qtbot.waitUntil(lambda: bool(second.queue.items[0].outcome.reference_thumbs), timeout=20000)
+    assert second.queue.items[0].thumb is not None
+    assert second.queue.next_id() == "q4"  # new queries do not reuse restored ids
+    second.clear_queue(confirm=False)
+    assert second.queue.items == [] and second.session.load() == []
+    second.close()
