@@ -66,3 +66,16 @@ def explain(match: Match, copy_threshold: float, possible_threshold: float) -> l
         if name.startswith("global:"):
             lines.append(f"Global similarity ({name[7:]}): {value:.2f} (1 = identical, 0 = unrelated).")
     return lines
+
+
+def reference_tooltip(reference_id: str, details: dict) -> str:
+    """A reference as a thing: its name, where its file is, and the index's metadata about it."""
+    lines = [reference_id]
+    for key, value in details.items():
+        if key not in ("path", "size"):
+            lines.append(f"{key.replace('_', ' ')}: {value}")
+    if details.get("size"):
+        lines.append(f"size: {details['size']} px")
+    if details.get("path"):
+        lines.append(f"file: {details['path']}")
+    return "\n".join(lines)

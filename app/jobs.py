@@ -48,6 +48,7 @@ class QueryOutcome:
     request: QueryRequest
     result: QueryResult
     reference_thumbs: dict[str, QImage]
+    references: dict[str, dict] = field(default_factory=dict)  # id -> {"path": ..., metadata...}
 
     @property
     def sha256(self) -> str:
@@ -121,25 +122,33 @@ def query_job(engine, req: QueryRequest, top_k: int,
             on_decoded(thumbnail(q.image.pixels))
 
     result = yield from engine.search(req.source, query_id=req.query_id, top_k=top_k, on_read=read)
-    thumbs = {}
+    thumbs, refs = {}, {}
     for i, m in enumerate(result.matches):
         thumbs[m.reference_id] = thumbnail(np.asarray(engine.thumbnail(m.reference_id)))
+        refs[m.reference_id] = reference_details(engine, m.reference_id)
         yield Progress("thumbnails", i + 1, len(result.matches))
-    return QueryOutcome(req, result, thumbs)
+    return QueryOutcome(req, result, thumbs, refs)
+
+
+def reference_details(engine, reference_id: str) -> dict:
+    """What the window shows about a reference: its source path, size, and the index's metadata."""
+    info = engine.reference(reference_id)
+    return {"path": info.path, "size": f"{info.width}x{info.height}", **engine.metadata(reference_id)}
 
 
 def restored_thumbnails_job(engine, jobs: list[tuple[int, QueryOutcome]]) -> Job[dict]:
-    """Thumbnails for results restored from an earlier session: row -> (outcome, reference thumbs, query
-    thumb or None when its file is gone)."""
+    """Thumbnails for results restored from an earlier session: row -> (outcome, reference thumbs,
+    reference details, query thumb or None when its file is gone)."""
     out = {}
     for i, (row, outcome) in enumerate(jobs):
         thumbs = {m.reference_id: thumbnail(np.asarray(engine.thumbnail(m.reference_id)))
                   for m in outcome.result.matches}
+        refs = {m.reference_id: reference_details(engine, m.reference_id) for m in outcome.result.matches}
         try:
             query_thumb = thumbnail(display_image(outcome.request, outcome.sha256)[0])
         except ImageLoadError:
             query_thumb = None
-        out[row] = (outcome, thumbs, query_thumb)
+        out[row] = (outcome, thumbs, refs, query_thumb)
         yield Progress("thumbnails", i + 1, len(jobs))
     return out
 

@@ -10,8 +10,15 @@ import dataclasses
 import logging
 from pathlib import Path
 
-from PySide6.QtCore import QMimeData, QSettings, Qt, Signal
-from PySide6.QtGui import QAction, QDragEnterEvent, QDropEvent, QGuiApplication, QKeySequence
+from PySide6.QtCore import QMimeData, QSettings, Qt, QUrl, Signal
+from PySide6.QtGui import (
+    QAction,
+    QDesktopServices,
+    QDragEnterEvent,
+    QDropEvent,
+    QGuiApplication,
+    QKeySequence,
+)
 from PySide6.QtWidgets import QFileDialog, QLabel, QMainWindow, QMessageBox, QSplitter, QVBoxLayout, QWidget
 
 from copylens.core.imageio import IMAGE_SUFFIXES, scan_images
@@ -145,6 +152,8 @@ class MainWindow(QMainWindow):
                      [QKeySequence("PgUp"), QKeySequence("Left")])
         self._action(r, "Show candidates below the threshold", lambda: self.results.set_expanded(
             not self.results.expanded), "B")
+        self._action(r, "Open reference &file", lambda: self.open_reference(folder=False), "Ctrl+Shift+F")
+        self._action(r, "Open reference f&older", lambda: self.open_reference(folder=True))
         v = bar.addMenu("&View")
         ins = self.inspector
         for i, name in enumerate(("Side by side", "Blend", "Flicker")):
@@ -413,6 +422,21 @@ class MainWindow(QMainWindow):
             self.results.outcome = None  # force a re-render with the new thresholds
             self.show_query(self.queue_panel.current_row())
 
+    def open_reference(self, folder: bool = False) -> Path | None:
+        """Open the selected reference's original file (or its folder) with the desktop's default app."""
+        outcome, i = self.results.outcome, self.results.current()
+        if outcome is None or i < 0:
+            self.statusBar().showMessage("Select a result first.", 3000)
+            return None
+        path = Path(outcome.references.get(outcome.result.matches[i].reference_id, {}).get("path", ""))
+        target = path.parent if folder else path
+        if not path.name or not target.exists():
+            self.notifications.notify(str(path), "the reference's original file is not there any more "
+                                                 "(the index shows its stored thumbnail)", level="warning")
+            return None
+        QDesktopServices.openUrl(QUrl.fromLocalFile(str(target)))
+        return target
+
     # ---- session: nothing is lost on close or crash ----------------------------------------------------
     def _save_item(self, row: int) -> None:
         self.session.save(row, self.queue.items[row])
@@ -449,10 +473,10 @@ class MainWindow(QMainWindow):
         self.pool.start(w)
 
     def _on_thumbnails(self, found: dict) -> None:
-        for row, (outcome, thumbs, query_thumb) in found.items():
+        for row, (outcome, thumbs, refs, query_thumb) in found.items():
             if row < len(self.queue.items) and self.queue.items[row].outcome is outcome:
                 item = self.queue.items[row]
-                item.outcome = dataclasses.replace(outcome, reference_thumbs=thumbs)
+                item.outcome = dataclasses.replace(outcome, reference_thumbs=thumbs, references=refs)
                 item.thumb, item.thumb_shown = query_thumb, False
                 self.queue.item_changed.emit(row)
 

@@ -14,7 +14,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from .explain import explain
+from .explain import explain, reference_tooltip
 from .jobs import QueryOutcome
 from .settings import AppSettings
 
@@ -150,7 +150,10 @@ class ResultsPanel(QWidget):
         ref = QTableWidgetItem(m.reference_id)
         if thumb is not None:
             ref.setIcon(QIcon(QPixmap.fromImage(thumb)))
-        ref.setToolTip(m.reference_id)
+        ref.setToolTip(reference_tooltip(m.reference_id, self.outcome.references.get(m.reference_id, {})))
+        title = self.outcome.references.get(m.reference_id, {}).get("title")
+        if title:
+            ref.setText(f"{m.reference_id}\n{title}")
         self.table.setItem(row, 0, ref)
         why = "\n".join(explain(m, self.settings.copy_threshold, self.settings.possible_threshold))
         conf = QTableWidgetItem(f"{m.score:.0%}")

@@ -39,7 +39,7 @@ def cmd_index_build(args) -> int:
     names = parse_names(args.global_descriptors)
     names = DEFAULT_GLOBAL if names is None else names
     s = run_job(build_index(args.ref_dir, args.out, workers=args.workers, calibrate=not args.no_calibrate,
-                            global_descriptors=names), bar)
+                            global_descriptors=names, metadata=args.metadata), bar)
     if bar:
         bar.close()
     _print_summary(s)
@@ -177,6 +177,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("ref_dir", help="folder of reference images (searched recursively)")
     b.add_argument("--out", required=True, help="index directory to create or resume")
     b.add_argument("--workers", type=int, default=None, help="extraction threads (default: all cores)")
+    b.add_argument("--metadata", metavar="FILE.csv",
+                   help="CSV sidecar: a reference_id (or file) column and any of title, artist, "
+                        "inventory_number, source_url, licence, ... shown beside each reference")
     b.add_argument("--global", dest="global_descriptors", default=None, metavar="NAME[,NAME...]",
                    help="global descriptors for dual retrieval: pdq, timm:<model>[:<weights>], "
                         "torchscript:<path>, copylens-<name>, or none for SIFT only (default: pdq)")

@@ -132,10 +132,11 @@ class Engine:
         self.keypoint_counts = store.keypoint_counts()  # row -> keypoints, for vote normalisation
 
     @classmethod
-    def open(cls, index_dir: str | Path, config: QueryConfig | None = None, device: str | None = None) -> Engine:
+    def open(cls, index_dir: str | Path, config: QueryConfig | None = None, device: str | None = None,
+             allow_pending: bool = False) -> Engine:
         """Open an index. ``device`` ("cpu", "cuda", ...; None or "auto" = CUDA when present) is where
         neural global descriptors run; it never changes what they compute beyond floating-point noise."""
-        opened = open_index(index_dir)
+        opened = open_index(index_dir, allow_pending)
         index_dir, manifest, store, local = opened.index_dir, opened.manifest, opened.store, opened.local
         try:
             globals_ = [GlobalBranch.open(index_dir, e, device) for e in manifest.get("global", [])]
@@ -177,6 +178,10 @@ class Engine:
 
     def thumbnail(self, reference_id: str) -> np.ndarray:
         return decode_jpeg(self.store.thumbnail(reference_id))
+
+    def metadata(self, reference_id: str) -> dict[str, str]:
+        """What the index's metadata sidecar says about a reference (title, artist, licence, ...)."""
+        return self.store.metadata(reference_id)
 
     def reference_image(self, reference_id: str, max_side: int | None = 1600) -> DecodedImage:
         """The original reference if still present and unchanged, else its stored thumbnail."""

@@ -31,7 +31,7 @@ def calibrate_index(index_dir: Path, seed: int = 0, max_queries: int = MAX_QUERI
                     min_queries: int = MIN_QUERIES, workers: int = 1) -> Job[dict]:
     from .engine import Engine  # engine imports nothing from here; import late to keep modules acyclic
 
-    engine = Engine.open(index_dir)
+    engine = Engine.open(index_dir, allow_pending=True)
     try:
         rows = engine.store.rows()
         names = engine.calibrator.names

@@ -308,3 +308,16 @@ def test_queue_results_and_decisions_survive_a_restart(qtbot, tmp_path, tiny_ind
     second.clear_queue(confirm=False)
     assert second.queue.items == [] and second.session.load() == []
     second.close()
+
+
+def test_references_are_things_with_a_file(qtbot, window, queries, tiny_index, monkeypatch):
+    opened = []
+    monkeypatch.setattr("copylens.app.main_window.QDesktopServices.openUrl", lambda url: opened.append(url) or True)
+    with qtbot.waitSignal(window.inspector_ready, timeout=30000):
+        window.add_paths([queries["astro"]])
+        _wait_idle(qtbot, window)
+    tip = window.results.table.item(0, 0).toolTip()
+    assert tip.startswith("astronaut\n") and "size: 512x512 px" in tip and "astronaut.png" in tip
+    folder = window.open_reference(folder=True)
+    assert folder == tiny_index.parent / "refs" and opened[-1].toLocalFile() == str(folder)
+    assert window.open_reference().name == "astronaut.png"

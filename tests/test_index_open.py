@@ -111,3 +111,26 @@ def test_store_close_releases_every_threads_connection(two_indexes):
             c.execute("SELECT 1")
     assert store.count() == 4  # usable again: a fresh connection
     store.close()
+
+
+def test_a_build_stopped_while_calibrating_does_not_open(copy):
+    m = _manifest(copy)
+    (copy / MANIFEST).write_text(json.dumps({**m, "calibration_pending": True, "calibration": None}))
+    _fails(copy, "stopped while calibrating; run 'copylens index build")
+    with Engine.open(copy, allow_pending=True) as eng:  # self-calibration's own view
+        assert eng.info.num_references == 4
+
+
+def test_metadata_sidecar(tmp_path):
+    from copylens.core.cli import main as cli
+
+    refs = write_references(tmp_path / "refs", ("astronaut", "rocket", "camera"))
+    sidecar = tmp_path / "meta.csv"
+    sidecar.write_text("file,title,artist,licence\nastronaut.png,Eileen Collins,NASA,public domain\n"
+                       "rocket,Launch,NASA,public domain\nnot-there.jpg,Ghost,,\n", encoding="utf-8")
+    assert cli(["index", "build", str(refs), "--out", str(tmp_path / "idx"), "--no-calibrate",
+                "--metadata", str(sidecar)]) == 0
+    with Engine.open(tmp_path / "idx") as eng:
+        assert eng.metadata("astronaut") == {"artist": "NASA", "licence": "public domain",
+                                             "title": "Eileen Collins"}
+        assert eng.metadata("rocket")["title"] == "Launch" and eng.metadata("camera") == {}

@@ -13,6 +13,7 @@ and redoes only the final steps. Files with the same content (sha256) are stored
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import os
@@ -72,6 +73,34 @@ def extract_reference_vectors(descs: list[GlobalDescriptor], pixels: np.ndarray)
         if len(b):
             out[d.name] = GlobalVector(np.asarray(b.vectors[0]), float(b.quality[0]), bool(b.low_quality[0]))
     return out
+
+
+METADATA_ID_COLUMNS = ("reference_id", "id", "file", "path", "filename")
+
+
+def import_metadata(store: ReferenceStore, csv_path: str | Path) -> list[str]:
+    """Read a metadata CSV with a header: one id column (``reference_id``, or a file name / relative path,
+    matched with or without its extension) and any other columns (title, artist, inventory_number,
+    source_url, licence, ...). Returns the ids that match no reference."""
+    with open(csv_path, newline="", encoding="utf-8-sig") as fh:
+        rows = list(csv.DictReader(fh))
+    if not rows:
+        return []
+    cols = {c.strip().lower(): c for c in rows[0]}
+    id_col = next((cols[c] for c in METADATA_ID_COLUMNS if c in cols), None)
+    if id_col is None:
+        raise CopyLensError(f"{csv_path}: needs a column named one of {', '.join(METADATA_ID_COLUMNS)}")
+    known = store.known_ids()
+    out, unmatched = [], []
+    for r in rows:
+        raw = (r.get(id_col) or "").strip().replace("\\", "/")
+        rid = raw if raw in known else str(Path(raw).with_suffix("")) if raw else ""
+        if rid not in known:
+            unmatched.append(raw)
+            continue
+        out += [(rid, k.strip(), v.strip()) for k, v in r.items() if k != id_col and k and (v or "").strip()]
+    store.set_metadata(out)
+    return unmatched
 
 
 def default_workers() -> int:
@@ -255,8 +284,12 @@ def build_index(ref_dir: str | Path, out_dir: str | Path, workers: int | None = 
                 config: FeatureConfig | None = None, calibrate: bool = True, seed: int = 0,
                 calibration_queries: int | None = None,
                 global_descriptors: Sequence[str] = DEFAULT_GLOBAL,
-                global_post: GlobalPostConfig | None = None) -> Job[BuildSummary]:
+                global_post: GlobalPostConfig | None = None,
+                metadata: str | Path | None = None) -> Job[BuildSummary]:
     """Build (or resume building) the index ``out_dir`` from the images below ``ref_dir``.
+
+    ``metadata`` is an optional CSV sidecar (see :func:`import_metadata`) of titles, artists, inventory
+    numbers, source URLs, licences... shown beside each reference in the window.
 
     ``global_descriptors`` names the global branches of dual retrieval (registry names such as ``pdq``;
     empty or ``("none",)`` for SIFT only); ``global_post`` sets the whitening and score normalisation of
@@ -304,10 +337,17 @@ def build_index(ref_dir: str | Path, out_dir: str | Path, workers: int | None = 
     added, dups, failures = yield from _extract_all(store, todo, cfg, workers or default_workers(), descs)
     local = yield from _write_local_index(store, out_dir)
     entries = yield from _write_global_indexes(store, out_dir, _global_entries(descs), post)
+    if metadata is not None:
+        yield Progress("metadata", 0, 1, str(metadata))
+        unmatched = import_metadata(store, metadata)
+        failures += [(str(metadata), f"metadata row for unknown reference {rid!r}") for rid in unmatched[:20]]
     calibration = None
     if calibrate:
-        write_manifest(out_dir, _manifest(out_dir, store, cfg, local, None, ref_dir, previous,
-                                                        entries))
+        # self-calibration opens the index through the engine, so a manifest must exist; it says the
+        # calibration is pending, and every other reader refuses it until the build finishes (a build
+        # killed here never yields an index that opens with the default calibration without a word)
+        write_manifest(out_dir, {**_manifest(out_dir, store, cfg, local, None, ref_dir, previous, entries),
+                                 "calibration_pending": True})
         n = calibration_queries
         w = workers or default_workers()
         calibration = yield from (calibrate_index(out_dir, seed=seed, workers=w) if n is None else

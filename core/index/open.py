@@ -29,9 +29,13 @@ class OpenedIndex:
     local: LocalIndex
 
 
-def open_index(index_dir: str | Path) -> OpenedIndex:
+def open_index(index_dir: str | Path, allow_pending: bool = False) -> OpenedIndex:
+    """``allow_pending``: open an index whose build is still calibrating (only self-calibration does)."""
     index_dir = Path(index_dir)
     manifest = read_manifest(index_dir)
+    if manifest.get("calibration_pending") and not allow_pending:
+        raise IndexFormatError(f"{index_dir}: the build stopped while calibrating; run 'copylens index build "
+                               f"REF_DIR --out {index_dir}' again to finish it")
     store = ReferenceStore(index_dir)
     try:
         try:

@@ -20,6 +20,8 @@ from ..features import LocalFeatures
 from ..results import ReferenceInfo
 from .layout import DATABASE
 
+_METADATA_TABLE = ("CREATE TABLE IF NOT EXISTS metadata (reference_id TEXT NOT NULL, key TEXT NOT NULL, "
+                   "value TEXT NOT NULL, PRIMARY KEY (reference_id, key))")
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS refs (
     row INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -56,6 +58,12 @@ CREATE TABLE IF NOT EXISTS globals (
 CREATE TABLE IF NOT EXISTS tombstones (
     row INTEGER PRIMARY KEY,
     num_keypoints INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS metadata (
+    reference_id TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (reference_id, key)
 );
 CREATE TABLE IF NOT EXISTS meta (
     key TEXT PRIMARY KEY,
@@ -217,6 +225,22 @@ class ReferenceStore:
 
     def num_duplicates(self) -> int:
         return int(self._conn().execute("SELECT COUNT(*) FROM duplicates").fetchone()[0])
+
+    def set_metadata(self, rows: list[tuple[str, str, str]]) -> None:
+        """(reference id, key, value) rows from a metadata sidecar (title, artist, licence, ...)."""
+        conn = self._conn()
+        with conn:
+            conn.execute(_METADATA_TABLE)
+            conn.executemany("INSERT OR REPLACE INTO metadata VALUES (?, ?, ?)", rows)
+
+    def metadata(self, reference_id: str) -> dict[str, str]:
+        """A reference's metadata (empty for an index built without a sidecar, or before they existed)."""
+        try:
+            rows = self._conn().execute("SELECT key, value FROM metadata WHERE reference_id = ? ORDER BY key",
+                                        (reference_id,)).fetchall()
+        except sqlite3.OperationalError:  # an index from before the metadata table
+            return {}
+        return dict(rows)
 
     def keypoint_counts(self) -> dict[int, int]:
         """Row -> number of keypoints stored, for every reference."""
