@@ -341,7 +341,9 @@ class MainWindow(QMainWindow):
             self._inspect_worker = None
         outcome = self.results.outcome
         if outcome is None or not 0 <= match_row < len(outcome.result.matches) or self.engine is None:
-            self.inspector.show_data(None)
+            no_match = outcome is not None and self.results.num_above() == 0
+            self.inspector.show_data(None, "No match: no candidate reaches the threshold, so there is no "
+                                           "evidence to show (B lists the candidates)." if no_match else "")
             return
         match, engine = outcome.result.matches[match_row], self.engine
         self._inspect_evidence = match.score >= self.settings.possible_threshold
