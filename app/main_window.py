@@ -6,7 +6,6 @@ Nothing slow runs here: opening an index, decoding, searching and preparing the 
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from pathlib import Path
 
@@ -19,24 +18,23 @@ from PySide6.QtGui import (
     QGuiApplication,
     QKeySequence,
 )
-from PySide6.QtWidgets import QFileDialog, QLabel, QMainWindow, QMessageBox, QSplitter, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QFileDialog, QLabel, QMainWindow, QSplitter, QVBoxLayout, QWidget
 
 from copylens.core.imageio import IMAGE_SUFFIXES, scan_images
 
 from . import settings as st
-from .exports import result_rows
 from .images import save_pasted
 from .index_dialog import BuildIndexDialog
 from .inspector import Inspector
-from .jobs import QueryRequest, inspect_job, open_engine, restored_thumbnails_job
+from .jobs import QueryRequest, inspect_job, open_engine
 from .notifications import NotificationArea
 from .query_queue import QueryQueue, describe_error
 from .queue_panel import QueuePanel
-from .report import ReportInfo, index_fingerprint, report_job
 from .results_panel import ResultsPanel
 from .review import Reviewer
-from .review_log import ReviewLog, export_log, write_rows
+from .review_log import ReviewLog
 from .session import SessionStore
+from .window_actions import ExportsAndSession
 from .workers import JobWorker, WorkerPool, call_job
 
 log = logging.getLogger(__name__)
@@ -44,7 +42,7 @@ IMAGE_MIME = ("image/png", "image/jpeg", "image/webp", "image/bmp", "image/gif",
               "image/avif")
 
 
-class MainWindow(QMainWindow):
+class MainWindow(ExportsAndSession, QMainWindow):
     engine_opened = Signal(object)  # the Engine
     inspector_ready = Signal()  # the inspector shows a new pair
 
@@ -360,53 +358,6 @@ class MainWindow(QMainWindow):
         self.inspector.show_data(data, evidence=self._inspect_evidence)
         self.inspector_ready.emit()
 
-    # ---- export and settings ----------------------------------------------------------------------------
-    def _save_name(self, title: str, default: str, filters: str) -> str:
-        path, _ = QFileDialog.getSaveFileName(self, title, str(Path.home() / default), filters)
-        return path
-
-    def export_results(self, path: str | None = None) -> Path | None:
-        path = path or self._save_name("Export results", "copylens_results.csv", "CSV (*.csv);;JSON (*.json)")
-        return self._export(path, lambda p: write_rows(p, result_rows(self.queue.items, self.settings)))
-
-    def export_review_log(self, path: str | None = None) -> Path | None:
-        path = path or self._save_name("Export review log", "copylens_review.csv", "CSV (*.csv);;JSON (*.json)")
-        return self._export(path, lambda p: export_log(self.review_log, p))
-
-    def export_report(self, folder: str | None = None) -> JobWorker | None:
-        """Report the queries shown in the queue panel (its filter is the selection) into ``folder``."""
-        folder = folder or QFileDialog.getExistingDirectory(self, "Folder for the report")
-        if not folder or self.engine is None:
-            return None
-        items = [self.queue.items[r] for r in self.queue_panel.visible_rows()]
-        info = ReportInfo(self.engine.info.name, str(self.engine.info.path),
-                          index_fingerprint(self.engine.info.path), self.settings.reviewer_name)
-        engine, decisions, settings = self.engine, self.review_log.latest_all(), self.settings
-        w = JobWorker(lambda: report_job(items, engine, decisions, settings, info, folder), name="report",
-                      uses=engine)
-        w.signals.progress.connect(lambda p: self.statusBar().showMessage(f"Report: {p.done}/{p.total} queries"))
-        w.signals.result.connect(lambda path: self.statusBar().showMessage(f"Report written to {path}", 8000))
-        w.signals.error.connect(lambda exc: self.notifications.notify("report", describe_error(exc)[1]))
-        return self.pool.start(w)
-
-    def export_view(self, path: str | None = None) -> Path | None:
-        path = path or self._save_name("Export inspector view", "copylens_inspector.png", "PNG (*.png)")
-        return self._export(path, lambda p: Path(p) if self.inspector.annotated_image().save(str(p)) else None)
-
-    def _export(self, path: str | None, fn) -> Path | None:
-        if not path:
-            return None
-        try:
-            out = fn(path)
-        except (OSError, ValueError) as exc:
-            self.notifications.notify(path, str(exc))
-            return None
-        if out is None:
-            self.notifications.notify(path, "could not be written")
-        else:
-            self.statusBar().showMessage(f"Saved {out}", 4000)
-        return out
-
     def edit_settings(self) -> None:
         from .settings_dialog import SettingsDialog
 
@@ -438,65 +389,6 @@ class MainWindow(QMainWindow):
             return None
         QDesktopServices.openUrl(QUrl.fromLocalFile(str(target)))
         return target
-
-    # ---- session: nothing is lost on close or crash ----------------------------------------------------
-    def _save_item(self, row: int) -> None:
-        self.session.save(row, self.queue.items[row])
-
-    def restore_session(self) -> int:
-        """Queue the previous session's queries again (finished ones with their results) and reopen the
-        last index unless one is already open or opening; returns how many queries came back."""
-        saved = self.session.load()
-        if saved:
-            self.queue.restore(saved)
-            self.statusBar().showMessage(f"Restored {len(saved)} queries of the last session.", 6000)
-        last = self.session.meta("index")
-        if last and self.engine is None and self._open_worker is None and Path(last).is_dir():
-            self.open_index(last)
-        return len(saved)
-
-    def clear_queue(self, confirm: bool = True) -> None:
-        if confirm and self.queue.items:
-            answer = QMessageBox.question(self, "Clear queue", f"Remove all {len(self.queue.items)} queries and "
-                                          "their results from the queue? Review decisions stay in the log.")
-            if answer != QMessageBox.StandardButton.Yes:
-                return
-        self.queue.clear()
-        self.results.show_outcome(None, self.settings)
-
-    def _fill_thumbnails(self, engine) -> None:
-        """Restored results have no thumbnails: fetch them (and the queries' own) in a worker."""
-        rows = [i for i, it in enumerate(self.queue.items) if it.outcome is not None and not it.outcome.reference_thumbs]
-        if not rows:
-            return
-        jobs = [(r, self.queue.items[r].outcome) for r in rows]
-        w = JobWorker(lambda: restored_thumbnails_job(engine, jobs), name="thumbnails", uses=engine)
-        w.signals.result.connect(self._on_thumbnails)
-        self.pool.start(w)
-
-    def _on_thumbnails(self, found: dict) -> None:
-        for row, (outcome, thumbs, refs, query_thumb) in found.items():
-            if row < len(self.queue.items) and self.queue.items[row].outcome is outcome:
-                item = self.queue.items[row]
-                item.outcome = dataclasses.replace(outcome, reference_thumbs=thumbs, references=refs)
-                item.thumb, item.thumb_shown = query_thumb, False
-                self.queue.item_changed.emit(row)
-
-    def _restore_layout(self) -> None:
-        for key, widget in (("geometry", self), ):
-            raw = self.store.value(f"layout/{key}")
-            if raw is not None:
-                widget.restoreGeometry(raw)
-        for key, split in (("main", self.main_split), ("left", self.left_split)):
-            raw = self.store.value(f"layout/{key}")
-            if raw is not None:
-                split.restoreState(raw)
-
-    def _save_layout(self) -> None:
-        self.store.setValue("layout/geometry", self.saveGeometry())
-        self.store.setValue("layout/main", self.main_split.saveState())
-        self.store.setValue("layout/left", self.left_split.saveState())
-        self.store.sync()
 
     def _release_retired(self) -> None:
         """Close engines replaced by another index as soon as no worker uses them any more (an open

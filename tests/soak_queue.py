@@ -26,7 +26,7 @@ from copylens.app.jobs import QueryRequest  # noqa: E402
 from copylens.app.main_window import MainWindow  # noqa: E402
 from copylens.core.progress import Progress  # noqa: E402
 from copylens.core.query_input import read_query  # noqa: E402
-from copylens.core.results import Evidence, Match, QueryResult  # noqa: E402
+from copylens.core.results import Evidence, Match, QueryResult, ReferenceInfo  # noqa: E402
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
@@ -57,6 +57,12 @@ class InstantEngine:
 
     def thumbnail(self, reference_id: str) -> np.ndarray:
         return self.thumb
+
+    def reference(self, reference_id: str) -> ReferenceInfo:
+        return ReferenceInfo(reference_id, f"/refs/{reference_id}.png", "0" * 64, 40, 40, 100)
+
+    def metadata(self, reference_id: str) -> dict[str, str]:
+        return {"title": f"title of {reference_id}"}
 
 
 def main(n: int) -> int:
