@@ -24,6 +24,9 @@ SIGNALS: dict[str, str] = {
     "reference_spread": "sqrt",  # convex-hull area of the inliers / reference area
     "plausible": "id",  # 1 when the projected outline is a convex, sane quadrilateral
     "mean_similarity": "id",  # mean RootSIFT cosine similarity of the inliers
+    # inliers / the reference's keypoints: 40 inliers are overwhelming for a 60-keypoint icon and weak for a
+    # 500-keypoint photo; without it, graphics' copies were under-confident (issue 11)
+    "inlier_share": "sqrt",
 }
 
 
@@ -70,10 +73,14 @@ class Calibrator:
 
     @staticmethod
     def from_dict(d: Mapping, expected: Sequence[str] | None = None) -> Calibrator:
+        """``expected``: the signals the engine produces; a model fitted on a subset of them (an index
+        calibrated before a signal was added) keeps working with its own."""
         names = tuple(d.get("signals", ()))
-        if expected is not None and names != tuple(expected):
+        if expected is not None and not set(names) <= set(expected):
             raise ValueError(f"calibration was fitted on signals {list(names)} but this index produces "
                              f"{list(expected)}; rebuild the index")
+        if not (len(d["weights"]) == len(d["mean"]) == len(d["std"]) == len(names)):
+            raise ValueError("the calibration's weights, means and spreads do not match its signals")
         return Calibrator(tuple(d["weights"]), float(d["bias"]), tuple(d["mean"]), tuple(d["std"]),
                           str(d["source"]), names)
 
@@ -81,11 +88,26 @@ class Calibrator:
 def fit(signals: Sequence[Mapping[str, float]], labels: Sequence[int], l2: float = 1.0,
         positive_prior: float | None = None, iterations: int = 50,
         names: Sequence[str] = tuple(SIGNALS)) -> Calibrator:
-    """L2-regularised logistic regression by Newton's method.
+    """L2-regularised logistic regression by Newton's method, with every weight non-negative.
+
+    Every signal is evidence for a copy (more inliers, more spread, higher similarity), so stronger evidence
+    must never lower the confidence: an unconstrained fit over these correlated signals gave some of them
+    negative weights (issue 11). A signal whose weight comes out negative is dropped (weight 0) and the
+    model refitted, until all are non-negative (an active-set method).
 
     ``positive_prior``, when given, reweights the classes so the fitted probabilities correspond to that
     share of copies among candidates rather than the sample's share.
     """
+    active = list(range(len(names)))
+    while True:
+        cal = _fit(signals, labels, l2, positive_prior, iterations, names, active)
+        negative = [j for j in active if cal.weights[j] < 0]
+        if not negative:
+            return cal
+        active.remove(min(negative, key=lambda j: cal.weights[j]))
+
+
+def _fit(signals, labels, l2, positive_prior, iterations, names, active: list[int]) -> Calibrator:
     y = np.asarray(labels, np.float64)
     if y.size == 0 or y.min() == y.max():
         raise ValueError("calibration needs both copies and non-copies")
@@ -93,7 +115,9 @@ def fit(signals: Sequence[Mapping[str, float]], labels: Sequence[int], l2: float
     mean = x.mean(axis=0)
     std = x.std(axis=0)
     std[std < 1e-9] = 1.0
-    xs = np.hstack([(x - mean) / std, np.ones((x.shape[0], 1))])
+    mask = np.zeros(len(names), bool)
+    mask[active] = True
+    xs = np.hstack([((x - mean) / std) * mask, np.ones((x.shape[0], 1))])  # inactive signals: weight 0
     sw = np.ones_like(y)
     if positive_prior is not None:
         p = y.mean()

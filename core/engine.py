@@ -375,6 +375,7 @@ class Engine:
                        ref.image_size, cfg.verify, region)
             signals = dict(v.stats)
             signals["votes"] = float(nvotes)
+            signals["inlier_share"] = signals["inliers"] / max(1, len(ref))
             for g, qv in zip(self.globals, glob.queries, strict=True):
                 signals[signal_name(g.name)] = g.similarity(qv, self.store.global_vector(g.name, row))
             ev = v.evidence

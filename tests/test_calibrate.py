@@ -1,0 +1,51 @@
+"""The confidence model: non-negative weights (stronger evidence never lowers it), old models still load."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from copylens.core.calibrate import SIGNALS, Calibrator, _fit, fit
+
+
+def _sample(n: int = 600, seed: int = 0):
+    """Copies have more inliers; "matches" is nearly a copy of "inliers" but slightly larger for
+    non-copies, the collinear pair that makes an unconstrained fit give "matches" a negative weight."""
+    rng = np.random.default_rng(seed)
+    y = (rng.random(n) < 0.3).astype(int)
+    inl = np.where(y == 1, rng.gamma(4, 12, n), rng.gamma(1.5, 3, n))
+    matches = inl * 1.5 + np.where(y == 1, 0, rng.uniform(5, 15, n))
+    sigs = [{"inliers": float(i), "matches": float(m), "votes": float(i * 2), "query_spread": 0.2,
+             "reference_spread": 0.2, "plausible": float(i > 8), "mean_similarity": 0.8, "inlier_ratio": i / m,
+             "inlier_share": float(min(1.0, i / 300))} for i, m in zip(inl, matches, strict=True)]
+    return sigs, y
+
+
+def test_fit_keeps_every_weight_non_negative():
+    sigs, y = _sample()
+    names = tuple(SIGNALS)
+    free = _fit(sigs, y, 1.0, None, 50, names, list(range(len(names))))
+    assert min(free.weights) < 0  # the unconstrained model would let more evidence lower the confidence
+    cal = fit(sigs, y, names=names)
+    assert min(cal.weights) >= 0
+    # monotone: more inliers (everything else equal) never lowers the probability
+    base = dict(sigs[0])
+    probs = cal.predict([{**base, "inliers": float(k), "matches": float(k) * 1.5} for k in (5, 10, 20, 40, 80)])
+    assert np.all(np.diff(probs) >= -1e-12)
+    # and it still separates: the copies' mean probability is well above the non-copies'
+    p = cal.predict(sigs)
+    assert p[y == 1].mean() > 0.6 > 0.2 > p[y == 0].mean()
+
+
+def test_a_model_fitted_before_a_signal_existed_still_loads():
+    old_names = [n for n in SIGNALS if n != "inlier_share"]
+    d = {"signals": old_names, "weights": [0.5] * len(old_names), "bias": -1.0, "mean": [0.0] * len(old_names),
+         "std": [1.0] * len(old_names), "source": "fitted on 10 pairs"}
+    cal = Calibrator.from_dict(d, list(SIGNALS) + ["global:pdq"])
+    assert cal.names == tuple(old_names)
+    assert cal.predict([{"inliers": 50.0, "inlier_share": 0.9}]).shape == (1,)
+    with pytest.raises(ValueError, match="rebuild the index"):
+        Calibrator.from_dict({**d, "signals": [*old_names, "global:unknown"], "weights": [0.5] * (len(old_names) + 1)},
+                             list(SIGNALS))
+    with pytest.raises(ValueError, match="do not match"):
+        Calibrator.from_dict({**d, "weights": [0.5]}, list(SIGNALS))
