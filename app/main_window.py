@@ -18,7 +18,16 @@ from PySide6.QtGui import (
     QGuiApplication,
     QKeySequence,
 )
-from PySide6.QtWidgets import QFileDialog, QLabel, QMainWindow, QSplitter, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (
+    QFileDialog,
+    QInputDialog,
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QSplitter,
+    QVBoxLayout,
+    QWidget,
+)
 
 from copylens.core.imageio import IMAGE_SUFFIXES, scan_images
 
@@ -142,6 +151,7 @@ class MainWindow(ExportsAndSession, QMainWindow):
         self._action(r, "No copy in this &query", lambda: rv.decide_query("no copy"), "X")
         self._action(r, "&Skip query (unsure)", lambda: rv.decide_query("unsure"), "S")
         self._action(r, "&Undo last decision", rv.undo, QKeySequence.StandardKey.Undo)
+        self._action(r, "Mark all at or above a confidence as copy…", self.bulk_copy)
         r.addSeparator()
         self._action(r, "Ne&xt candidate", lambda: rv.step_candidate(1), [QKeySequence("Down"), QKeySequence("J")])
         self._action(r, "Pre&vious candidate", lambda: rv.step_candidate(-1), [QKeySequence("Up"), QKeySequence("K")])
@@ -312,6 +322,23 @@ class MainWindow(ExportsAndSession, QMainWindow):
             event.acceptProposedAction()
 
     # ---- results and inspector --------------------------------------------------------------------------
+    def bulk_copy(self, threshold: float | None = None, confirm: bool = True) -> int:
+        """Ask for a confidence, say how many unreviewed queries it would mark, and mark them on Yes."""
+        if threshold is None:
+            pct, ok = QInputDialog.getInt(self, "Mark as copies", "Mark every unreviewed query whose best match "
+                                          "is at or above this confidence (%) as a copy:",
+                                          round(100 * self.settings.copy_threshold), 1, 100)
+            if not ok:
+                return 0
+            threshold = pct / 100
+        n = sum(1 for it in self.queue.items if it.state == "done" and not it.review and it.outcome.result.best
+                and it.outcome.result.best.score >= threshold)
+        if confirm and QMessageBox.question(
+                self, "Mark as copies", f"Mark {n} unreviewed queries as copies of their best match "
+                f"(confidence at or above {threshold:.0%})? Each can be undone.") != QMessageBox.StandardButton.Yes:
+            return 0
+        return self.reviewer.bulk_copy(threshold)
+
     def current_item(self):
         row = self.queue_panel.current_row()
         return self.queue.items[row] if 0 <= row < len(self.queue.items) else None

@@ -103,6 +103,20 @@ class Reviewer:
         self.w.statusBar().showMessage(f"{item.request.label}: {decision}", 4000)
         self.next_unreviewed()
 
+    def bulk_copy(self, threshold: float) -> int:
+        """Mark the best candidate of every finished, unreviewed query scoring at least ``threshold`` as a
+        copy (each decision is logged and can be undone one by one); returns how many."""
+        q, n = self.w.queue, 0
+        for row, item in enumerate(q.items):
+            best = item.outcome.result.best if item.outcome is not None else None
+            if item.state == "done" and not item.review and best is not None and best.score >= threshold:
+                self._record(row, item, best.reference_id, best.score, "copy")
+                n += 1
+        if self.w.results.outcome is not None:
+            self.w.show_query(self.w.queue_panel.current_row(), force=True)
+        self.w.statusBar().showMessage(f"Marked {n} queries as copies (at or above {threshold:.0%}).", 6000)
+        return n
+
     def undo(self) -> None:
         if not self.undo_stack:
             self.w.statusBar().showMessage("Nothing to undo.", 3000)

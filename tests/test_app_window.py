@@ -321,3 +321,19 @@ def test_references_are_things_with_a_file(qtbot, window, queries, tiny_index, m
     folder = window.open_reference(folder=True)
     assert folder == tiny_index.parent / "refs" and opened[-1].toLocalFile() == str(folder)
     assert window.open_reference().name == "astronaut.png"
+
+
+def test_bulk_mark_as_copy_at_or_above_a_confidence(qtbot, window, queries, tmp_path):
+    moon = tmp_path / "moon.png"
+    Image.fromarray(skimage.data.moon()).save(moon)
+    window.add_paths([queries["astro"], moon, queries["coffee"]])
+    _wait_idle(qtbot, window)
+    astro, unrelated, coffee = window.queue.items
+    window.queue_panel.select(2)
+    qtbot.waitUntil(lambda: window.results.outcome is coffee.outcome)
+    window.reviewer.decide_query("unsure")  # already reviewed: bulk marking leaves it alone
+    assert window.bulk_copy(0.5, confirm=False) == 1
+    assert (astro.review, unrelated.review, coffee.review) == ("copy", "", "unsure")
+    assert window.review_log.latest(astro.outcome.sha256, astro.outcome.result.best.reference_id) == "copy"
+    window.reviewer.undo()
+    assert astro.review == ""
