@@ -71,8 +71,11 @@ def explain(match: Match, copy_threshold: float, possible_threshold: float) -> l
 def reference_tooltip(reference_id: str, details: dict) -> str:
     """A reference as a thing: its name, where its file is, and the index's metadata about it."""
     lines = [reference_id]
+    if details.get("near_identical"):
+        lines.append(f"near-identical references exist: {details['near_identical']} (check the evidence "
+                     "tells them apart)")
     for key, value in details.items():
-        if key not in ("path", "size"):
+        if key not in ("path", "size", "near_identical"):
             lines.append(f"{key.replace('_', ' ')}: {value}")
     if details.get("size"):
         lines.append(f"size: {details['size']} px")

@@ -133,7 +133,9 @@ def query_job(engine, req: QueryRequest, top_k: int,
 def reference_details(engine, reference_id: str) -> dict:
     """What the window shows about a reference: its source path, size, and the index's metadata."""
     info = engine.reference(reference_id)
-    return {"path": info.path, "size": f"{info.width}x{info.height}", **engine.metadata(reference_id)}
+    near = engine.near_identical(reference_id) if hasattr(engine, "near_identical") else []
+    return {"path": info.path, "size": f"{info.width}x{info.height}", **engine.metadata(reference_id),
+            **({"near_identical": ", ".join(near)} if near else {})}
 
 
 def restored_thumbnails_job(engine, jobs: list[tuple[int, QueryOutcome]]) -> Job[dict]:

@@ -151,9 +151,11 @@ class ResultsPanel(QWidget):
         if thumb is not None:
             ref.setIcon(QIcon(QPixmap.fromImage(thumb)))
         ref.setToolTip(reference_tooltip(m.reference_id, self.outcome.references.get(m.reference_id, {})))
-        title = self.outcome.references.get(m.reference_id, {}).get("title")
-        if title:
-            ref.setText(f"{m.reference_id}\n{title}")
+        details = self.outcome.references.get(m.reference_id, {})
+        lines = [m.reference_id] + ([details["title"]] if details.get("title") else [])
+        if details.get("near_identical"):
+            lines.append("≈ near-identical references exist")
+        ref.setText("\n".join(lines))
         self.table.setItem(row, 0, ref)
         why = "\n".join(explain(m, self.settings.copy_threshold, self.settings.possible_threshold))
         conf = QTableWidgetItem(f"{m.score:.0%}")

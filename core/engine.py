@@ -179,6 +179,10 @@ class Engine:
     def thumbnail(self, reference_id: str) -> np.ndarray:
         return decode_jpeg(self.store.thumbnail(reference_id))
 
+    def near_identical(self, reference_id: str) -> list[str]:
+        """References the index found near-identical to this one (at build time, by PDQ)."""
+        return self.store.near_identical(reference_id)
+
     def metadata(self, reference_id: str) -> dict[str, str]:
         """What the index's metadata sidecar says about a reference (title, artist, licence, ...)."""
         return self.store.metadata(reference_id)

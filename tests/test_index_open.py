@@ -134,3 +134,33 @@ def test_metadata_sidecar(tmp_path):
         assert eng.metadata("astronaut") == {"artist": "NASA", "licence": "public domain",
                                              "title": "Eileen Collins"}
         assert eng.metadata("rocket")["title"] == "Launch" and eng.metadata("camera") == {}
+
+
+def test_near_identical_references_are_known(tmp_path):
+    """Two versions of one drawing (a few strokes differ) are near-identical; an unrelated photo is not.
+    A query of one version still ranks it first, and the window says near-identical references exist."""
+    import cv2
+    import numpy as np
+    from PIL import Image
+
+    from copylens.app.jobs import QueryRequest, query_job
+
+    refs = write_references(tmp_path / "refs", ("rocket", "coffee"))
+    rng = np.random.default_rng(4)
+    art = np.full((400, 400, 3), 255, np.uint8)
+    for _ in range(40):
+        p, q = rng.integers(0, 400, 2), rng.integers(0, 400, 2)
+        cv2.line(art, tuple(int(v) for v in p), tuple(int(v) for v in q), (0, 0, 0), 3)
+    variant = art.copy()
+    cv2.line(variant, (20, 380), (120, 300), (0, 0, 0), 3)  # one stroke more
+    Image.fromarray(art).save(refs / "spiro_a.png")
+    Image.fromarray(variant).save(refs / "spiro_b.png")
+    run_job(build_index(refs, tmp_path / "idx", workers=1, calibrate=False))
+    with Engine.open(tmp_path / "idx") as eng:
+        assert eng.near_identical("spiro_a") == ["spiro_b"] and eng.near_identical("spiro_b") == ["spiro_a"]
+        assert eng.near_identical("rocket") == [] and eng.near_identical("coffee") == []
+        query = tmp_path / "q.png"
+        Image.fromarray(np.ascontiguousarray(np.rot90(art))).save(query)  # rotated copy of version a
+        out = run_job(query_job(eng, QueryRequest("q1", "q.png", path=str(query)), top_k=5))
+    assert out.result.best.reference_id == "spiro_a"
+    assert out.references["spiro_a"]["near_identical"] == "spiro_b"

@@ -34,6 +34,7 @@ from ..imageio import encode_jpeg, load_image_bytes, read_image_file, scan_image
 from ..progress import Job, Progress, bounded_map, run_job
 from ..selfcal import calibrate_index
 from .globalfiles import GlobalPostConfig, load_normalizer, load_whitening, write_global_index
+from .globalindex import GlobalIndex
 from .layout import (
     DATABASE,
     FORMAT_NAME,
@@ -239,6 +240,32 @@ def _write_global_indexes(store: ReferenceStore, index_dir: Path, entries: Seque
     return out
 
 
+NEAR_IDENTICAL_BITS = 16  # PDQ hashes at most this many bits apart (of 256) mark near-identical references
+
+
+def _find_near_identical(store: ReferenceStore, index_dir: Path, entries: Sequence[dict]) -> Job[int]:
+    """Record which references are near-identical to each other (PDQ within NEAR_IDENTICAL_BITS, about
+    the variants of one drawing or one wallpaper in two colours), so the window can say so beside a
+    match. Uses the PDQ index when the index has one; returns how many pairs were found."""
+    entry = next(((i, e) for i, e in enumerate(entries) if e["name"] == "pdq"), None)
+    if entry is None:
+        return 0
+    yield Progress("near-identical", 0, 1)
+    rows, vecs = store.global_vectors("pdq")
+    pairs: list[tuple[int, int]] = []
+    if len(rows) > 1:
+        index = GlobalIndex.load(index_dir / entry[1]["file"])
+        scores, found = index.search(np.stack(vecs), 5)
+        floor = 1.0 - NEAR_IDENTICAL_BITS / 256
+        for row, srow, frow in zip(rows, scores, found, strict=True):
+            pairs += [(int(row), int(o)) for s, o in zip(srow, frow, strict=True)
+                      if o >= 0 and int(o) != int(row) and s >= floor]
+        pairs += [(b, a) for a, b in pairs]
+    store.set_near_identical(pairs)
+    yield Progress("near-identical", 1, 1)
+    return len(pairs) // 2
+
+
 def _descriptors(names: Sequence[str]) -> list[GlobalDescriptor]:
     return [create_descriptor(n) for n in names if n != "none"]
 
@@ -337,6 +364,7 @@ def build_index(ref_dir: str | Path, out_dir: str | Path, workers: int | None = 
     added, dups, failures = yield from _extract_all(store, todo, cfg, workers or default_workers(), descs)
     local = yield from _write_local_index(store, out_dir)
     entries = yield from _write_global_indexes(store, out_dir, _global_entries(descs), post)
+    yield from _find_near_identical(store, out_dir, entries)
     if metadata is not None:
         yield Progress("metadata", 0, 1, str(metadata))
         unmatched = import_metadata(store, metadata)
@@ -407,6 +435,7 @@ def add_to_index(index_dir: str | Path, paths: Iterable[str | Path], workers: in
     else:
         local.save(index_dir / LOCAL_FAISS)
     entries = yield from _write_global_indexes(store, index_dir, entries)  # stored whitening, not refitted
+    yield from _find_near_identical(store, index_dir, entries)
     write_manifest(index_dir, _manifest(index_dir, store, cfg, local, manifest.get("calibration"),
                                                       None, manifest, entries))
     return BuildSummary(added, skipped, dups, failures + fails, store.count(), time.monotonic() - t0)
@@ -429,6 +458,7 @@ def remove_from_index(index_dir: str | Path, reference_ids: Iterable[str]) -> in
     entries = manifest.get("global", [])
     if rows:  # no descriptor is needed: the stored vectors (and whitening) are all the FAISS indexes hold
         entries = run_job(_write_global_indexes(store, index_dir, entries))
+        run_job(_find_near_identical(store, index_dir, entries))
     write_manifest(index_dir, _manifest(index_dir, store, cfg, local, manifest.get("calibration"),
                                                       None, manifest, entries))
     return len(rows)

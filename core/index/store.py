@@ -20,6 +20,7 @@ from ..features import LocalFeatures
 from ..results import ReferenceInfo
 from .layout import DATABASE
 
+_NEAR_TABLE = "CREATE TABLE IF NOT EXISTS near_identical (row INTEGER NOT NULL, other INTEGER NOT NULL, PRIMARY KEY (row, other))"
 _METADATA_TABLE = ("CREATE TABLE IF NOT EXISTS metadata (reference_id TEXT NOT NULL, key TEXT NOT NULL, "
                    "value TEXT NOT NULL, PRIMARY KEY (reference_id, key))")
 _SCHEMA = """
@@ -225,6 +226,25 @@ class ReferenceStore:
 
     def num_duplicates(self) -> int:
         return int(self._conn().execute("SELECT COUNT(*) FROM duplicates").fetchone()[0])
+
+    def set_near_identical(self, pairs: list[tuple[int, int]]) -> None:
+        """Replace the groups of near-identical references: (row, other row) pairs, both directions."""
+        conn = self._conn()
+        with conn:
+            conn.execute(_NEAR_TABLE)
+            conn.execute("DELETE FROM near_identical")
+            conn.executemany("INSERT OR IGNORE INTO near_identical VALUES (?, ?)", pairs)
+
+    def near_identical(self, reference_id: str) -> list[str]:
+        """Ids of the references that are near-identical to this one (empty when the index does not know)."""
+        try:
+            rows = self._conn().execute(
+                "SELECT o.reference_id FROM refs r JOIN near_identical n ON n.row = r.row "
+                "JOIN refs o ON o.row = n.other WHERE r.reference_id = ? ORDER BY o.reference_id",
+                (reference_id,)).fetchall()
+        except sqlite3.OperationalError:  # an index from before the table
+            return []
+        return [r[0] for r in rows]
 
     def set_metadata(self, rows: list[tuple[str, str, str]]) -> None:
         """(reference id, key, value) rows from a metadata sidecar (title, artist, licence, ...)."""
