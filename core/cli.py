@@ -29,6 +29,8 @@ def _print_summary(s, stream=sys.stderr) -> None:
           f"{len(s.failed)} failed; {s.total_references} references in the index ({s.seconds:.1f} s)", file=stream)
     for path, reason in s.failed:
         print(f"  failed: {path}: {reason}", file=stream)
+    for path, rid in getattr(s, "renamed", []):
+        print(f"  note: {path} shares its name with another file: indexed as {rid!r}", file=stream)
 
 
 def cmd_index_build(args) -> int:
@@ -108,6 +110,13 @@ def _evidence_json(m) -> dict:
     }
 
 
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def unique_query_ids(files: list[Path]) -> dict[Path, str]:
     """Query ids for the CSV/JSON output: the file stem, or the file name with its extension when two
     files share a stem (``a.jpg`` and ``a.png``), or the full path when even that repeats."""
@@ -124,7 +133,11 @@ def cmd_query(args) -> int:
         print("copylens query: no image files given", file=sys.stderr)
         return 1
     qids = unique_query_ids(files)
-    out = open(args.out, "w", newline="", encoding="utf-8") if args.out else sys.stdout
+    try:
+        out = open(args.out, "w", newline="", encoding="utf-8") if args.out else sys.stdout
+    except OSError as exc:
+        print(f"copylens query: cannot write {args.out}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
     ok = failed = 0
     results = []
     try:
@@ -204,7 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
     q = sub.add_parser("query", help="find the references that query images are copies of")
     q.add_argument("index")
     q.add_argument("paths", nargs="+", metavar="PATH", help="query images or folders of them")
-    q.add_argument("--top-k", type=int, default=10, help="matches reported per query (default 10)")
+    q.add_argument("--top-k", type=_positive_int, default=10, help="matches reported per query (default 10)")
     q.add_argument("--out", help="write results here instead of standard output")
     q.add_argument("--format", choices=("csv", "json"), default="csv",
                    help="csv: query_id,reference_id,score (ISC2021); json: with the evidence")

@@ -99,3 +99,18 @@ def test_info_add_remove(cli_index):
     assert info["references"] == 7 and info["descriptors"] == ["local:rootsift", "global:pdq"]
     copylens("index", "remove", idx, "chelsea")
     assert json.loads(copylens("index", "info", idx, "--json").stdout)["references"] == 6
+
+
+def test_small_cli_mistakes_are_clear(cli_index, tmp_path):
+    import shutil
+
+    bad_k = copylens("query", cli_index / "idx", cli_index / "queries", "--top-k", "-1", check=False)
+    assert bad_k.returncode == 2 and "must be at least 1" in bad_k.stderr and "Traceback" not in bad_k.stderr
+    missing = copylens("query", cli_index / "idx", cli_index / "queries", "--out", tmp_path / "no" / "o.csv",
+                       check=False)
+    assert missing.returncode == 2 and "cannot write" in missing.stderr and "Traceback" not in missing.stderr
+    idx = tmp_path / "idx"
+    shutil.copytree(cli_index / "idx", idx)
+    coffee = cli_index / "queries" / "coffee.jpg"
+    twice = copylens("index", "add", idx, coffee, coffee)  # the same file twice in one command
+    assert "failed: " not in twice.stderr and "added 1, skipped 1" in twice.stderr

@@ -164,3 +164,31 @@ def test_near_identical_references_are_known(tmp_path):
         out = run_job(query_job(eng, QueryRequest("q1", "q.png", path=str(query)), top_k=5))
     assert out.result.best.reference_id == "spiro_a"
     assert out.references["spiro_a"]["near_identical"] == "spiro_b"
+
+
+def test_references_with_the_same_stem_get_ids_with_extensions(tmp_path, capsys):
+    """a.jpg and a.png used to crash the build (UNIQUE constraint) on every rerun."""
+    from PIL import Image
+
+    from copylens.core.cli import main as cli
+
+    from conftest import skimage_rgb
+
+    refs = tmp_path / "refs"
+    (refs / "sub").mkdir(parents=True)
+    Image.fromarray(skimage_rgb("astronaut")).save(refs / "a.jpg")
+    Image.fromarray(skimage_rgb("rocket")).save(refs / "a.png")
+    Image.fromarray(skimage_rgb("camera")).save(refs / "sub" / "b.webp")
+    Image.fromarray(skimage_rgb("coins")).save(refs / "sub" / "b.bmp")
+    Image.fromarray(skimage_rgb("horse")).save(refs / "c.png")
+    for _ in range(2):  # a rerun resumes cleanly
+        assert cli(["index", "build", str(refs), "--out", str(tmp_path / "idx"), "--no-calibrate"]) == 0
+    err = capsys.readouterr().err
+    assert "shares its name with another file: indexed as 'a.jpg'" in err
+    with Engine.open(tmp_path / "idx") as eng:
+        assert sorted(r.reference_id for r in eng.references()) == ["a.jpg", "a.png", "c", "sub/b.bmp",
+                                                                   "sub/b.webp"]
+        from copylens.core.query_input import QuerySource
+
+        best = run_job(eng.search(QuerySource("q", pixels=skimage_rgb("rocket")))).best
+        assert best.reference_id == "a.png"

@@ -18,6 +18,7 @@ import hashlib
 import json
 import os
 import time
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -65,6 +66,7 @@ class BuildSummary:
     failed: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
     total_references: int = 0
     seconds: float = 0.0
+    renamed: list[tuple[str, str]] = field(default_factory=list)  # (path, id with extension): shared stems
 
 
 def extract_reference_vectors(descs: list[GlobalDescriptor], pixels: np.ndarray) -> dict[str, GlobalVector]:
@@ -116,6 +118,27 @@ def reference_id_for(path: Path, root: Path | None) -> str:
         except ValueError:
             pass
     return path.stem
+
+
+def assign_reference_ids(files: Sequence[Path], root: Path, taken: dict[str, str]
+                         ) -> tuple[list[tuple[Path, str]], list[tuple[str, str]]]:
+    """Reference ids for a scan: the relative path without extension (the CLI contract), except where two
+    files would share it (``a.jpg`` and ``a.png``) or the index already gives it to another file: then the
+    relative path with its extension, which no two files share. ``taken`` maps ids in the index to their
+    paths. Returns (file, id) pairs in scan order and the (path, id) pairs that kept their extension."""
+    plain = [reference_id_for(p, root) for p in files]
+    count = Counter(plain)
+    out, renamed = [], []
+    for p, rid in zip(files, plain, strict=True):
+        owner = taken.get(rid)
+        if count[rid] > 1 or (owner is not None and owner != str(p.resolve())):
+            try:
+                rid = p.resolve().relative_to(root.resolve()).as_posix()
+            except ValueError:
+                rid = p.name
+            renamed.append((str(p), rid))
+        out.append((p, rid))
+    return out, renamed
 
 
 def extract_reference(path: Path, reference_id: str, cfg: FeatureConfig,
@@ -359,7 +382,8 @@ def build_index(ref_dir: str | Path, out_dir: str | Path, workers: int | None = 
     yield Progress("scan", 0, 0, str(ref_dir))
     files = scan_images(ref_dir)
     known = store.known_paths()
-    todo = [(p, reference_id_for(p, ref_dir)) for p in files if str(p.resolve()) not in known]
+    ids, renamed = assign_reference_ids(files, ref_dir, store.id_paths())
+    todo = [(p, rid) for p, rid in ids if str(p.resolve()) not in known]
     skipped = len(files) - len(todo)
     added, dups, failures = yield from _extract_all(store, todo, cfg, workers or default_workers(), descs)
     local = yield from _write_local_index(store, out_dir)
@@ -382,7 +406,7 @@ def build_index(ref_dir: str | Path, out_dir: str | Path, workers: int | None = 
                                   calibrate_index(out_dir, seed=seed, max_queries=n, min_queries=n, workers=w))
     write_manifest(out_dir, _manifest(out_dir, store, cfg, local, calibration, ref_dir, previous,
                                                     entries))
-    return BuildSummary(added, skipped, dups, failures, store.count(), time.monotonic() - t0)
+    return BuildSummary(added, skipped, dups, failures, store.count(), time.monotonic() - t0, renamed)
 
 
 def _expand(paths: Iterable[str | Path]) -> list[tuple[Path, Path | None]]:
@@ -417,6 +441,7 @@ def add_to_index(index_dir: str | Path, paths: Iterable[str | Path], workers: in
             failures.append((str(f), f"reference id {rid!r} is already in the index"))
             continue
         known_ids.add(rid)
+        known.add(str(f.resolve()))  # the same file twice in one command: the second is a skip
         todo.append((f, rid))
     local = LocalIndex.load(index_dir / LOCAL_FAISS, manifest["local_index"]["kind"])
     entries = manifest.get("global", [])

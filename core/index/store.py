@@ -218,6 +218,10 @@ class ReferenceStore:
         paths |= {r[0] for r in c.execute("SELECT path FROM duplicates")}
         return paths
 
+    def id_paths(self) -> dict[str, str]:
+        """Reference id -> the path it was indexed from."""
+        return dict(self._conn().execute("SELECT reference_id, path FROM refs").fetchall())
+
     def known_ids(self) -> set[str]:
         return {r[0] for r in self._conn().execute("SELECT reference_id FROM refs")}
 
