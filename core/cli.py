@@ -24,7 +24,8 @@ def _progress(args) -> ConsoleProgress | None:
     return None if getattr(args, "quiet", False) else ConsoleProgress()
 
 
-def _print_summary(s, stream=sys.stderr) -> None:
+def _print_summary(s, stream=None) -> None:
+    stream = stream if stream is not None else sys.stderr
     print(f"added {s.added}, skipped {s.skipped} already indexed, {s.duplicates} duplicate(s), "
           f"{len(s.failed)} failed; {s.total_references} references in the index ({s.seconds:.1f} s)", file=stream)
     for path, reason in s.failed:
