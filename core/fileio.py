@@ -6,7 +6,10 @@ import hashlib
 import json
 import os
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO
 
 
 def temp_name(path: Path) -> Path:
@@ -14,19 +17,26 @@ def temp_name(path: Path) -> Path:
     return path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
 
 
-def write_atomic(path: str | Path, data: bytes) -> None:
-    """Write ``data`` so that a reader sees the old file or the new one, never half of either: a temporary
-    file in the same folder, fsync, then ``os.replace``."""
+@contextmanager
+def atomic_writer(path: str | Path) -> Iterator[BinaryIO]:
+    """A binary file to stream into; on a clean exit it replaces ``path`` atomically (a temporary file in
+    the same folder, fsync, ``os.replace``), on an error it is discarded and ``path`` is untouched."""
     path = Path(path)
     tmp = temp_name(path)
     try:
         with open(tmp, "wb") as fh:
-            fh.write(data)
+            yield fh
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def write_atomic(path: str | Path, data: bytes) -> None:
+    """Write ``data`` so that a reader sees the old file or the new one, never half of either."""
+    with atomic_writer(path) as fh:
+        fh.write(data)
 
 
 def write_json_atomic(path: str | Path, data: object) -> None:

@@ -143,3 +143,25 @@ def test_background_normalisation_known_answer(tmp_path, metric, dim):
     back = BackgroundNormalizer.load(tmp_path / "bg.npz")
     assert (back.metric, back.k, back.beta) == (metric, 2, 1.0)
     assert np.allclose(back.offsets(query), [expected])
+
+
+def test_faiss_files_stream_in_faiss_s_own_format_and_a_failed_write_leaves_the_old_file(tmp_path):
+    import faiss
+
+    from copylens.core.index.faissio import save_index
+
+    idx = faiss.IndexFlatL2(4)
+    idx.add(np.eye(4, dtype=np.float32))
+    save_index(idx, tmp_path / "ours.faiss")
+    faiss.write_index(idx, str(tmp_path / "theirs.faiss"))
+    assert (tmp_path / "ours.faiss").read_bytes() == (tmp_path / "theirs.faiss").read_bytes()
+    with pytest.raises(Exception):
+        save_index("not an index", tmp_path / "ours.faiss")
+    assert (tmp_path / "ours.faiss").read_bytes() == (tmp_path / "theirs.faiss").read_bytes()
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+    non_ascii = tmp_path / "índice ✓.faiss"
+    save_index(idx, non_ascii)
+    good = GlobalIndex(8, "hamming")
+    good.add(np.arange(2), np.zeros((2, 1), np.uint8) + np.array([[0], [255]], np.uint8))
+    good.save(tmp_path / "bin.faiss")
+    assert len(GlobalIndex.load(tmp_path / "bin.faiss")) == 2
