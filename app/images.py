@@ -15,6 +15,7 @@ from PIL import Image
 from PySide6.QtGui import QImage
 
 from copylens.core.fileio import write_atomic
+from copylens.core.resize import scaled_size
 
 THUMB_SIDE = 96  # longer side of queue/result thumbnails, in pixels
 DISPLAY_SIDE = 2048  # longer side of images shown in the inspector (bounded to keep memory and GPU low)
@@ -46,8 +47,7 @@ def bounded(pixels: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
     h, w = pixels.shape[:2]
     if max(h, w) <= max_side:
         return pixels, 1.0
-    s = max_side / max(h, w)
-    size = (max(1, round(w * s)), max(1, round(h * s)))
+    size, _ = scaled_size(w, h, max_side)
     out = np.asarray(Image.fromarray(pixels).resize(size, Image.Resampling.BILINEAR))
     return out, w / size[0]
 

@@ -20,6 +20,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageFont
 
 from copylens.core.errors import UnknownBackendError
+from copylens.core.resize import fit_longest
 
 MAX_SIDE = 1024  # longer side of every edited image (inputs are shrunk to it first, outputs after)
 WORDS = ("copy", "original", "LOL", "wow", "share", "sale", "new", "when you", "me irl", "2021", "NOPE",
@@ -50,12 +51,7 @@ def _arr(img: Image.Image) -> np.ndarray:
 
 def _shrink(a: np.ndarray, max_side: int = MAX_SIDE) -> tuple[np.ndarray, float]:
     """Return ``a`` with its longer side at most ``max_side`` and the scale applied."""
-    h, w = a.shape[:2]
-    if max(h, w) <= max_side:
-        return a, 1.0
-    s = max_side / max(h, w)
-    out = cv2.resize(a, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
-    return out, s
+    return fit_longest(a, max_side, cv2.INTER_AREA)
 
 
 def _finish(a: np.ndarray, edit: str, box: Box | None = None) -> Edited:

@@ -33,6 +33,7 @@ from .progress import Job, Progress
 from .query_input import QueryInput, QuerySource, read_query
 from .recall import RecallConfig, vote
 from .regions import propose_regions
+from .resize import to_longest
 from .results import Evidence, Match, QueryResult, ReferenceInfo, Region
 from .verify import VerifyConfig, verify
 
@@ -297,10 +298,8 @@ class Engine:
         """Features of a query region, keypoints in the region's own original-pixel frame."""
         cfg = self.config
         rw, rh = region.box[2] - region.box[0], region.box[3] - region.box[1]
-        up = cfg.region_min_side / max(crop.shape[:2])
-        if up > 1:
-            crop = cv2.resize(crop, (round(crop.shape[1] * up), round(crop.shape[0] * up)),
-                              interpolation=cv2.INTER_CUBIC)
+        if max(crop.shape[:2]) < cfg.region_min_side:
+            crop, _ = to_longest(crop, cfg.region_min_side, cv2.INTER_CUBIC)
         return self.query_features(DecodedImage(np.ascontiguousarray(crop), (round(rw), round(rh)), "<region>"))
 
     def search_and_verify(self, feats: LocalFeatures, region: Region | None = None,

@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 
 from .imageio import DecodedImage
+from .resize import to_longest
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,13 +97,9 @@ def extract(image: DecodedImage, cfg: FeatureConfig = FeatureConfig(),
     h, w = pixels.shape[:2]
     scale = 1.0
     if max(h, w) > cfg.max_side:
-        scale = cfg.max_side / max(h, w)
-        pixels = cv2.resize(pixels, (max(1, round(w * scale)), max(1, round(h * scale))),
-                            interpolation=cv2.INTER_AREA)
+        pixels, scale = to_longest(pixels, cfg.max_side, cv2.INTER_AREA)
     elif 0 < max(h, w) < cfg.min_side and min(h, w) >= 8:
-        scale = cfg.min_side / max(h, w)
-        pixels = cv2.resize(pixels, (max(1, round(w * scale)), max(1, round(h * scale))),
-                            interpolation=cv2.INTER_CUBIC)
+        pixels, scale = to_longest(pixels, cfg.min_side, cv2.INTER_CUBIC)
     gray = to_gray(pixels)
     if min(gray.shape) < 16:
         return LocalFeatures.empty(image.original_size)

@@ -20,6 +20,7 @@ import pillow_heif
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from .errors import ImageLoadError
+from .resize import scaled_size
 
 MAX_PIXELS = 120_000_000  # decompression-bomb guard: refuse images with more pixels than this (w * h)
 MAX_FILE_BYTES = 512 * 2**20  # files larger than this are refused before reading (no real photo is near it)
@@ -104,8 +105,7 @@ def _decode(fp, source: str, max_side: int | None, max_pixels: int) -> DecodedIm
             ow, oh = (h, w) if orientation in (5, 6, 7, 8) else (w, h)
             img = _flatten(img)
             if max_side is not None and max(img.size) > max_side:
-                s = max_side / max(img.size)
-                img = img.resize((max(1, round(img.width * s)), max(1, round(img.height * s))),
+                img = img.resize(scaled_size(img.width, img.height, max_side)[0],
                                  Image.Resampling.BILINEAR, reducing_gap=2.0)
             pixels = np.asarray(img, dtype=np.uint8)
     except ImageLoadError:
@@ -180,8 +180,7 @@ def from_array(pixels: np.ndarray, source: str = "<array>", max_side: int | None
     img = _flatten(Image.fromarray(arr))
     size = img.size
     if max_side is not None and max(img.size) > max_side:
-        s = max_side / max(img.size)
-        img = img.resize((max(1, round(img.width * s)), max(1, round(img.height * s))), Image.Resampling.BILINEAR)
+        img = img.resize(scaled_size(img.width, img.height, max_side)[0], Image.Resampling.BILINEAR)
     return DecodedImage(np.ascontiguousarray(np.asarray(img)), size, source)
 
 

@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 import pdqhash
 
+from ..resize import fit_longest
 from .base import DescriptorBatch, check_image, config_digest
 
 
@@ -52,11 +53,8 @@ class PdqDescriptor:
 
     def _prepare(self, image: np.ndarray) -> np.ndarray:
         image = check_image(image)
-        h, w = image.shape[:2]
-        side = self.config.max_side
-        if side and max(h, w) > side:
-            s = side / max(h, w)
-            image = cv2.resize(image, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
+        if self.config.max_side:
+            image, _ = fit_longest(image, self.config.max_side, cv2.INTER_AREA)
         return image
 
     def _batch(self, bits: list[np.ndarray], quality: list[float], variant: Sequence[int]) -> DescriptorBatch:

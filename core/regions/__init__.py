@@ -24,6 +24,7 @@ import cv2
 import numpy as np
 
 from ..errors import UnknownBackendError
+from ..resize import fit_longest
 from ..results import Region
 from .background import propose_background
 from .common import Box, Method, ProposalConfig, WorkImage, box_iou, non_max_suppression
@@ -67,10 +68,7 @@ def _downscale(pixels: np.ndarray, side: int) -> tuple[np.ndarray, tuple[int, in
     if k >= 2:
         wc, hc = (w0 // k) * k, (h0 // k) * k
         pixels = cv2.resize(pixels[:hc, :wc], (wc // k, hc // k), interpolation=cv2.INTER_AREA)
-    h, w = pixels.shape[:2]
-    if max(h, w) > side:
-        f = side / max(h, w)
-        pixels = cv2.resize(pixels, (max(1, round(w * f)), max(1, round(h * f))), interpolation=cv2.INTER_LINEAR)
+    pixels, _ = fit_longest(pixels, side, cv2.INTER_LINEAR)
     return np.ascontiguousarray(pixels, dtype=np.uint8), (wc, hc)
 
 
