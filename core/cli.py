@@ -19,6 +19,14 @@ from .errors import CopyLensError, ImageLoadError
 from .imageio import scan_images
 from .progress import ConsoleProgress, run_job
 
+_CONTROL = {c: f"\\x{c:02x}" for c in [*range(0x20), *range(0x7F, 0xA0)] if c not in (0x09,)}
+
+
+def safe(text: object) -> str:
+    """``text`` with control characters shown as ``\\xNN``: a file name holding terminal escape sequences
+    cannot recolour, retitle or rewrite the user's terminal."""
+    return str(text).translate(_CONTROL)
+
 
 def _progress(args) -> ConsoleProgress | None:
     return None if getattr(args, "quiet", False) else ConsoleProgress()
@@ -29,9 +37,11 @@ def _print_summary(s, stream=None) -> None:
     print(f"added {s.added}, skipped {s.skipped} already indexed, {s.duplicates} duplicate(s), "
           f"{len(s.failed)} failed; {s.total_references} references in the index ({s.seconds:.1f} s)", file=stream)
     for path, reason in s.failed:
-        print(f"  failed: {path}: {reason}", file=stream)
+        print(safe(f"  failed: {path}: {reason}"), file=stream)
     for path, rid in getattr(s, "renamed", []):
-        print(f"  note: {path} shares its name with another file: indexed as {rid!r}", file=stream)
+        print(safe(f"  note: {path} shares its name with another file: indexed as {rid!r}"), file=stream)
+    for note in getattr(s, "notes", []):
+        print(safe(f"  note: {note}"), file=stream)
 
 
 def cmd_index_build(args) -> int:
@@ -84,8 +94,27 @@ def cmd_index_info(args) -> int:
         print(json.dumps(data, indent=2))
     else:
         for k, v in data.items():
-            print(f"{k:>15}: {v}")
+            print(safe(f"{k:>15}: {v}"))
     return 0
+
+
+def cmd_index_verify(args) -> int:
+    from .index.verify import verify_index
+
+    bar = _progress(args)
+    report = run_job(verify_index(args.index), bar)
+    if bar:
+        bar.close()
+    if args.json:
+        print(json.dumps({"index": str(report.index_dir), "ok": report.ok,
+                          "checks": [{"subject": c.subject, "status": c.status, "message": c.message}
+                                     for c in report.checks]}, indent=2))
+    else:
+        for c in report.checks:
+            print(safe(f"{c.status:>9}  {c.subject}" + (f": {c.message}" if c.message else "")))
+        print(safe(f"{report.index_dir}: " + ("sound" if report.ok else f"{len(report.problems)} problem(s) found")),
+              file=sys.stderr)
+    return 0 if report.ok else 1
 
 
 def _query_files(paths: list[str]) -> list[Path]:
@@ -137,26 +166,28 @@ def cmd_query(args) -> int:
     try:
         out = open(args.out, "w", newline="", encoding="utf-8") if args.out else sys.stdout
     except OSError as exc:
-        print(f"copylens query: cannot write {args.out}: {exc.strerror or exc}", file=sys.stderr)
+        print(safe(f"copylens query: cannot write {args.out}: {exc.strerror or exc}"), file=sys.stderr)
         return 2
     ok = failed = 0
     results = []
     try:
         with Engine.open(args.index) as eng:
             writer = csv.writer(out) if args.format == "csv" else None
+            tty = out.isatty()  # to a terminal, ids are shown safely; to a file or a pipe, exactly
             if writer:
                 writer.writerow(["query_id", "reference_id", "score"])
             for i, f in enumerate(files):
                 try:
                     r = run_job(eng.search(f, query_id=qids[f], top_k=args.top_k))
                 except ImageLoadError as exc:
-                    print(f"copylens query: skipped {exc.path}: {exc.reason}", file=sys.stderr)
+                    print(safe(f"copylens query: skipped {exc.path}: {exc.reason}"), file=sys.stderr)
                     failed += 1
                     continue
                 ok += 1
                 if writer:
                     for m in r.matches:
-                        writer.writerow([r.query_id, m.reference_id, f"{m.score:.6f}"])
+                        row = [r.query_id, m.reference_id, f"{m.score:.6f}"]
+                        writer.writerow([safe(c) for c in row] if tty else row)
                 else:
                     results.append({"query_id": r.query_id, "path": str(f), "image_size": list(r.image_size),
                                     "timings_ms": {k: round(v, 2) for k, v in r.timings_ms.items()},
@@ -214,6 +245,11 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("index")
     i.add_argument("--json", action="store_true")
     i.set_defaults(func=cmd_index_info)
+    v = ixs.add_parser("verify", help="check every file of an index against the checksums its manifest recorded")
+    v.add_argument("index")
+    v.add_argument("--json", action="store_true")
+    v.add_argument("-q", "--quiet", action="store_true")
+    v.set_defaults(func=cmd_index_verify)
 
     q = sub.add_parser("query", help="find the references that query images are copies of")
     q.add_argument("index")
@@ -242,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
         print("\ncopylens: interrupted (everything committed so far is kept)", file=sys.stderr)
         return 130
     except CopyLensError as exc:
-        print(f"copylens: error: {exc}", file=sys.stderr)
+        print(safe(f"copylens: error: {exc}"), file=sys.stderr)
         return 1
     except BrokenPipeError:
         return 0

@@ -48,8 +48,19 @@ class FeatureConfig:
     def from_dict(d: dict) -> FeatureConfig:
         """The config an index manifest records (fields it lacks take their pre-existing behaviour)."""
         names = [f.name for f in dataclasses.fields(FeatureConfig)]
-        return FeatureConfig(**{k: d.get(k, FeatureConfig.LEGACY.get(k)) for k in names
-                                if k in d or k in FeatureConfig.LEGACY})
+        values = {k: d.get(k, FeatureConfig.LEGACY.get(k)) for k in names if k in d or k in FeatureConfig.LEGACY}
+        for k, v in values.items():  # a damaged manifest must fail here, not deep inside OpenCV at query time
+            want = type(getattr(_DEFAULT_FEATURES, k))
+            ok = (isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 1 << 20 if want is int
+                  else isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1e6)
+            if not ok:
+                raise ValueError(f"feature setting {k}={v!r} is not a valid {want.__name__}")
+        if values.get("max_side", 1) < 16:
+            raise ValueError(f"feature setting max_side={values['max_side']!r} is too small")
+        return FeatureConfig(**values)
+
+
+_DEFAULT_FEATURES = FeatureConfig()
 
 
 @dataclass(frozen=True, slots=True)

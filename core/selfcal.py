@@ -17,6 +17,7 @@ import numpy as np
 
 from .calibrate import default_calibrator, fit
 from .edits import random_edit
+from .engine import Engine
 from .errors import CopyLensError
 from .imageio import from_array
 from .progress import Job, Progress, bounded_map, run_job
@@ -29,8 +30,6 @@ CAL_SEED_OFFSET = 7919  # calibration edits use seed + this, never the benchmark
 
 def calibrate_index(index_dir: Path, seed: int = 0, max_queries: int = MAX_QUERIES,
                     min_queries: int = MIN_QUERIES, workers: int = 1) -> Job[dict]:
-    from .engine import Engine  # engine imports nothing from here; import late to keep modules acyclic
-
     engine = Engine.open(index_dir, allow_pending=True)
     try:
         rows = engine.store.rows()

@@ -41,6 +41,14 @@ def _manifest(idx: Path) -> dict:
     return json.loads((idx / MANIFEST).read_text())
 
 
+def _forget_file_records(idx: Path) -> None:
+    """Drop the manifest's file sizes and hashes (as in an index from before they were recorded), so the
+    deeper checks below are what must catch the damage, not the size check."""
+    m = _manifest(idx)
+    m.pop("files", None)
+    (idx / MANIFEST).write_text(json.dumps(m))
+
+
 def _fails(idx: Path, match: str) -> None:
     with pytest.raises(IndexFormatError, match=match):
         Engine.open(idx)
@@ -48,6 +56,7 @@ def _fails(idx: Path, match: str) -> None:
 
 def test_local_faiss_from_another_index_is_refused(copy, two_indexes):
     shutil.copyfile(two_indexes[1] / LOCAL_FAISS, copy / LOCAL_FAISS)
+    _forget_file_records(copy)
     _fails(copy, "local.faiss: holds .* descriptors but the manifest recorded .*another index")
 
 
@@ -56,6 +65,7 @@ def test_garbage_empty_or_truncated_local_faiss(copy, content):
     path = copy / LOCAL_FAISS
     data = content if content is not None else path.read_bytes()[: path.stat().st_size // 2]
     path.write_bytes(data)
+    _forget_file_records(copy)
     _fails(copy, "local.faiss: the local descriptor index is (empty or truncated|damaged)")
 
 
@@ -83,6 +93,7 @@ def test_damaged_database(copy):
     for extra in ("-wal", "-shm"):
         (copy / ("references.sqlite" + extra)).unlink(missing_ok=True)
     db.write_bytes(b"SQLite format 3\x00" + b"\x00" * 50 + b"junk" * 500)
+    _forget_file_records(copy)
     _fails(copy, "references.sqlite: the reference database is damaged")
 
 

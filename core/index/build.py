@@ -47,6 +47,7 @@ from .layout import (
     write_manifest,
 )
 from .local import LocalIndex, choose_kind
+from .lock import writer_lock
 from .store import GlobalVector, ReferenceStore, StoredReference
 
 BATCH = 16  # references per SQLite transaction
@@ -67,6 +68,7 @@ class BuildSummary:
     total_references: int = 0
     seconds: float = 0.0
     renamed: list[tuple[str, str]] = field(default_factory=list)  # (path, id with extension): shared stems
+    notes: list[str] = field(default_factory=list)  # worth a line to the user (a stale lock taken over...)
 
 
 def extract_reference_vectors(descs: list[GlobalDescriptor], pixels: np.ndarray) -> dict[str, GlobalVector]:
@@ -349,10 +351,31 @@ def build_index(ref_dir: str | Path, out_dir: str | Path, workers: int | None = 
     selfcal.py); ``calibrate=False`` keeps the conservative default model.
     """
 
-    t0 = time.monotonic()
     ref_dir, out_dir = Path(ref_dir), Path(out_dir)
     if not ref_dir.is_dir():
         raise CopyLensError(f"{ref_dir}: no such folder")
+    created = not out_dir.exists()
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CopyLensError(f"{out_dir}: cannot create the index folder ({exc.strerror or exc})") from None
+    try:
+        with writer_lock(out_dir, "copylens index build") as note:
+            summary = yield from _build_index(ref_dir, out_dir, workers, config, calibrate, seed,
+                                              calibration_queries, global_descriptors, global_post, metadata)
+    finally:
+        if created and not any(out_dir.iterdir()):
+            out_dir.rmdir()  # nothing was written (a bad descriptor name, cancelled at once): leave nothing
+    if note:
+        summary.notes.append(note)
+    return summary
+
+
+def _build_index(ref_dir: Path, out_dir: Path, workers: int | None, config: FeatureConfig | None,
+                 calibrate: bool, seed: int, calibration_queries: int | None,
+                 global_descriptors: Sequence[str], global_post: GlobalPostConfig | None,
+                 metadata: str | Path | None) -> Job[BuildSummary]:
+    t0 = time.monotonic()
     previous = None
     cfg = config or FeatureConfig()
     post = global_post or GlobalPostConfig()
@@ -422,12 +445,21 @@ def _expand(paths: Iterable[str | Path]) -> list[tuple[Path, Path | None]]:
 def add_to_index(index_dir: str | Path, paths: Iterable[str | Path], workers: int | None = None) -> Job[BuildSummary]:
     """Add files (or folders of files) to an existing index. Reference ids are relative to the index's
     reference root when the file lies below it, else to the added folder's parent, else the file stem."""
-    t0 = time.monotonic()
     index_dir = Path(index_dir)
+    read_manifest(index_dir)  # not an index: say so before taking a lock
+    with writer_lock(index_dir, "copylens index add") as note:
+        summary = yield from _add_to_index(index_dir, paths, workers)
+    if note:
+        summary.notes.append(note)
+    return summary
+
+
+def _add_to_index(index_dir: Path, paths: Iterable[str | Path], workers: int | None) -> Job[BuildSummary]:
+    t0 = time.monotonic()
     manifest = read_manifest(index_dir)
     cfg = FeatureConfig.from_dict(manifest["features"])
     root = Path(manifest["reference_root"]) if manifest.get("reference_root") else None
-    store = ReferenceStore(index_dir)
+    store = ReferenceStore(index_dir, writer=True)
     known, known_ids = store.known_paths(), store.known_ids()
     todo, failures, skipped = [], [], 0
     for f, base in _expand(paths):
@@ -469,9 +501,15 @@ def add_to_index(index_dir: str | Path, paths: Iterable[str | Path], workers: in
 def remove_from_index(index_dir: str | Path, reference_ids: Iterable[str]) -> int:
     """Remove references by id; unknown ids are ignored. Returns how many were removed."""
     index_dir = Path(index_dir)
+    read_manifest(index_dir)
+    with writer_lock(index_dir, "copylens index remove"):
+        return _remove_from_index(index_dir, reference_ids)
+
+
+def _remove_from_index(index_dir: Path, reference_ids: Iterable[str]) -> int:
     manifest = read_manifest(index_dir)
     _check_post_files(index_dir, manifest.get("global", []))
-    store = ReferenceStore(index_dir)
+    store = ReferenceStore(index_dir, writer=True)
     local = LocalIndex.load(index_dir / LOCAL_FAISS, manifest["local_index"]["kind"])
     rows = store.delete(list(reference_ids))
     if rows and local.kind == "flat":

@@ -104,8 +104,12 @@ def _decode_features(width: int, height: int, n: int, keypoints: bytes, descript
 class ReferenceStore:
     """The SQLite part of an index. One connection per thread; writes are transactions."""
 
-    def __init__(self, index_dir: Path, create: bool = False) -> None:
+    def __init__(self, index_dir: Path, create: bool = False, writer: bool | None = None) -> None:
+        """``writer`` (default: ``create``): this store will write. Writers use a rollback journal, so
+        every commit lands in the database file itself and the size and hash the manifest records stay
+        true; readers never change the file (no journal-mode switch, no log to fold in)."""
         self.index_dir = Path(index_dir)
+        self._writer = create if writer is None else writer
         self.path = self.index_dir / DATABASE
         if not create and not self.path.exists():
             raise IndexFormatError(f"{self.index_dir}: no {DATABASE}")
@@ -123,7 +127,8 @@ class ReferenceStore:
             # check_same_thread=False only so close() can close it from another thread; each thread
             # still uses its own connection
             conn = sqlite3.connect(self.path, timeout=30.0, check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
+            if self._writer:
+                conn.execute("PRAGMA journal_mode=DELETE")
             conn.execute("PRAGMA synchronous=NORMAL")
             self._local.conn = conn
             with self._lock:
