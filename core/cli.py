@@ -119,11 +119,14 @@ def cmd_index_verify(args) -> int:
 
 def _query_files(paths: list[str]) -> list[Path]:
     out: list[Path] = []
+    unsupported: list[tuple[str, str]] = []
     for p in map(Path, paths):
         if p.is_dir():
-            out.extend(scan_images(p))
+            out.extend(scan_images(p, unsupported))
         else:
             out.append(p)
+    for path, reason in unsupported:
+        print(safe(f"copylens query: {path}: {reason}"), file=sys.stderr)
     return out
 
 

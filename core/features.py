@@ -55,7 +55,7 @@ class FeatureConfig:
                   else isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1e6)
             if not ok:
                 raise ValueError(f"feature setting {k}={v!r} is not a valid {want.__name__}")
-        if values.get("max_side", 1) < 16:
+        if values.get("max_side", 640) < 16:
             raise ValueError(f"feature setting max_side={values['max_side']!r} is too small")
         return FeatureConfig(**values)
 

@@ -54,25 +54,66 @@ def is_image_path(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
 
 
-def scan_images(root: Path) -> list[Path]:
+# picture formats a folder may hold that CopyLens does not decode: said, never silently skipped
+UNSUPPORTED_SUFFIXES = {
+    ".svg": "a vector drawing (SVG): export it to PNG to index or query it",
+    ".svgz": "a vector drawing (SVG): export it to PNG to index or query it",
+    ".eps": "a vector drawing (EPS): export it to PNG to index or query it",
+    ".pdf": "a document (PDF): export its pages to PNG to index or query them",
+    ".psd": "a Photoshop document: export it to PNG to index or query it",
+    ".xcf": "a GIMP document: export it to PNG to index or query it",
+    ".jxl": "JPEG XL, which this build cannot decode: convert it to PNG or JPEG",
+    **{s: "a camera raw file: convert it to JPEG or PNG to index or query it"
+       for s in (".cr2", ".cr3", ".nef", ".arw", ".dng", ".orf", ".rw2", ".raf")},
+}
+
+
+def scan_images(root: Path, unsupported: list[tuple[str, str]] | None = None) -> list[Path]:
     """Image files below ``root`` (recursive, sorted, hidden files and folders skipped): the one folder
-    listing that index builds, queries, benchmarks and the window all use."""
+    listing that index builds, queries, benchmarks and the window all use. Pictures in formats CopyLens
+    cannot decode (SVG, RAW...) are appended to ``unsupported`` as (path, reason) when it is given."""
     out = []
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        out.extend(Path(dirpath) / f for f in sorted(filenames) if is_image_path(Path(f)))
+        for f in sorted(filenames):
+            path = Path(dirpath) / f
+            if is_image_path(path):
+                out.append(path)
+            elif unsupported is not None and not f.startswith(".") and path.suffix.lower() in UNSUPPORTED_SUFFIXES:
+                unsupported.append((str(path), "skipped: " + UNSUPPORTED_SUFFIXES[path.suffix.lower()]))
     return out
+
+
+_WIDE_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
+
+
+def _box_shrink(img: Image.Image, k: int) -> Image.Image:
+    """A k-times smaller float image (box mean) of a 16-bit or 32-bit one, converted in strips of rows so
+    that no full-size copy is ever made (Pillow's array export alone would take 4 bytes per pixel)."""
+    w, h = img.width // k, img.height // k
+    out = np.empty((h, w), np.float32)
+    step = max(1, (1 << 22) // max(1, img.width * k))  # output rows per strip: about 4 M input pixels
+    for y in range(0, h, step):
+        rows = min(step, h - y)
+        strip = np.asarray(img.crop((0, y * k, w * k, (y + rows) * k)))
+        out[y: y + rows] = strip.reshape(rows, k, w, k).mean(axis=(1, 3), dtype=np.float32)
+    return Image.fromarray(out)  # float32: mode "F"
 
 
 def _flatten(img: Image.Image) -> Image.Image:
     """Normalise any Pillow mode to RGB; transparency is composited on white."""
     if img.mode == "P":
         img = img.convert("RGBA" if "transparency" in img.info else "RGB")
-    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
-        arr = np.asarray(img, dtype=np.float64)
+    if img.mode in _WIDE_MODES:
+        arr = np.array(img, dtype=np.float32)  # one float32 copy, scaled in place
         lo, hi = float(arr.min()), float(arr.max())
-        arr = (arr - lo) / (hi - lo) * 255.0 if hi > lo else np.zeros_like(arr)
-        img = Image.fromarray(arr.round().astype(np.uint8), mode="L")
+        if hi > lo:
+            arr -= lo
+            arr *= 255.0 / (hi - lo)
+            np.rint(arr, out=arr)
+        else:
+            arr[...] = 0
+        img = Image.fromarray(arr.astype(np.uint8), mode="L")
     if img.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
         rgba = img.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
@@ -85,7 +126,8 @@ def _flatten(img: Image.Image) -> Image.Image:
 def _decode(fp, source: str, max_side: int | None, max_pixels: int) -> DecodedImage:
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            # Pillow warns from 89 megapixels; CopyLens's own limit (checked just below) decides instead
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             img = Image.open(fp)
             w, h = img.size
             if w <= 0 or h <= 0:
@@ -101,6 +143,10 @@ def _decode(fp, source: str, max_side: int | None, max_pixels: int) -> DecodedIm
                 # decode at a reduced scale directly: several times faster for big photos
                 img.draft("RGB", (max_side, max_side))
             img.load()
+            if max_side is not None and img.mode in _WIDE_MODES and max(img.size) >= 2 * max_side:
+                # 16-bit and float images are wide: shrink them in their own mode (a box filter) before
+                # converting, so an 81-megapixel 16-bit PNG never becomes a float copy of 81 M pixels
+                img = _box_shrink(img, max(img.size) // max_side)
             img = ImageOps.exif_transpose(img) if orientation != 1 else img
             ow, oh = (h, w) if orientation in (5, 6, 7, 8) else (w, h)
             img = _flatten(img)

@@ -126,6 +126,34 @@ def test_decompression_bomb_refused_before_decoding(tmp_path):
         load_image(p)
 
 
+def test_between_pillows_limit_and_ours_is_decoded_not_called_a_bomb():
+    """Pillow warns from 89 megapixels; CopyLens's limit is 120: a 100-megapixel image is not refused as
+    too large (this one then fails as truncated, its body being empty)."""
+    with pytest.raises(ImageLoadError) as info:
+        load_image_bytes(_png_header_only(10_000, 10_000), "big.png")
+    assert "too large" not in info.value.reason and "megapixels" not in info.value.reason
+    with pytest.raises(ImageLoadError, match="too large .*121 megapixels; the limit is 120"):
+        load_image_bytes(_png_header_only(11_000, 11_000), "bigger.png")
+
+
+def test_a_big_16_bit_image_is_shrunk_before_any_float_copy():
+    """A 16-bit PNG queried at a bounded side never gets a full-size float copy (an 81-megapixel one took
+    1.8 GB): the numpy memory peak stays under 3 bytes per pixel, and the picture is right."""
+    import tracemalloc
+
+    ramp = (np.indices((3000, 4000)).sum(0) * 13 % 65536).astype(np.uint16)
+    buf = io.BytesIO()
+    Image.fromarray(ramp).save(buf, format="PNG")
+    tracemalloc.start()
+    img = load_image_bytes(buf.getvalue(), "deep.png", max_side=1000)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert img.pixels.shape == (750, 1000, 3) and img.original_size == (4000, 3000)
+    assert peak < 3 * ramp.size, f"{peak / ramp.size:.1f} bytes per pixel"
+    full = load_image_bytes(buf.getvalue(), "deep.png")  # the full-size path still scales 16 bits to 8
+    assert full.pixels.shape == (3000, 4000, 3) and full.pixels.max() == 255 and full.pixels.min() == 0
+
+
 def test_bytes_and_array_entry_points():
     buf = io.BytesIO()
     Image.new("RGB", (10, 6), (9, 9, 9)).save(buf, format="PNG")

@@ -403,12 +403,16 @@ def _build_index(ref_dir: Path, out_dir: Path, workers: int | None, config: Feat
     else:
         store.set_meta("global_post", json.dumps(post.to_dict()))
     yield Progress("scan", 0, 0, str(ref_dir))
-    files = scan_images(ref_dir)
+    unsupported: list[tuple[str, str]] = []
+    files = scan_images(ref_dir, unsupported)
     known = store.known_paths()
     ids, renamed = assign_reference_ids(files, ref_dir, store.id_paths())
     todo = [(p, rid) for p, rid in ids if str(p.resolve()) not in known]
     skipped = len(files) - len(todo)
+    before = set(store.rows())
     added, dups, failures = yield from _extract_all(store, todo, cfg, workers or default_workers(), descs)
+    failures = unsupported + failures
+    notes = _featureless_notes(store, sorted(set(store.rows()) - before))
     local = yield from _write_local_index(store, out_dir)
     entries = yield from _write_global_indexes(store, out_dir, _global_entries(descs), post)
     yield from _find_near_identical(store, out_dir, entries)
@@ -429,14 +433,27 @@ def _build_index(ref_dir: Path, out_dir: Path, workers: int | None, config: Feat
                                   calibrate_index(out_dir, seed=seed, max_queries=n, min_queries=n, workers=w))
     write_manifest(out_dir, _manifest(out_dir, store, cfg, local, calibration, ref_dir, previous,
                                                     entries))
-    return BuildSummary(added, skipped, dups, failures, store.count(), time.monotonic() - t0, renamed)
+    return BuildSummary(added, skipped, dups, failures, store.count(), time.monotonic() - t0, renamed, notes)
 
 
-def _expand(paths: Iterable[str | Path]) -> list[tuple[Path, Path | None]]:
+def _featureless_notes(store: ReferenceStore, rows: list[int]) -> list[str]:
+    """A line for the user about new references no query can find by local features (blank, solid colour,
+    tiny or fully transparent images): indexed, but only an almost exact copy can match them."""
+    counts = store.keypoint_counts()
+    empty = [r for r in rows if counts.get(r, 0) == 0]
+    if not empty:
+        return []
+    ids = sorted(store.ids_of_rows(empty).values())
+    shown = ", ".join(ids[:10]) + (f" and {len(ids) - 10} more" if len(ids) > 10 else "")
+    return [f"{len(ids)} reference(s) have no local features (blank, solid colour, tiny or transparent?): only an "
+            f"almost exact copy can match them: {shown}"]
+
+
+def _expand(paths: Iterable[str | Path], unsupported: list[tuple[str, str]]) -> list[tuple[Path, Path | None]]:
     out = []
     for p in map(Path, paths):
         if p.is_dir():
-            out.extend((f, p.parent) for f in scan_images(p))
+            out.extend((f, p.parent) for f in scan_images(p, unsupported))
         else:
             out.append((p, None))
     return out
@@ -461,19 +478,29 @@ def _add_to_index(index_dir: Path, paths: Iterable[str | Path], workers: int | N
     root = Path(manifest["reference_root"]) if manifest.get("reference_root") else None
     store = ReferenceStore(index_dir, writer=True)
     known, known_ids = store.known_paths(), store.known_ids()
-    todo, failures, skipped = [], [], 0
-    for f, base in _expand(paths):
+    todo, failures, skipped, renamed = [], [], 0, []
+    wanted = []
+    unsupported: list[tuple[str, str]] = []
+    for f, base in _expand(paths, unsupported):
         if str(f.resolve()) in known:
             skipped += 1
             continue
+        known.add(str(f.resolve()))  # the same file twice in one command: the second is a skip
         rid = reference_id_for(f, root)
         if root is None or rid == f.stem and base is not None:
             rid = reference_id_for(f, base) if base is not None else rid
+        wanted.append((f, rid))
+    # as in a build: files sharing an id (a.jpg and a.png, or a new a.png beside an indexed a.jpg) keep
+    # their extension, decided before any is decoded, so a broken a.jpg cannot take the id of a good a.png
+    shared = Counter(rid for _, rid in wanted)
+    for f, rid in wanted:
+        if shared[rid] > 1 or rid in known_ids:
+            rid = rid + f.suffix
+            renamed.append((str(f), rid))
         if rid in known_ids:
             failures.append((str(f), f"reference id {rid!r} is already in the index"))
             continue
         known_ids.add(rid)
-        known.add(str(f.resolve()))  # the same file twice in one command: the second is a skip
         todo.append((f, rid))
     local = LocalIndex.load(index_dir / LOCAL_FAISS, manifest["local_index"]["kind"])
     entries = manifest.get("global", [])
@@ -482,6 +509,7 @@ def _add_to_index(index_dir: Path, paths: Iterable[str | Path], workers: int | N
     before = set(store.rows())
     added, dups, fails = yield from _extract_all(store, todo, cfg, workers or default_workers(), descs)
     new_rows = sorted(set(store.rows()) - before)
+    notes = _featureless_notes(store, new_rows)
     for i, row in enumerate(new_rows):
         local.add(row, rootsift(store.features(row).descriptors))
         if i % 50 == 0:
@@ -495,7 +523,8 @@ def _add_to_index(index_dir: Path, paths: Iterable[str | Path], workers: int | N
     yield from _find_near_identical(store, index_dir, entries)
     write_manifest(index_dir, _manifest(index_dir, store, cfg, local, manifest.get("calibration"),
                                                       None, manifest, entries))
-    return BuildSummary(added, skipped, dups, failures + fails, store.count(), time.monotonic() - t0)
+    return BuildSummary(added, skipped, dups, unsupported + failures + fails, store.count(), time.monotonic() - t0,
+                        renamed, notes)
 
 
 def remove_from_index(index_dir: str | Path, reference_ids: Iterable[str]) -> int:

@@ -9,14 +9,13 @@ the manifest's record. An index a writer holds (:mod:`.lock`) is refused until i
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import IndexFormatError
 from ..features import FeatureConfig
 from .faissio import REBUILD
-from .layout import DATABASE, LOCAL_FAISS, MANIFEST, check_file_sizes, read_manifest
+from .layout import LOCAL_FAISS, MANIFEST, check_file_sizes, read_manifest
 from .local import LocalIndex
 from .lock import IndexBusyError, busy_message, current_writer
 from .store import ReferenceStore
@@ -50,11 +49,7 @@ def open_index(index_dir: str | Path, allow_pending: bool = False) -> OpenedInde
                                f"REF_DIR --out {index_dir}' again to finish it")
     store = ReferenceStore(index_dir)
     try:
-        try:
-            count = store.count()
-        except sqlite3.DatabaseError as exc:
-            raise IndexFormatError(f"{index_dir / DATABASE}: the reference database is damaged ({exc}); "
-                                   f"{REBUILD}") from None
+        count = store.count()  # a damaged database fails here, as an IndexFormatError (see .store)
         expected = manifest["counts"].get("references")
         if count != expected:
             raise IndexFormatError(f"{index_dir}: the database holds {count} references but the manifest says "

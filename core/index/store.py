@@ -7,6 +7,8 @@ float32, descriptors ``[N x 128]`` uint8): nothing is ever unpickled.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -15,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import IndexFormatError
+from ..errors import CopyLensError, IndexFormatError
 from ..features import LocalFeatures
 from ..results import ReferenceInfo
 from .layout import DATABASE
@@ -338,3 +340,42 @@ class ReferenceStore:
         if r is None:
             raise KeyError(reference_id)
         return bytes(r[0])
+
+
+def _damaged(store: ReferenceStore, exc: sqlite3.DatabaseError) -> Exception:
+    if isinstance(exc, sqlite3.OperationalError) and ("locked" in str(exc) or "busy" in str(exc)):
+        return CopyLensError(f"{store.path}: the reference database stayed busy for 30 s (another program "
+                             f"holds it); try again")
+    return IndexFormatError(f"{store.path}: the reference database is damaged ({exc}); run 'copylens index "
+                            f"verify {store.index_dir}', then rebuild the index (copylens index build REF_DIR "
+                            "--out INDEX)")
+
+
+def _guarded(fn):
+    """A store method whose SQLite failures (a damaged page met at query time, say) become one clear
+    CopyLens error naming the file; constraint violations are the caller's business and pass through."""
+    if inspect.isgeneratorfunction(fn):
+        @functools.wraps(fn)
+        def gen(self, *args, **kwargs):
+            try:
+                return (yield from fn(self, *args, **kwargs))
+            except sqlite3.IntegrityError:
+                raise
+            except sqlite3.DatabaseError as exc:
+                raise _damaged(self, exc) from None
+        return gen
+
+    @functools.wraps(fn)
+    def call(self, *args, **kwargs):
+        try:
+            return fn(self, *args, **kwargs)
+        except sqlite3.IntegrityError:
+            raise
+        except sqlite3.DatabaseError as exc:
+            raise _damaged(self, exc) from None
+    return call
+
+
+for _name, _fn in list(vars(ReferenceStore).items()):
+    if inspect.isfunction(_fn) and _name not in ("__init__", "_conn", "close"):
+        setattr(ReferenceStore, _name, _guarded(_fn))
