@@ -279,6 +279,7 @@ class Inspector(QWidget):
         bar.addStretch(1)
         self.placeholder = QLabel("No pair selected")
         self.placeholder.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.placeholder.setWordWrap(True)
         self.stack = QStackedLayout()
         self.stack.addWidget(self.placeholder)
         self.stack.addWidget(self.canvas)
@@ -300,7 +301,7 @@ class Inspector(QWidget):
             self.mode.setCurrentIndex(0)
         if data is None:
             self.placeholder.setText(message or "No pair selected")
-            self.caption.setText(message or "Select a result to inspect the evidence.")
+            self.caption.setText(message.splitlines()[0] if message else "Select a result to inspect the evidence.")
             return
         m, ev = data.match, data.match.evidence
         if not evidence:

@@ -39,7 +39,7 @@ from .jobs import QueryRequest, inspect_job, open_engine
 from .notifications import NotificationArea
 from .query_queue import QueryQueue, describe_error
 from .queue_panel import QueuePanel
-from .results_panel import ResultsPanel
+from .results_panel import HASH_ROW, ResultsPanel
 from .review import Reviewer
 from .review_log import ReviewLog
 from .session import SessionStore
@@ -212,6 +212,10 @@ class MainWindow(ExportsAndSession, QMainWindow):
         self._release_retired()
         info = engine.info
         size = f" · {info.size_bytes / 1e6:.1f} MB" if getattr(info, "size_bytes", 0) else ""
+        lists = getattr(engine, "manifest", {}).get("hash_lists") or []
+        if lists:
+            size += (f" · {len(lists)} hash list{'s' if len(lists) != 1 else ''} "
+                     f"({sum(int(x.get('entries', 0)) for x in lists)} entries)")
         self.header.setText(f"<b>{info.name}</b> · {info.num_references} references{size} · descriptors: "
                             f"{', '.join(info.descriptors) or '—'} · <span style='color:gray'>{info.path}</span>")
         self.setWindowTitle(f"CopyLens: {info.name}")
@@ -365,6 +369,18 @@ class MainWindow(ExportsAndSession, QMainWindow):
             self._inspect_worker.cancel()
             self._inspect_worker = None
         outcome = self.results.outcome
+        h = self.results.current_hash() if outcome is not None and match_row <= HASH_ROW else None
+        if h is not None:
+            box = "" if h.box is None else " in the region outlined at ({:.0f}, {:.0f})-({:.0f}, {:.0f})".format(*h.box)
+            tags = f" · tags: {', '.join(h.tags)}" if h.tags else ""
+            self.inspector.show_data(None, (
+                f"Hash-list match: {h.list_name} · entry {h.entry_id}{tags}\n"
+                f"PDQ distance {h.distance} of 256 bits (match threshold 31) · query hash quality {h.quality}"
+                f"{'' if h.entry_quality is None else f' · listed quality {h.entry_quality}'} · "
+                f"the query is the listed picture {h.transform}{box}\n"
+                f"Confidence {h.confidence:.0%}, calibrated for PDQ evidence alone.\n\n"
+                "The list holds hashes, not images: there are no SIFT lines or overlays to show."))
+            return
         if outcome is None or not 0 <= match_row < len(outcome.result.matches) or self.engine is None:
             no_match = outcome is not None and self.results.num_above() == 0
             self.inspector.show_data(None, "No match: no candidate reaches the threshold, so there is no "

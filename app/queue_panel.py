@@ -184,6 +184,9 @@ class QueuePanel(QWidget):
         if it.state == "done" and it.outcome is not None:
             best = it.outcome.result.best
             text += f" · best {best.score:.0%}" if best is not None else " · no candidate"
+            if it.outcome.result.hash_matches:
+                text += f" · {len(it.outcome.result.hash_matches)} hash-list match"
+                text += "es" if len(it.outcome.result.hash_matches) != 1 else ""
             text += f" · {REVIEW_TEXT[it.review]}"
         elif it.state == "error":
             text += f": {it.error}"

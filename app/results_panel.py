@@ -19,9 +19,16 @@ from .jobs import QueryOutcome
 from .settings import AppSettings
 
 # badge colours readable on light and dark palettes (white text on a saturated fill)
-BADGE = {"copy": QColor(198, 40, 40), "possible": QColor(230, 140, 0), "no match": QColor(96, 125, 139)}
+BADGE = {"copy": QColor(198, 40, 40), "possible": QColor(230, 140, 0), "no match": QColor(96, 125, 139),
+         "hash list": QColor(106, 27, 154)}
 COLUMNS = ("Reference", "Confidence", "Verdict", "Inliers", "Review")
 NO_MATCH_ROW = -2  # the "no match" header row in ``ResultsPanel.rows``
+HASH_ROW = -100  # hash-list match i is ``HASH_ROW - i`` in ``ResultsPanel.rows`` (see hash_index)
+
+
+def hash_index(code: int) -> int:
+    """The hash-list match a row code stands for, or -1 when it is not one."""
+    return HASH_ROW - code if code <= HASH_ROW else -1
 DECISION_TEXT = {"copy": "✔ copy", "not a copy": "✘ not a copy"}
 
 
@@ -94,17 +101,21 @@ class ResultsPanel(QWidget):
             self.selected.emit(-1)
             return
         matches = outcome.result.matches
+        hashes = outcome.result.hash_matches
         n_above = self.num_above()
         ms = sum(outcome.result.timings_ms.values()) if outcome.result.timings_ms else 0.0
         took = f" in {ms:.0f} ms" if ms else ""
+        listed = (f"<b>{len(hashes)} hash-list match{'es' if len(hashes) != 1 else ''}</b> and "
+                  if hashes else "")
         if n_above:
-            self.title.setText(f"<b>Results</b> for {outcome.request.label}: {n_above} possible "
+            self.title.setText(f"<b>Results</b> for {outcome.request.label}: {listed}{n_above} possible "
                                f"match{'es' if n_above != 1 else ''} of {len(matches)} ranked{took}")
         else:
             best = f"; the best candidate scores {matches[0].score:.0%}" if matches else ""
-            self.title.setText(f"<b>Results</b> for {outcome.request.label}: <b>no match</b> "
+            self.title.setText(f"<b>Results</b> for {outcome.request.label}: {listed}<b>no {'image ' if hashes else ''}match</b> "
                                f"(nothing reaches {settings.possible_threshold:.0%}{best}){took}")
-        self.rows = list(range(n_above))
+        self.rows = [HASH_ROW - i for i in range(len(hashes))]
+        self.rows += list(range(n_above))
         if n_above < len(matches):
             self.rows.append(NO_MATCH_ROW)
             self.rows.extend(range(n_above, len(matches)))
@@ -114,11 +125,17 @@ class ResultsPanel(QWidget):
             if mi == NO_MATCH_ROW:
                 self._header(row, len(matches) - n_above)
                 continue
+            if mi <= HASH_ROW:
+                self._hash_row(row, hashes[hash_index(mi)])
+                continue
             self._match_row(row, matches[mi], decisions.get(matches[mi].reference_id, ""))
         self._apply_expanded()
         self.table.blockSignals(False)
-        target = keep if 0 <= keep < len(matches) and (keep < n_above or self.expanded) else (0 if n_above else -1)
-        if target >= 0:
+        if 0 <= hash_index(keep) < len(hashes) or 0 <= keep < len(matches) and (keep < n_above or self.expanded):
+            target = keep
+        else:  # the best image match (it has evidence to show), else the first hash-list match
+            target = 0 if n_above else HASH_ROW if hashes else -1
+        if target != -1:
             self.table.setCurrentCell(self.row_of(target), 0)
             self.selected.emit(target)
         else:
@@ -173,6 +190,36 @@ class ResultsPanel(QWidget):
         inl.setTextAlignment(Qt.AlignmentFlag.AlignCenter)
         self.table.setItem(row, 3, inl)
         self.table.setItem(row, 4, QTableWidgetItem(DECISION_TEXT.get(decision, decision)))
+
+    def _hash_row(self, row: int, h) -> None:
+        ref = QTableWidgetItem("\n".join([f"{h.list_name}: {h.entry_id}"]
+                                          + ([", ".join(h.tags)] if h.tags else [])))
+        why = (f"Hash-list match: the query's PDQ hash ({h.transform}) is {h.distance} of 256 bits from entry "
+               f"{h.entry_id!r} of the list {h.list_name!r}. The list holds no image, so there are no SIFT "
+               "lines; the confidence is calibrated for PDQ distance alone.")
+        ref.setToolTip(why)
+        self.table.setItem(row, 0, ref)
+        conf = QTableWidgetItem(f"{h.confidence:.0%}")
+        conf.setTextAlignment(Qt.AlignmentFlag.AlignCenter)
+        conf.setToolTip(why)
+        self.table.setItem(row, 1, conf)
+        badge = QTableWidgetItem("HASH LIST")
+        badge.setBackground(QBrush(BADGE["hash list"]))
+        badge.setForeground(QBrush(QColor("white")))
+        badge.setTextAlignment(Qt.AlignmentFlag.AlignCenter)
+        badge.setToolTip(why)
+        self.table.setItem(row, 2, badge)
+        dist = QTableWidgetItem(f"{h.distance} bits (PDQ)")
+        dist.setTextAlignment(Qt.AlignmentFlag.AlignCenter)
+        dist.setToolTip("PDQ Hamming distance (0 = identical hash; Meta's match threshold is 31)")
+        self.table.setItem(row, 3, dist)
+        self.table.setItem(row, 4, QTableWidgetItem(""))
+
+    def current_hash(self):
+        """The selected hash-list match, or None."""
+        i = hash_index(self.match_at(self.table.currentRow()))
+        hashes = self.outcome.result.hash_matches if self.outcome is not None else []
+        return hashes[i] if 0 <= i < len(hashes) else None
 
     def _apply_expanded(self) -> None:
         h = self.header_row

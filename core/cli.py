@@ -81,20 +81,53 @@ def cmd_index_remove(args) -> int:
 
 def cmd_index_info(args) -> int:
     from .engine import Engine
+    from .index.hashlists import hash_lists
 
     with Engine.open(args.index) as eng:
         info = eng.info
         m = eng.manifest
-    data = {"name": info.name, "path": info.path, "references": info.num_references,
+        data = {
+            "name": info.name, "path": info.path, "references": info.num_references,
             "descriptors": info.descriptors, "size_bytes": info.size_bytes, "format_version": info.format_version,
             "created": info.created, "updated": m.get("updated"), "reference_root": m.get("reference_root"),
             "features": m["features"], "local_index": m["local_index"], "counts": m["counts"],
-            "calibration": info.calibration}
+            "calibration": info.calibration,
+            "hash_lists": [{"name": h.name, "entries": h.entries, "format": h.format, "source": h.source,
+                            "imported": h.imported} for h in hash_lists(eng.store)]}
     if args.json:
         print(json.dumps(data, indent=2))
     else:
         for k, v in data.items():
             print(safe(f"{k:>15}: {v}"))
+    return 0
+
+
+def cmd_index_add_hashes(args) -> int:
+    from .index.hashlists import add_hash_list
+
+    s = add_hash_list(args.index, args.list, args.name)
+    print(safe(f"hash list {s.name!r} ({s.format}): {s.added} entries imported, {len(s.problems)} line(s) "
+               f"skipped; {s.total_entries} hash-list entries in the index"), file=sys.stderr)
+    for line, problem in s.problems[:50]:
+        print(safe(f"  line {line}: {problem}"), file=sys.stderr)
+    if len(s.problems) > 50:
+        print(f"  ... and {len(s.problems) - 50} more", file=sys.stderr)
+    return 0
+
+
+def cmd_index_remove_list(args) -> int:
+    from .index.hashlists import remove_hash_list
+
+    n = remove_hash_list(args.index, args.name)
+    print(safe(f"removed hash list {args.name!r} ({n} entries)"), file=sys.stderr)
+    return 0
+
+
+def cmd_index_export_hashes(args) -> int:
+    from .index.hashlists import export_hashes
+
+    n = export_hashes(args.index, args.out, args.format)
+    print(safe(f"wrote {n} reference PDQ hashes to {args.out} ({args.format})"), file=sys.stderr)
     return 0
 
 
@@ -143,6 +176,13 @@ def _evidence_json(m) -> dict:
     }
 
 
+def _hash_json(h) -> dict:
+    return {"list": h.list_name, "entry_id": h.entry_id, "tags": list(h.tags), "distance": h.distance,
+            "quality": h.quality, "entry_quality": h.entry_quality, "confidence": round(h.confidence, 6),
+            "transform": h.transform, "box": None if h.box is None else [round(v, 1) for v in h.box],
+            "evidence": "PDQ hash only (the list holds no image)"}
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -188,15 +228,18 @@ def cmd_query(args) -> int:
                     continue
                 ok += 1
                 if writer:
-                    for m in r.matches:
-                        row = [r.query_id, m.reference_id, f"{m.score:.6f}"]
+                    rows = [[r.query_id, m.reference_id, f"{m.score:.6f}"] for m in r.matches]
+                    rows += [[r.query_id, f"hashlist:{h.list_name}:{h.entry_id}", f"{h.confidence:.6f}"]
+                             for h in r.hash_matches]
+                    for row in rows:
                         writer.writerow([safe(c) for c in row] if tty else row)
                 else:
                     results.append({"query_id": r.query_id, "path": str(f), "image_size": list(r.image_size),
                                     "timings_ms": {k: round(v, 2) for k, v in r.timings_ms.items()},
                                     "regions": [{"box": list(g.box), "score": g.score, "kind": g.kind}
                                                 for g in r.regions],
-                                    "matches": [_evidence_json(m) for m in r.matches]})
+                                    "matches": [_evidence_json(m) for m in r.matches],
+                                    "hash_matches": [_hash_json(h) for h in r.hash_matches]})
                 if not args.quiet and len(files) > 1:
                     print(f"\rquery {i + 1}/{len(files)}", end="", file=sys.stderr)
             if not args.quiet and len(files) > 1:
@@ -248,6 +291,21 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("index")
     i.add_argument("--json", action="store_true")
     i.set_defaults(func=cmd_index_info)
+    ah = ixs.add_parser("add-hashes", help="import a PDQ hash list (CSV/TSV, ThreatExchange signal file or JSON)")
+    ah.add_argument("index")
+    ah.add_argument("list", metavar="LIST", help="the hash list file")
+    ah.add_argument("--name", required=True, help="the list's name, shown with its matches")
+    ah.set_defaults(func=cmd_index_add_hashes)
+    rl = ixs.add_parser("remove-list", help="remove an imported hash list")
+    rl.add_argument("index")
+    rl.add_argument("name", metavar="LISTNAME")
+    rl.set_defaults(func=cmd_index_remove_list)
+    eh = ixs.add_parser("export-hashes", help="write the references' PDQ hashes as a hash list to share")
+    eh.add_argument("index")
+    eh.add_argument("--out", required=True, metavar="LIST")
+    eh.add_argument("--format", choices=("csv", "threatexchange"), default="csv",
+                    help="csv: pdq,id,quality with a header; threatexchange: 'pdq <hex>' lines (no ids)")
+    eh.set_defaults(func=cmd_index_export_hashes)
     v = ixs.add_parser("verify", help="check every file of an index against the checksums its manifest recorded")
     v.add_argument("index")
     v.add_argument("--json", action="store_true")

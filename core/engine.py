@@ -25,6 +25,7 @@ from .errors import IndexFormatError
 from .features import VARIANTS, FeatureConfig, LocalFeatures, extract, rootsift
 from .fileio import file_sha256
 from .globalsearch import GlobalBranch, signal_name
+from .hashmatch import HashListMatcher
 from .imageio import DecodedImage, decode_jpeg, load_image
 from .index.local import LocalIndex
 from .index.open import open_index
@@ -120,7 +121,8 @@ class Engine:
     """An opened CopyLens index."""
 
     def __init__(self, index_dir: Path, manifest: dict, store: ReferenceStore, local: LocalIndex,
-                 calibrator: Calibrator, config: QueryConfig, globals_: list[GlobalBranch] | None = None) -> None:
+                 calibrator: Calibrator, config: QueryConfig, globals_: list[GlobalBranch] | None = None,
+                 hashlists: HashListMatcher | None = None) -> None:
         self.index_dir = index_dir
         self.manifest = manifest
         self.store = store
@@ -131,6 +133,7 @@ class Engine:
         self.globals = globals_ or []  # global branches of dual retrieval (PDQ, neural descriptors)
         self.tombstones = store.tombstones()  # removed rows whose vectors an approximate index still holds
         self.keypoint_counts = store.keypoint_counts()  # row -> keypoints, for vote normalisation
+        self.hashlists = hashlists  # imported PDQ hash lists, when the index holds any
 
     @classmethod
     def open(cls, index_dir: str | Path, config: QueryConfig | None = None, device: str | None = None,
@@ -151,7 +154,12 @@ class Engine:
         except BaseException:
             store.close()
             raise
-        return cls(index_dir, manifest, store, local, calibrator, config or QueryConfig(), globals_)
+        try:
+            hashlists = HashListMatcher.open(index_dir, manifest, store)
+        except BaseException:
+            store.close()
+            raise
+        return cls(index_dir, manifest, store, local, calibrator, config or QueryConfig(), globals_, hashlists)
 
     def close(self) -> None:
         self.store.close()
@@ -235,7 +243,13 @@ class Engine:
                    for c, s in zip(candidates, scores, strict=True) if c.row in ids]
         matches.sort(key=lambda m: (-m.score, -m.num_inliers, m.reference_id))
         timings["score"] = (time.perf_counter() - t) * 1000
-        return QueryResult(query_id, image.source, image.original_size, matches[:top_k], regions, timings)
+        hash_matches = []
+        if self.hashlists is not None:
+            t = time.perf_counter()
+            hash_matches = self.hashlists.match(image, regions)[:top_k]
+            timings["hashlists"] = (time.perf_counter() - t) * 1000
+        return QueryResult(query_id, image.source, image.original_size, matches[:top_k], regions, timings,
+                           hash_matches=hash_matches)
 
     def candidates(self, image: DecodedImage, exclude_rows: frozenset[int] = frozenset(),
                    timings: dict[str, float] | None = None) -> Job[tuple[list[Candidate], list[Region]]]:

@@ -72,6 +72,21 @@ class Match:
 
 
 @dataclass(frozen=True, slots=True)
+class HashMatch:
+    """A match against an imported PDQ hash list: no image, so no SIFT evidence, only a distance."""
+
+    list_name: str
+    entry_id: str
+    tags: tuple[str, ...]
+    distance: int  # Hamming distance in bits (of 256) between the query's best PDQ variant and the entry
+    quality: int  # PDQ quality (0-100) of the query hash that matched
+    entry_quality: int | None  # as the list gave it, when it did
+    confidence: float  # calibrated for hash-only evidence (core/hashmatch.py)
+    transform: str  # how the query relates to the listed picture: "as listed", "mirrored left to right"...
+    box: tuple[float, float, float, float] | None = None  # the query region that matched; None: the whole image
+
+
+@dataclass(frozen=True, slots=True)
 class QueryResult:
     """Everything one query produced: ranked matches (best first), regions searched, timings in ms."""
 
@@ -82,6 +97,7 @@ class QueryResult:
     regions: list[Region] = field(default_factory=list)
     timings_ms: dict[str, float] = field(default_factory=dict)
     query_sha256: str = ""  # of the file bytes / encoded data / array bytes (set by Engine.search)
+    hash_matches: list[HashMatch] = field(default_factory=list)  # imported hash lists (no image evidence)
 
     @property
     def best(self) -> Match | None:

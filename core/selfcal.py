@@ -26,59 +26,98 @@ MAX_QUERIES = 160  # edited copies searched at most (about 35 s on 2 cores for a
 MIN_QUERIES = 60  # small indexes get several edits per reference to reach this many
 MIN_POSITIVES = 8  # fewer positives than this: keep the conservative default model
 CAL_SEED_OFFSET = 7919  # calibration edits use seed + this, never the benchmark's seed stream
+SAMPLING = "uniform"  # which references calibration edits are made of (see pick_rows)
+FEW_KEYPOINTS = 300  # "few keypoints" for stratified sampling (photos: median 500, p10 about 300)
+
+
+def pick_rows(rows: list[int], keypoints: dict[int, int], n: int, rng: np.random.Generator,
+              strategy: str = "uniform") -> list[int]:
+    """``n`` reference rows to calibrate on.
+
+    ``uniform``: a random sample. ``stratified``: half from the references with few keypoints (flat
+    graphics, small images: below ``FEW_KEYPOINTS``) and half from the rest, when both exist, so the
+    confidence is fitted on the evidence graphics give and not only on the photos that dominate most
+    collections. The split uses only the keypoint count, never where a reference came from.
+    """
+    rows = [int(r) for r in rows]
+    if strategy == "uniform":
+        return [int(r) for r in rng.permutation(rows)[:n]]
+    if strategy != "stratified":
+        raise ValueError(f"unknown calibration sampling {strategy!r}")
+    few = [r for r in rows if keypoints.get(r, 0) < FEW_KEYPOINTS]
+    many = [r for r in rows if keypoints.get(r, 0) >= FEW_KEYPOINTS]
+    if not few or not many:
+        return [int(r) for r in rng.permutation(rows)[:n]]
+    k_few = min(len(few), n // 2)
+    picked = list(rng.permutation(few)[:k_few]) + list(rng.permutation(many)[: n - k_few])
+    return [int(r) for r in rng.permutation(picked)]
+
+
+def calibration_pairs(engine: Engine, seed: int = 0, max_queries: int = MAX_QUERIES,
+                      min_queries: int = MIN_QUERIES, workers: int = 1,
+                      strategy: str = SAMPLING) -> Job[tuple[list[dict], list[int], list[int]]]:
+    """Edited copies of sampled references searched through ``engine``: every candidate's signals, its
+    label (1 when it is the edited reference) and the query's source row."""
+    rows = engine.store.rows()
+    rng = np.random.default_rng(seed + CAL_SEED_OFFSET)
+    per_ref = max(1, min(5, math.ceil(min_queries / max(1, len(rows)))))
+    picks = pick_rows(rows, engine.store.keypoint_counts(), max(1, max_queries // per_ref), rng, strategy)
+    jobs = [int(r) for r in picks for _ in range(per_ref)]
+    ids = engine.store.ids_of_rows([int(r) for r in picks])
+
+    def search(query) -> list:
+        return run_job(engine.candidates(query))[0]
+
+    results: dict[int, tuple[int, list]] = {}
+    done = 0
+
+    def tasks():
+        """Edits drawn here, in job order (in the caller's thread), so the calibration is reproducible."""
+        nonlocal done
+        for i, row in enumerate(jobs):
+            try:
+                image = engine.reference_image(ids[row], max_side=1024)
+            except (CopyLensError, KeyError):
+                done += 1
+                continue
+            edited = random_edit(image.pixels, rng)
+            query = from_array(edited.pixels, "<calibration>", max_side=engine.config.query_max_side)
+            yield (i, row), (lambda q=query: search(q))
+
+    with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="copylens-calibrate") as pool:
+        for batch in bounded_map(pool, tasks(), 2 * max(1, workers)):
+            for (i, row), fut in batch:
+                results[i] = (row, fut.result())
+                done += 1
+            yield Progress("calibrate", done, len(jobs), ids.get(row, ""))
+    signals, labels, sources = [], [], []
+    for i in sorted(results):
+        row, cands = results[i]
+        for c in cands:
+            signals.append(c.signals)
+            labels.append(1 if c.row == row else 0)
+            sources.append(row)
+    return signals, labels, sources
+
+
+def fit_calibration(signals: list[dict], labels: list[int], names) -> dict:
+    """The manifest's calibration record from calibration pairs (the default model when too few copies)."""
+    npos = int(sum(labels))
+    if npos < MIN_POSITIVES or npos == len(labels):
+        return {**default_calibrator(names).to_dict(),
+                "source": f"default ({npos} of {len(labels)} calibration pairs were copies: too few to fit)"}
+    share = npos / len(labels)
+    return fit(signals, labels, l2=1.0, positive_prior=share / (2 - share), names=names).to_dict()
 
 
 def calibrate_index(index_dir: Path, seed: int = 0, max_queries: int = MAX_QUERIES,
                     min_queries: int = MIN_QUERIES, workers: int = 1) -> Job[dict]:
     engine = Engine.open(index_dir, allow_pending=True)
     try:
-        rows = engine.store.rows()
         names = engine.calibrator.names
-        if len(rows) < 2:
+        if engine.store.count() < 2:
             return {**default_calibrator(names).to_dict(), "source": "default (index too small to fit)"}
-        rng = np.random.default_rng(seed + CAL_SEED_OFFSET)
-        per_ref = max(1, min(5, math.ceil(min_queries / len(rows))))
-        picks = rng.permutation(rows)[: max(1, max_queries // per_ref)]
-        jobs = [int(r) for r in picks for _ in range(per_ref)]
-        ids = engine.store.ids_of_rows([int(r) for r in picks])
-
-        def search(query) -> list:
-            return run_job(engine.candidates(query))[0]
-
-        results: dict[int, tuple[int, list]] = {}
-        done = 0
-
-        def tasks():
-            """Edits drawn here, in job order (in the caller's thread), so the calibration is reproducible."""
-            nonlocal done
-            for i, row in enumerate(jobs):
-                try:
-                    image = engine.reference_image(ids[row], max_side=1024)
-                except (CopyLensError, KeyError):
-                    done += 1
-                    continue
-                edited = random_edit(image.pixels, rng)
-                query = from_array(edited.pixels, "<calibration>", max_side=engine.config.query_max_side)
-                yield (i, row), (lambda q=query: search(q))
-
-        with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="copylens-calibrate") as pool:
-            for batch in bounded_map(pool, tasks(), 2 * max(1, workers)):
-                for (i, row), fut in batch:
-                    results[i] = (row, fut.result())
-                    done += 1
-                yield Progress("calibrate", done, len(jobs), ids.get(row, ""))
-        signals, labels = [], []
-        for i in sorted(results):
-            row, cands = results[i]
-            for c in cands:
-                signals.append(c.signals)
-                labels.append(1 if c.row == row else 0)
-        npos = int(sum(labels))
-        if npos < MIN_POSITIVES or npos == len(labels):
-            return {**default_calibrator(names).to_dict(),
-                    "source": f"default ({npos} of {len(labels)} calibration pairs were copies: too few to fit)"}
-        share = npos / len(labels)
-        cal = fit(signals, labels, l2=1.0, positive_prior=share / (2 - share), names=names)
-        return cal.to_dict()
+        signals, labels, _ = yield from calibration_pairs(engine, seed, max_queries, min_queries, workers)
+        return fit_calibration(signals, labels, names)
     finally:
         engine.close()

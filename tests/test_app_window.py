@@ -337,3 +337,50 @@ def test_bulk_mark_as_copy_at_or_above_a_confidence(qtbot, window, queries, tmp_
     assert window.review_log.latest(astro.outcome.sha256, astro.outcome.result.best.reference_id) == "copy"
     window.reviewer.undo()
     assert astro.review == ""
+
+
+def test_a_hash_list_match_is_its_own_kind_of_result(qtbot, tmp_path, tiny_index):
+    """A listed picture (no image in the index, only its PDQ hash) shows as a hash-list match: list, entry,
+    tags, distance and a hash-only confidence; the inspector says there is no SIFT evidence to draw."""
+    import shutil
+
+    import pdqhash
+
+    from copylens.core.index.hashlists import add_hash_list
+
+    idx = tmp_path / "idx"
+    shutil.copytree(tiny_index, idx)
+    horse = (np.asarray(skimage.data.horse(), np.uint8) * 255)[..., None].repeat(3, axis=2)
+    bits, _ = pdqhash.compute(np.ascontiguousarray(horse))
+    listed = np.packbits(np.asarray(bits, np.uint8)).tobytes().hex()
+    (tmp_path / "list.csv").write_text(f"{listed},horse-001,terror,logo\n{'0' * 63}x,broken\n")
+    assert add_hash_list(idx, tmp_path / "list.csv", "partner").added == 1
+    query = tmp_path / "horse_mirrored.png"
+    Image.fromarray(np.ascontiguousarray(horse[:, ::-1])).save(query)
+
+    QStandardPaths.setTestModeEnabled(True)
+    store = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
+    win = MainWindow(store=store, data_dir=tmp_path / "data")
+    qtbot.addWidget(win)
+    win.resize(1400, 850)
+    win.show()
+    with qtbot.waitSignal(win.engine_opened, timeout=20000):
+        win.open_index(str(idx))
+    assert "1 hash list (1 entries)" in win.header.text()
+    _drop(win, [query])
+    _wait_idle(qtbot, win)
+    result = win.queue.items[0].outcome.result
+    assert [(h.list_name, h.entry_id, h.transform) for h in result.hash_matches] == [
+        ("partner", "horse-001", "mirrored left to right")]
+    table = win.results.table
+    qtbot.waitUntil(lambda: table.rowCount() > 0 and table.item(0, 2) is not None)
+    assert table.item(0, 0).text() == "partner: horse-001\nterror, logo"
+    assert table.item(0, 2).text() == "HASH LIST"
+    assert table.item(0, 3).text() == f"{result.hash_matches[0].distance} bits (PDQ)"
+    assert table.item(0, 1).text() == f"{result.hash_matches[0].confidence:.0%}"
+    assert "1 hash-list match" in win.results.title.text()
+    qtbot.waitUntil(lambda: "no SIFT lines" in win.inspector.placeholder.text())
+    text = win.inspector.placeholder.text()
+    assert "partner · entry horse-001 · tags: terror, logo" in text and "mirrored left to right" in text
+    assert "· 1 hash-list match" in win.queue_panel.list.item(0).text()
+    win.close()

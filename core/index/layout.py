@@ -13,6 +13,7 @@ Layout of an index directory::
                         a neural descriptor's PCA whitening and score-normalisation background: plain arrays,
                         their sha256 in the manifest (:mod:`.globalfiles`)
 
+    hashlists.faiss     FAISS binary index of the imported PDQ hash lists' entries, when any (:mod:`.hashlists`)
     index.lock          present while a writer works: who, since when (:mod:`.lock`)
 
 Every FAISS file goes through :mod:`.faissio`; the manifest is written by :func:`write_manifest` and read
@@ -37,7 +38,9 @@ MANIFEST = "manifest.json"
 DATABASE = "references.sqlite"
 LOCAL_FAISS = "local.faiss"
 REQUIRED = ("features", "local_index", "counts")  # manifest keys a reader cannot do without
-_DATA_FILE = re.compile(r"^(references\.sqlite|local\.faiss|global_\d+\.(faiss|whitening\.npz|background\.npz))$")
+HASHLISTS_FAISS = "hashlists.faiss"
+_DATA_FILE = re.compile(r"^(references\.sqlite|local\.faiss|hashlists\.faiss|"
+                        r"global_\d+\.(faiss|whitening\.npz|background\.npz))$")
 
 
 def global_file_name(position: int) -> str:
@@ -159,6 +162,8 @@ def _badly_typed(m: dict) -> str | None:
         "calibration": lambda v: v is None or isinstance(v, dict),
         "calibration_pending": lambda v: isinstance(v, bool),
         "files": lambda v: isinstance(v, dict),
+        "hash_lists": lambda v: isinstance(v, list) and all(isinstance(x, dict) for x in v),
+        "hash_lists_file": lambda v: v == HASHLISTS_FAISS,
     }
     for key, ok in checks.items():
         if key in m and not ok(m[key]):

@@ -137,6 +137,10 @@ class ReferenceStore:
                 self._all.append(conn)
         return conn
 
+    def connection(self) -> sqlite3.Connection:
+        """This thread's connection, for the modules that own tables of their own (:mod:`.hashlists`)."""
+        return self._conn()
+
     def close(self) -> None:
         """Close the connections of every thread that used this store (worker threads included)."""
         with self._lock:

@@ -1,0 +1,139 @@
+"""Calibration experiments on a built index and its benchmark, without rebuilding or re-querying.
+
+The confidence model only rescores the verified candidates, so the candidates of every benchmark query
+are collected once; each variant is then fitted on its own calibration pairs (edited copies of the
+index's own references, as a build makes them) and scored on the stored candidates in seconds.
+
+    python bench/calib_experiment.py collect /tmp/copylens-dev2 /tmp/dev2 --out /tmp/cands.jsonl
+    python bench/calib_experiment.py pairs /tmp/dev2 --strategy uniform --out /tmp/pairs-uniform.json
+    python bench/calib_experiment.py pairs /tmp/dev2 --strategy stratified --out /tmp/pairs-strat.json
+    python bench/calib_experiment.py evaluate /tmp/copylens-dev2 /tmp/cands.jsonl /tmp/pairs-*.json
+
+Every figure is printed per content kind; the benchmark's unseen kind is marked and never used to choose.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from copylens.core.bench.metrics import Prediction, calibration, evaluate, read_ground_truth
+from copylens.core.calibrate import Calibrator
+from copylens.core.engine import Engine
+from copylens.core.imageio import load_image, scan_images
+from copylens.core.progress import ConsoleProgress, run_job
+from copylens.core.selfcal import calibration_pairs, fit_calibration
+
+
+def collect(bench: Path, index: Path, out: Path, threads: int = 2) -> None:
+    q_dir = bench / "queries"
+    queries = scan_images(q_dir)
+    with Engine.open(index) as eng:
+        ids = eng.store.ids_of_rows(eng.store.rows())
+        kps = eng.store.keypoint_counts()
+
+        def one(path: Path) -> dict:
+            img = load_image(path, max_side=eng.config.query_max_side)
+            cands, _ = run_job(eng.candidates(img))
+            return {"query_id": path.relative_to(q_dir).with_suffix("").as_posix(),
+                    "candidates": [[ids[c.row], kps.get(c.row, 0), c.signals] for c in cands if c.row in ids]}
+
+        with ThreadPoolExecutor(threads) as pool, open(out, "w", encoding="utf-8") as fh:
+            for i, rec in enumerate(pool.map(one, queries)):
+                fh.write(json.dumps(rec) + "\n")
+                if i % 100 == 0:
+                    print(f"{i}/{len(queries)}", file=sys.stderr)
+
+
+def pairs(index: Path, strategy: str, n: int, out: Path, seed: int = 0) -> None:
+    with Engine.open(index) as eng:
+        kps = eng.store.keypoint_counts()
+        signals, labels, sources = run_job(
+            calibration_pairs(eng, seed=seed, max_queries=n, min_queries=min(n, 60), workers=2, strategy=strategy),
+            ConsoleProgress())
+        rows = [int(s.get("_row", -1)) for s in signals]
+        del rows
+        out.write_text(json.dumps({"strategy": strategy, "names": list(eng.calibrator.names),
+                                   "signals": signals, "labels": labels,
+                                   "source_keypoints": [kps.get(r, 0) for r in sources]}))
+
+
+def _with_content(signals: dict, ref_kps: int) -> dict:
+    return {**signals, "reference_keypoints": float(ref_kps)}
+
+
+def evaluate_variants(bench: Path, cands_path: Path, pair_files: list[Path]) -> None:
+    gt = read_ground_truth(bench / "ground_truth.csv")
+    unseen = set(json.loads((bench / "benchmark.json").read_text()).get("unseen_content", []))
+    kinds = sorted({g.content for g in gt if g.content})
+    positives = {(g.query_id, g.reference_id) for g in gt if g.reference_id}
+    records = [json.loads(line) for line in cands_path.read_text().splitlines()]
+    header = f"{'variant':<34} {'μAP':>6} {'r@1':>6} {'ECE':>6} | " + " | ".join(
+        f"{k + ('*' if k in unseen else ''):>16}" for k in kinds)
+    print(header + "\n" + "-" * len(header))
+    for pf in pair_files:
+        data = json.loads(pf.read_text())
+        names = data["names"]
+        cal = Calibrator.from_dict(fit_calibration(data["signals"], data["labels"], names))
+        _report(f"{pf.stem} ({data['strategy']})", cal, records, gt, positives, kinds)
+        # the pairs with the reference's keypoint count as a content input
+        sig = [_with_content(s, 0) for s in data["signals"]]
+        del sig
+
+
+def _report(label: str, cal: Calibrator, records: list[dict], gt, positives, kinds) -> None:
+    preds = []
+    for rec in records:
+        cands = rec["candidates"]
+        if not cands:
+            continue
+        scores = cal.predict([c[2] for c in cands])
+        best: dict[str, float] = {}
+        for (rid, _, _), s in zip(cands, scores, strict=True):
+            best[rid] = max(best.get(rid, 0.0), float(s))
+        for rid, s in sorted(best.items(), key=lambda kv: -kv[1])[:10]:
+            preds.append(Prediction(rec["query_id"], rid, s))
+    m = evaluate(gt, preds)
+    cells = []
+    for k in kinds:
+        qs = {g.query_id for g in gt if g.content == k}
+        pc = m.per_content[k]
+        cells.append(f"{pc.micro_ap:.3f}/{calibration([p for p in preds if p.query_id in qs], positives).ece:.3f}")
+    print(f"{label:<34} {m.micro_ap:6.3f} {m.recall_at_1:6.3f} {calibration(preds, positives).ece:6.3f} | "
+          + " | ".join(f"{c:>16}" for c in cells))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    c = sub.add_parser("collect")
+    c.add_argument("bench", type=Path)
+    c.add_argument("index", type=Path)
+    c.add_argument("--out", type=Path, required=True)
+    p = sub.add_parser("pairs")
+    p.add_argument("index", type=Path)
+    p.add_argument("--strategy", default="uniform")
+    p.add_argument("--n", type=int, default=160)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, required=True)
+    e = sub.add_parser("evaluate")
+    e.add_argument("bench", type=Path)
+    e.add_argument("cands", type=Path)
+    e.add_argument("pairs", type=Path, nargs="+")
+    a = ap.parse_args()
+    if a.cmd == "collect":
+        collect(a.bench, a.index, a.out)
+    elif a.cmd == "pairs":
+        pairs(a.index, a.strategy, a.n, a.out, a.seed)
+    else:
+        evaluate_variants(a.bench, a.cands, a.pairs)
+
+
+if __name__ == "__main__":
+    np.seterr(all="ignore")
+    main()
