@@ -30,16 +30,39 @@ from copylens.core.progress import ConsoleProgress, run_job
 from copylens.core.selfcal import calibration_pairs, fit_calibration
 
 
+def annotator(eng: Engine):
+    """Adds the dense edge agreement (core/agreement.py) to every candidate with a homography."""
+    from copylens.core.agreement import edge_agreement
+
+    def annotate(image, cands) -> None:
+        for c in cands:
+            h = c.evidence.homography
+            if h is None or c.evidence.num_inliers < 4:
+                continue
+            try:
+                rid = eng.store.ids_of_rows([c.row])[c.row]
+                thumb = eng.thumbnail(rid)
+                info = eng.reference(rid)
+            except KeyError:
+                continue
+            r, p = edge_agreement(image.pixels, image.scale_to_original, thumb, info.width / thumb.shape[1], h)
+            if r == r:  # not NaN
+                c.signals["edge_recall"], c.signals["edge_precision"] = r, p
+    return annotate
+
+
 def collect(bench: Path, index: Path, out: Path, threads: int = 2) -> None:
     q_dir = bench / "queries"
     queries = scan_images(q_dir)
     with Engine.open(index) as eng:
         ids = eng.store.ids_of_rows(eng.store.rows())
         kps = eng.store.keypoint_counts()
+        annotate = annotator(eng)
 
         def one(path: Path) -> dict:
             img = load_image(path, max_side=eng.config.query_max_side)
             cands, _ = run_job(eng.candidates(img))
+            annotate(img, cands)
             return {"query_id": path.relative_to(q_dir).with_suffix("").as_posix(),
                     "candidates": [[ids[c.row], kps.get(c.row, 0), c.signals] for c in cands if c.row in ids]}
 
@@ -54,17 +77,12 @@ def pairs(index: Path, strategy: str, n: int, out: Path, seed: int = 0) -> None:
     with Engine.open(index) as eng:
         kps = eng.store.keypoint_counts()
         signals, labels, sources = run_job(
-            calibration_pairs(eng, seed=seed, max_queries=n, min_queries=min(n, 60), workers=2, strategy=strategy),
+            calibration_pairs(eng, seed=seed, max_queries=n, min_queries=min(n, 60), workers=2, strategy=strategy,
+                              annotate=annotator(eng)),
             ConsoleProgress())
-        rows = [int(s.get("_row", -1)) for s in signals]
-        del rows
         out.write_text(json.dumps({"strategy": strategy, "names": list(eng.calibrator.names),
                                    "signals": signals, "labels": labels,
                                    "source_keypoints": [kps.get(r, 0) for r in sources]}))
-
-
-def _with_content(signals: dict, ref_kps: int) -> dict:
-    return {**signals, "reference_keypoints": float(ref_kps)}
 
 
 def evaluate_variants(bench: Path, cands_path: Path, pair_files: list[Path]) -> None:
@@ -76,14 +94,39 @@ def evaluate_variants(bench: Path, cands_path: Path, pair_files: list[Path]) -> 
     header = f"{'variant':<34} {'μAP':>6} {'r@1':>6} {'ECE':>6} | " + " | ".join(
         f"{k + ('*' if k in unseen else ''):>16}" for k in kinds)
     print(header + "\n" + "-" * len(header))
+    for rec in records:  # collected before the engine reported it: the reference's keypoints, from the store
+        for c in rec["candidates"]:
+            c[2].setdefault("reference_keypoints", float(c[1]))
     for pf in pair_files:
         data = json.loads(pf.read_text())
-        names = data["names"]
-        cal = Calibrator.from_dict(fit_calibration(data["signals"], data["labels"], names))
-        _report(f"{pf.stem} ({data['strategy']})", cal, records, gt, positives, kinds)
-        # the pairs with the reference's keypoint count as a content input
-        sig = [_with_content(s, 0) for s in data["signals"]]
-        del sig
+        names = list(data["names"])
+        n = sum(data["labels"])
+        has_agree = any("edge_recall" in s for s in data["signals"])
+        variants = [([], None), (["reference_keypoints"], None)]
+        if has_agree:
+            variants += [(["edge_recall", "edge_precision"], None), (["edge_recall", "edge_precision"], 0.85),
+                         (["edge_recall"], 0.85)]
+        for extra, fill in variants:
+            if extra and extra[0] not in data["signals"][0] and not has_agree:
+                continue
+            sig = _filled(data["signals"], extra, fill)
+            cal = Calibrator.from_dict(fit_calibration(sig, data["labels"], names + extra))
+            label = f"{pf.stem} ({n}){' +' + ','.join(extra) if extra else ''}{'' if fill is None else f' fill {fill}'}"
+            _report(label, cal, _filled_records(records, extra, fill), gt, positives, kinds)
+
+
+def _filled(signals: list[dict], extra: list[str], fill: float | None) -> list[dict]:
+    """Candidates without a value for an extra signal (no homography, too few edges) get ``fill``."""
+    if fill is None:
+        return signals
+    return [{**s, **{k: s.get(k, fill) for k in extra}} for s in signals]
+
+
+def _filled_records(records: list[dict], extra: list[str], fill: float | None) -> list[dict]:
+    if fill is None:
+        return records
+    return [{**r, "candidates": [[c[0], c[1], _filled([c[2]], extra, fill)[0]] for c in r["candidates"]]}
+            for r in records]
 
 
 def _report(label: str, cal: Calibrator, records: list[dict], gt, positives, kinds) -> None:

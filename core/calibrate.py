@@ -30,6 +30,17 @@ SIGNALS: dict[str, str] = {
 }
 
 
+# Context signals describe the pair rather than the evidence (a flat icon's few keypoints): their weights
+# may take either sign, while every evidence weight stays non-negative (see fit).
+CONTEXT: dict[str, str] = {
+    "reference_keypoints": "log1p",  # keypoints the reference has
+    "query_keypoints": "log1p",  # keypoints the query (or region) has
+}
+# evidence under evaluation, not in the default set (bench/calib_experiment.py)
+CANDIDATE_SIGNALS: dict[str, str] = {"edge_recall": "id", "edge_precision": "id"}
+TRANSFORMS: dict[str, str] = {**SIGNALS, **CONTEXT, **CANDIDATE_SIGNALS}
+
+
 def signal_names(global_signals: Sequence[str] = ()) -> tuple[str, ...]:
     """The calibration's inputs: the local signals, then one similarity per global descriptor."""
     return tuple(SIGNALS) + tuple(global_signals)
@@ -39,7 +50,7 @@ def feature_matrix(signals: Sequence[Mapping[str, float]], names: Sequence[str] 
     """``[N x len(names)]`` transformed features of the candidates' signals (global ones untransformed)."""
     x = np.zeros((len(signals), len(names)), np.float64)
     for j, name in enumerate(names):
-        tf = SIGNALS.get(name, "id")
+        tf = TRANSFORMS.get(name, "id")
         col = np.array([float(s.get(name, 0.0)) for s in signals], np.float64)
         if tf == "log1p":
             col = np.log1p(np.maximum(col, 0))
@@ -101,7 +112,7 @@ def fit(signals: Sequence[Mapping[str, float]], labels: Sequence[int], l2: float
     active = list(range(len(names)))
     while True:
         cal = _fit(signals, labels, l2, positive_prior, iterations, names, active)
-        negative = [j for j in active if cal.weights[j] < 0]
+        negative = [j for j in active if cal.weights[j] < 0 and names[j] not in CONTEXT]
         if not negative:
             return cal
         active.remove(min(negative, key=lambda j: cal.weights[j]))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import json
 import sys
 from collections import Counter
@@ -215,6 +216,8 @@ def cmd_query(args) -> int:
     results = []
     try:
         with Engine.open(args.index) as eng:
+            if eng.hashlists is not None and args.hash_max_distance is not None:
+                eng.hashlists.config = dataclasses.replace(eng.hashlists.config, max_distance=args.hash_max_distance)
             writer = csv.writer(out) if args.format == "csv" else None
             tty = out.isatty()  # to a terminal, ids are shown safely; to a file or a pipe, exactly
             if writer:
@@ -319,6 +322,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--out", help="write results here instead of standard output")
     q.add_argument("--format", choices=("csv", "json"), default="csv",
                    help="csv: query_id,reference_id,score (ISC2021); json: with the evidence")
+    q.add_argument("--hash-max-distance", type=int, default=None, metavar="BITS",
+                   help="PDQ distance up to which a hash-list entry matches (default 31, Meta's guidance)")
     q.add_argument("-q", "--quiet", action="store_true")
     q.set_defaults(func=cmd_query)
 

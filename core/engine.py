@@ -393,6 +393,8 @@ class Engine:
             signals = dict(v.stats)
             signals["votes"] = float(nvotes)
             signals["inlier_share"] = signals["inliers"] / max(1, len(ref))
+            signals["reference_keypoints"] = float(len(ref))  # context, not evidence (see calibrate.CONTEXT)
+            signals["query_keypoints"] = float(len(feats))
             for g, qv in zip(self.globals, glob.queries, strict=True):
                 signals[signal_name(g.name)] = g.similarity(qv, self.store.global_vector(g.name, row))
             ev = v.evidence

@@ -98,6 +98,10 @@ def test_reimported_hashes_find_mirrored_rotated_and_reencoded_copies(indexes, t
     out = json.loads(capsys.readouterr().out)[0]
     h = out["hash_matches"][0]
     assert h["list"] == "partner" and h["entry_id"] == "chelsea" and "no image" in h["evidence"]
+    strict = tmp_path / "strict.json"  # the threshold is the user's: at 5 bits the rotated copy is not listed
+    assert main(["query", str(hashes_only), str(tmp_path / "rocket-rot90.png"), "--format", "json", "-q",
+                 "--hash-max-distance", "5", "--out", str(strict)]) == 0
+    assert json.loads(strict.read_text())[0]["hash_matches"] == []
     assert main(["index", "info", str(hashes_only), "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["hash_lists"][0]["name"] == "partner" and info["hash_lists"][0]["entries"] == 5

@@ -1,0 +1,72 @@
+"""Dense structural agreement between a query and a reference aligned by the verified homography.
+
+Inliers say that some keypoints agree; they cannot say whether the rest of the picture does. Families of
+near-identical graphics (the same clouds with rain or with snow, the same box labelled "lha" or "lhz")
+share many keypoints yet differ in parts, and a partial match then scores like a copy. Here the
+reference is warped onto the query by the homography and their edges are compared over the overlap:
+
+- ``edge_recall``: the share of the reference's edges that the query shows too (within 2 pixels at the
+  comparison scale). Overlays (text, emoji, a meme caption) add edges to the query but hide few of the
+  reference's, and colour changes, inversion or grey keep edges; a sibling graphic misses whole parts.
+- ``edge_precision``: the share of the query's edges, inside the projected reference, that the reference
+  explains (lowered by overlays; reported for the calibration to weigh).
+
+Edges are taken on grey levels (Canny with thresholds from the median gradient), on both images resized
+so that the overlap is compared at about ``side`` pixels, which keeps the cost near 1 ms per candidate.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+SIDE = 192  # comparison scale (longer side of the query, in pixels)
+TOLERANCE = 2  # pixels of misalignment tolerated (dilation radius)
+MIN_EDGES = 30  # fewer reference edge pixels in the overlap than this: no verdict (NaN)
+
+
+def _gray(pixels: np.ndarray) -> np.ndarray:
+    return pixels if pixels.ndim == 2 else cv2.cvtColor(pixels, cv2.COLOR_RGB2GRAY)
+
+
+def _edges(gray: np.ndarray) -> np.ndarray:
+    gx = cv2.Sobel(gray, cv2.CV_32F, 1, 0, ksize=3)
+    gy = cv2.Sobel(gray, cv2.CV_32F, 0, 1, ksize=3)
+    mag = cv2.magnitude(gx, gy)
+    strong = mag[mag > 1.0]
+    if strong.size == 0:
+        return np.zeros(gray.shape, bool)
+    hi = float(max(20.0, np.percentile(strong, 75)))
+    return cv2.Canny(gray, hi * 0.4, hi, L2gradient=True) > 0
+
+
+def edge_agreement(query: np.ndarray, query_scale: float, reference: np.ndarray, reference_scale: float,
+                   homography: np.ndarray) -> tuple[float, float]:
+    """``(edge_recall, edge_precision)`` in [0, 1], NaN when the overlap holds too few edges to judge.
+
+    ``query`` and ``reference`` are RGB or grey arrays; ``*_scale`` are their original pixels per array
+    pixel (as ``DecodedImage.scale_to_original``); ``homography`` maps reference original pixels to query
+    original pixels.
+    """
+    qh, qw = query.shape[:2]
+    f = SIDE / max(qh, qw)
+    qs = cv2.resize(_gray(query), (max(1, round(qw * f)), max(1, round(qh * f))), interpolation=cv2.INTER_AREA)
+    # array pixels of the small query <- original query pixels <- original reference <- reference array
+    to_small = np.diag([f / query_scale, f / query_scale, 1.0])
+    from_ref = np.diag([reference_scale, reference_scale, 1.0])
+    h = to_small @ homography @ from_ref
+    size = (qs.shape[1], qs.shape[0])
+    rgray = _gray(reference)
+    warped = cv2.warpPerspective(rgray, h, size, flags=cv2.INTER_AREA, borderValue=0)
+    mask = cv2.warpPerspective(np.full(rgray.shape, 255, np.uint8), h, size, flags=cv2.INTER_NEAREST) > 0
+    mask = cv2.erode(mask.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0  # the warped border is no edge
+    if mask.sum() < 64:
+        return float("nan"), float("nan")
+    eq, er = _edges(qs) & mask, _edges(warped) & mask
+    k = np.ones((2 * TOLERANCE + 1, 2 * TOLERANCE + 1), np.uint8)
+    nr, nq = int(er.sum()), int(eq.sum())
+    if nr < MIN_EDGES or nq < MIN_EDGES:
+        return float("nan"), float("nan")
+    recall = float((er & (cv2.dilate(eq.astype(np.uint8), k) > 0)).sum()) / nr
+    precision = float((eq & (cv2.dilate(er.astype(np.uint8), k) > 0)).sum()) / nq
+    return recall, precision
