@@ -105,7 +105,7 @@ def evaluate_variants(bench: Path, cands_path: Path, pair_files: list[Path]) -> 
         variants = [([], None), (["reference_keypoints"], None)]
         if has_agree:
             variants += [(["edge_recall", "edge_precision"], None), (["edge_recall", "edge_precision"], 0.85),
-                         (["edge_recall"], 0.85)]
+                         (["edge_recall", "edge_precision"], _neutral(data, ["edge_recall", "edge_precision"]))]
         for extra, fill in variants:
             if extra and extra[0] not in data["signals"][0] and not has_agree:
                 continue
@@ -115,11 +115,24 @@ def evaluate_variants(bench: Path, cands_path: Path, pair_files: list[Path]) -> 
             _report(label, cal, _filled_records(records, extra, fill), gt, positives, kinds)
 
 
-def _filled(signals: list[dict], extra: list[str], fill: float | None) -> list[dict]:
-    """Candidates without a value for an extra signal (no homography, too few edges) get ``fill``."""
+def _neutral(data: dict, names: list[str]) -> dict[str, float]:
+    """Per signal, halfway between the median of the calibration copies and of the non-copies: "no
+    evidence either way" for a candidate the signal cannot judge (from the calibration pairs only)."""
+    out = {}
+    for k in names:
+        pos = [s[k] for s, y in zip(data["signals"], data["labels"], strict=True) if y and k in s]
+        neg = [s[k] for s, y in zip(data["signals"], data["labels"], strict=True) if not y and k in s]
+        out[k] = round(float(np.median(pos) + np.median(neg)) / 2, 3)
+    return out
+
+
+def _filled(signals: list[dict], extra: list[str], fill) -> list[dict]:
+    """Candidates without a value for an extra signal (no homography, too few edges) get ``fill`` (a
+    number, or a value per signal)."""
     if fill is None:
         return signals
-    return [{**s, **{k: s.get(k, fill) for k in extra}} for s in signals]
+    value = fill if isinstance(fill, dict) else dict.fromkeys(extra, fill)
+    return [{**s, **{k: s.get(k, value[k]) for k in extra}} for s in signals]
 
 
 def _filled_records(records: list[dict], extra: list[str], fill: float | None) -> list[dict]:

@@ -8,6 +8,7 @@ manifest as plain numbers.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -27,7 +28,14 @@ SIGNALS: dict[str, str] = {
     # inliers / the reference's keypoints: 40 inliers are overwhelming for a 60-keypoint icon and weak for a
     # 500-keypoint photo; without it, graphics' copies were under-confident (issue 11)
     "inlier_share": "sqrt",
+    # dense edge agreement under the homography (core/agreement.py): near-identical siblings share keypoints
+    # but not every part; missing (no homography, too few edges) means "no evidence either way" (FILLED)
+    "edge_recall": "id",
+    "edge_precision": "id",
 }
+# signals a candidate may lack that must not then read as 0 (strong evidence against): the fit stores a
+# neutral value per signal, halfway between the medians of the calibration copies and non-copies
+FILLED = ("edge_recall", "edge_precision")
 
 
 # Context signals describe the pair rather than the evidence (a flat icon's few keypoints): their weights
@@ -36,9 +44,7 @@ CONTEXT: dict[str, str] = {
     "reference_keypoints": "log1p",  # keypoints the reference has
     "query_keypoints": "log1p",  # keypoints the query (or region) has
 }
-# evidence under evaluation, not in the default set (bench/calib_experiment.py)
-CANDIDATE_SIGNALS: dict[str, str] = {"edge_recall": "id", "edge_precision": "id"}
-TRANSFORMS: dict[str, str] = {**SIGNALS, **CONTEXT, **CANDIDATE_SIGNALS}
+TRANSFORMS: dict[str, str] = {**SIGNALS, **CONTEXT}
 
 
 def signal_names(global_signals: Sequence[str] = ()) -> tuple[str, ...]:
@@ -46,12 +52,16 @@ def signal_names(global_signals: Sequence[str] = ()) -> tuple[str, ...]:
     return tuple(SIGNALS) + tuple(global_signals)
 
 
-def feature_matrix(signals: Sequence[Mapping[str, float]], names: Sequence[str] = tuple(SIGNALS)) -> np.ndarray:
-    """``[N x len(names)]`` transformed features of the candidates' signals (global ones untransformed)."""
+def feature_matrix(signals: Sequence[Mapping[str, float]], names: Sequence[str] = tuple(SIGNALS),
+                   fill: Mapping[str, float] | None = None) -> np.ndarray:
+    """``[N x len(names)]`` transformed features of the candidates' signals (global ones untransformed).
+    A missing signal counts as ``fill[name]`` when given, else 0."""
+    fill = fill or {}
     x = np.zeros((len(signals), len(names)), np.float64)
     for j, name in enumerate(names):
         tf = TRANSFORMS.get(name, "id")
-        col = np.array([float(s.get(name, 0.0)) for s in signals], np.float64)
+        default = float(fill.get(name, 0.0))
+        col = np.array([float(s.get(name, default)) for s in signals], np.float64)
         if tf == "log1p":
             col = np.log1p(np.maximum(col, 0))
         elif tf == "sqrt":
@@ -70,17 +80,21 @@ class Calibrator:
     std: tuple[float, ...]
     source: str  # "fitted on N pairs" or "default"
     names: tuple[str, ...] = tuple(SIGNALS)  # the signals, in the order of the weights
+    fill: tuple[tuple[str, float], ...] = ()  # value of a FILLED signal a candidate lacks
 
     def predict(self, signals: Sequence[Mapping[str, float]]) -> np.ndarray:
         if not signals:
             return np.zeros(0)
-        x = (feature_matrix(signals, self.names) - np.array(self.mean)) / np.array(self.std)
+        x = (feature_matrix(signals, self.names, dict(self.fill)) - np.array(self.mean)) / np.array(self.std)
         z = x @ np.array(self.weights) + self.bias
         return 1.0 / (1.0 + np.exp(-np.clip(z, -40, 40)))
 
     def to_dict(self) -> dict:
-        return {"signals": list(self.names), "weights": list(self.weights), "bias": self.bias,
-                "mean": list(self.mean), "std": list(self.std), "source": self.source}
+        out = {"signals": list(self.names), "weights": list(self.weights), "bias": self.bias,
+               "mean": list(self.mean), "std": list(self.std), "source": self.source}
+        if self.fill:
+            out["fill"] = dict(self.fill)
+        return out
 
     @staticmethod
     def from_dict(d: Mapping, expected: Sequence[str] | None = None) -> Calibrator:
@@ -92,8 +106,11 @@ class Calibrator:
                              f"{list(expected)}; rebuild the index")
         if not (len(d["weights"]) == len(d["mean"]) == len(d["std"]) == len(names)):
             raise ValueError("the calibration's weights, means and spreads do not match its signals")
+        fill = d.get("fill") or {}
+        if not isinstance(fill, Mapping) or not all(isinstance(v, (int, float)) for v in fill.values()):
+            raise ValueError("the calibration's fill values are damaged")
         return Calibrator(tuple(d["weights"]), float(d["bias"]), tuple(d["mean"]), tuple(d["std"]),
-                          str(d["source"]), names)
+                          str(d["source"]), names, tuple((str(k), float(v)) for k, v in fill.items()))
 
 
 def fit(signals: Sequence[Mapping[str, float]], labels: Sequence[int], l2: float = 1.0,
@@ -109,13 +126,28 @@ def fit(signals: Sequence[Mapping[str, float]], labels: Sequence[int], l2: float
     ``positive_prior``, when given, reweights the classes so the fitted probabilities correspond to that
     share of copies among candidates rather than the sample's share.
     """
+    fill = neutral_fill(signals, labels, [n for n in names if n in FILLED])
+    signals = [{**s, **{k: s.get(k, v) for k, v in fill.items()}} for s in signals] if fill else signals
     active = list(range(len(names)))
     while True:
-        cal = _fit(signals, labels, l2, positive_prior, iterations, names, active)
+        cal = dataclasses.replace(_fit(signals, labels, l2, positive_prior, iterations, names, active),
+                                  fill=tuple(fill.items()))
         negative = [j for j in active if cal.weights[j] < 0 and names[j] not in CONTEXT]
         if not negative:
             return cal
         active.remove(min(negative, key=lambda j: cal.weights[j]))
+
+
+def neutral_fill(signals: Sequence[Mapping[str, float]], labels: Sequence[int], names: Sequence[str]
+                 ) -> dict[str, float]:
+    """Per signal, halfway between its median over the copies and over the non-copies that have it."""
+    out = {}
+    for k in names:
+        pos = [s[k] for s, y in zip(signals, labels, strict=True) if y and k in s]
+        neg = [s[k] for s, y in zip(signals, labels, strict=True) if not y and k in s]
+        if pos and neg:
+            out[k] = round((float(np.median(pos)) + float(np.median(neg))) / 2, 4)
+    return out
 
 
 def _fit(signals, labels, l2, positive_prior, iterations, names, active: list[int]) -> Calibrator:

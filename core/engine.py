@@ -20,6 +20,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from .agreement import edge_agreement
 from .calibrate import Calibrator, default_calibrator, signal_names
 from .errors import IndexFormatError
 from .features import VARIANTS, FeatureConfig, LocalFeatures, extract, rootsift
@@ -52,6 +53,8 @@ class QueryConfig:
     region_skip_inliers: int = 40  # a plausible whole-image match with this many inliers makes regions unnecessary
     region_candidates: int = 6  # candidates verified per region
     region_min_side: int = 480  # small regions are upscaled to this longer side before SIFT
+    # candidates with at least this many inliers get the dense edge agreement signals (about 1 ms each)
+    agreement_min_inliers: int = 4
     global_neighbours: int = 5  # nearest references looked up per global query variant
     global_candidates: int = 3  # references recalled by each global descriptor join the verified candidates
     # a global neighbour joins the candidates only at or above this rescaled similarity, per metric: PDQ
@@ -306,7 +309,27 @@ class Engine:
                 merge((yield from self.search_and_verify(rfeats, region, exclude_rows, timings,
                                                          cfg.region_candidates, pixels=crop)))
         out = [dataclasses.replace(c, signals={**c.signals, **best_global[c.row]}) for _, c in best.values()]
+        t = time.perf_counter()
+        self._edge_agreement(image, out)
+        timings["agreement"] = (time.perf_counter() - t) * 1000
         return out, searched
+
+    def _edge_agreement(self, image: DecodedImage, cands: list[Candidate]) -> None:
+        """Add ``edge_recall`` / ``edge_precision`` (core/agreement.py) to candidates with a homography: the
+        reference's stored thumbnail warped onto the query, edges compared over the overlap."""
+        for c in cands:
+            h = c.evidence.homography
+            if h is None or c.evidence.num_inliers < self.config.agreement_min_inliers:
+                continue
+            try:
+                jpeg, width = self.store.thumbnail_of_row(c.row)
+            except KeyError:
+                continue
+            thumb = decode_jpeg(jpeg)
+            recall, precision = edge_agreement(image.pixels, image.scale_to_original, thumb,
+                                               width / max(1, thumb.shape[1]), h)
+            if recall == recall:  # NaN: too few edges to judge; the calibration's neutral value stands in
+                c.signals["edge_recall"], c.signals["edge_precision"] = recall, precision
 
     def _region_features(self, crop: np.ndarray, region: Region) -> LocalFeatures:
         """Features of a query region, keypoints in the region's own original-pixel frame."""

@@ -339,6 +339,13 @@ class ReferenceStore:
         return [ReferenceInfo(r[0], r[1], r[2], int(r[3]), int(r[4]), int(r[5])) for r in self._conn().execute(
             "SELECT reference_id, path, sha256, width, height, num_keypoints FROM refs ORDER BY reference_id")]
 
+    def thumbnail_of_row(self, row: int) -> tuple[bytes, int]:
+        """The stored thumbnail (JPEG bytes) of a reference row and the reference's original width."""
+        r = self._conn().execute("SELECT thumbnail, width FROM refs WHERE row = ?", (int(row),)).fetchone()
+        if r is None:
+            raise KeyError(row)
+        return bytes(r[0]), int(r[1])
+
     def thumbnail(self, reference_id: str) -> bytes:
         r = self._conn().execute("SELECT thumbnail FROM refs WHERE reference_id = ?", (reference_id,)).fetchone()
         if r is None:

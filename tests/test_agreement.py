@@ -1,0 +1,109 @@
+"""Dense edge agreement: a copy (rotated, recoloured, with a caption) agrees with its reference almost
+everywhere; a near-identical sibling graphic (one part redrawn) does not; the calibration uses the signal
+with a neutral value where it cannot judge."""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from copylens.core.agreement import edge_agreement
+from copylens.core.calibrate import Calibrator, feature_matrix, fit, neutral_fill
+from copylens.core.engine import Engine
+from copylens.core.imageio import from_array
+from copylens.core.index.build import build_index
+from copylens.core.progress import run_job
+
+
+def _graphic(part: str = "sun") -> np.ndarray:
+    """A flat clip-art scene: a house, a tree and, top right, a sun or a cloud (the sibling's redrawn part)."""
+    img = Image.new("RGB", (400, 300), "white")
+    d = ImageDraw.Draw(img)
+    d.rectangle((60, 140, 200, 260), fill=(200, 60, 40), outline="black", width=3)
+    d.polygon([(50, 140), (130, 70), (210, 140)], fill=(120, 40, 30), outline="black")
+    d.rectangle((110, 200, 150, 260), fill=(90, 60, 20), outline="black", width=2)
+    d.ellipse((250, 150, 330, 230), fill=(40, 150, 50), outline="black", width=3)
+    d.rectangle((282, 230, 298, 275), fill=(100, 70, 30), outline="black", width=2)
+    if part == "sun":
+        d.ellipse((300, 20, 370, 90), fill=(250, 210, 30), outline="black", width=3)
+        for k in range(8):
+            a = k * math.pi / 4
+            d.line((335 + 42 * math.cos(a), 55 + 42 * math.sin(a), 335 + 58 * math.cos(a), 55 + 58 * math.sin(a)),
+                   fill="black", width=3)
+    else:
+        for x, y, r in ((300, 60, 28), (330, 50, 34), (360, 62, 26)):
+            d.ellipse((x - r, y - r, x + r, y + r), fill=(180, 180, 190), outline="black", width=3)
+    return np.asarray(img)
+
+
+def _rotate(pixels: np.ndarray, degrees: float) -> tuple[np.ndarray, np.ndarray]:
+    h, w = pixels.shape[:2]
+    m = cv2.getRotationMatrix2D((w / 2, h / 2), degrees, 0.9)
+    out = cv2.warpAffine(pixels, m, (w, h), borderValue=(255, 255, 255))
+    return out, np.vstack([m, [0, 0, 1]])
+
+
+def test_a_copy_agrees_and_a_sibling_does_not():
+    ref = _graphic("sun")
+    copy, h = _rotate(255 - ref, 12)  # rotated and inverted
+    cv2.putText(copy, "LOL", (20, 40), cv2.FONT_HERSHEY_SIMPLEX, 1.2, (0, 0, 0), 3)  # a caption
+    recall, precision = edge_agreement(copy, 1.0, ref, 1.0, h)
+    assert recall > 0.95 and precision > 0.9
+    sibling, h2 = _rotate(_graphic("cloud"), 12)  # about a tenth of the reference's edges are redrawn
+    s_recall, s_precision = edge_agreement(sibling, 1.0, ref, 1.0, h2)
+    assert s_recall < 0.92 and s_precision < 0.85
+    # scales: the same pair, the reference given as a half-size thumbnail and the query at double size
+    small = cv2.resize(ref, (200, 150), interpolation=cv2.INTER_AREA)
+    big = cv2.resize(copy, (800, 600), interpolation=cv2.INTER_CUBIC)
+    r2, _ = edge_agreement(big, 0.5, small, 2.0, h)
+    assert abs(r2 - recall) < 0.1
+
+
+def test_flat_overlap_gives_no_verdict():
+    flat = np.full((300, 400, 3), 128, np.uint8)
+    r, p = edge_agreement(flat, 1.0, flat, 1.0, np.eye(3))
+    assert math.isnan(r) and math.isnan(p)
+
+
+def test_calibration_fills_a_missing_agreement_with_a_neutral_value():
+    rng = np.random.default_rng(0)
+    signals, labels = [], []
+    for i in range(400):
+        y = int(i % 4 == 0)
+        s = {"inliers": float(rng.integers(20, 80) if y else rng.integers(0, 30)), "votes": 5.0}
+        if i % 5:  # a fifth of the candidates cannot be judged
+            s["edge_recall"] = float(rng.normal(0.95 if y else 0.55, 0.05))
+            s["edge_precision"] = float(rng.normal(0.9 if y else 0.45, 0.05))
+        signals.append(s)
+        labels.append(y)
+    fill = neutral_fill(signals, labels, ["edge_recall", "edge_precision"])
+    assert fill["edge_recall"] == pytest.approx(0.75, abs=0.02) and fill["edge_precision"] == pytest.approx(0.675, abs=0.02)
+    names = ("inliers", "votes", "edge_recall", "edge_precision")
+    cal = fit(signals, labels, names=names)
+    assert dict(cal.fill) == fill and cal.weights[names.index("edge_recall")] > 0
+    again = Calibrator.from_dict(cal.to_dict())
+    assert again == cal
+    unjudged = {"inliers": 40.0, "votes": 5.0}
+    assert feature_matrix([unjudged], names, dict(cal.fill))[0, 2] == fill["edge_recall"]
+    agree = cal.predict([{**unjudged, "edge_recall": 0.97, "edge_precision": 0.93}])[0]
+    sibling = cal.predict([{**unjudged, "edge_recall": 0.6, "edge_precision": 0.5}])[0]
+    assert agree > cal.predict([unjudged])[0] > sibling
+
+
+def test_the_engine_measures_agreement_on_verified_candidates(tmp_path):
+    refs = tmp_path / "refs"
+    refs.mkdir()
+    Image.fromarray(_graphic("sun")).save(refs / "house-sun.png")
+    Image.fromarray(_graphic("cloud")).save(refs / "house-cloud.png")
+    run_job(build_index(refs, tmp_path / "idx", workers=1, calibrate=False))
+    query, _ = _rotate(_graphic("sun"), 12)
+    with Engine.open(tmp_path / "idx") as eng:
+        cands, _ = run_job(eng.candidates(from_array(query)))
+        ids = eng.store.ids_of_rows([c.row for c in cands])
+    by_id = {ids[c.row]: c.signals for c in cands}
+    assert by_id["house-sun"]["edge_recall"] > 0.85
+    assert by_id["house-cloud"].get("edge_recall", 0.0) < by_id["house-sun"]["edge_recall"] - 0.1
