@@ -1,0 +1,85 @@
+"""Graphics end to end: a small flat icon pasted onto a photo is found, with the box of where it was
+pasted; a rotated line drawing is told apart from its near-identical variants."""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from copylens.core.engine import Engine
+from copylens.core.imageio import from_array
+from copylens.core.index.build import build_index
+from copylens.core.progress import run_job
+
+from conftest import skimage_rgb, write_references
+
+
+def _icon(variant: int = 0) -> Image.Image:
+    """A 128-pixel flat application icon: a rounded tile, a glyph and a badge (variants differ in the badge)."""
+    img = Image.new("RGBA", (128, 128), (0, 0, 0, 0))
+    d = ImageDraw.Draw(img)
+    d.rounded_rectangle((6, 6, 122, 122), 22, fill=(52, 101, 164), outline=(20, 40, 80), width=4)
+    d.polygon([(30, 96), (64, 26), (98, 96)], fill=(250, 250, 250), outline=(20, 40, 80))
+    d.ellipse((50, 60, 78, 88), fill=(237, 212, 0), outline=(20, 40, 80), width=3)
+    badges = [((86, 86, 118, 118), (204, 0, 0)), ((86, 10, 118, 42), (78, 154, 6)), ((10, 86, 42, 118), (117, 80, 123))]
+    box, colour = badges[variant]
+    d.ellipse(box, fill=colour, outline=(20, 40, 80), width=3)
+    return img
+
+
+def _spiro(petals: int, size: int = 420) -> np.ndarray:
+    """A spirograph-like line drawing; variants differ in the number of petals (a few strokes)."""
+    img = Image.new("L", (size, size), 255)
+    d = ImageDraw.Draw(img)
+    t = np.linspace(0, 2 * np.pi, 2000)
+    r = 150 + 45 * np.cos(petals * t)
+    pts = [(size / 2 + r[i] * np.cos(t[i]), size / 2 + r[i] * np.sin(t[i])) for i in range(len(t))]
+    d.line(pts, fill=0, width=3)
+    d.ellipse((size / 2 - 40, size / 2 - 40, size / 2 + 40, size / 2 + 40), outline=0, width=3)
+    d.rectangle((30, 30, 110, 80), outline=0, width=3)
+    return np.asarray(img.convert("RGB"))
+
+
+def _iou(a, b) -> float:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+
+
+def test_flat_icon_pasted_onto_a_photo_is_found_with_its_box(tmp_path):
+    refs = write_references(tmp_path / "refs", ("astronaut", "chelsea", "rocket", "camera", "coins"))
+    for v in range(3):
+        _icon(v).save(refs / f"icon-{v}.png")
+    run_job(build_index(refs, tmp_path / "idx", workers=2, calibrate=False))
+    photo = Image.fromarray(skimage_rgb("coffee"))  # a photo that is not in the index
+    icon = _icon(0).resize((120, 120), Image.Resampling.LANCZOS)
+    photo.paste(icon, (380, 150), icon)
+    with Engine.open(tmp_path / "idx") as eng:
+        result = run_job(eng.query(from_array(np.asarray(photo))))
+    best = result.best
+    assert best is not None and best.reference_id == "icon-0"
+    outline = best.evidence.outline
+    assert outline is not None
+    box = (outline[:, 0].min(), outline[:, 1].min(), outline[:, 0].max(), outline[:, 1].max())
+    assert _iou(box, (380, 150, 500, 270)) > 0.6, box
+    others = {m.reference_id: m for m in result.matches}
+    for sibling in ("icon-1", "icon-2"):  # same tile and glyph, another badge: below the exact icon
+        assert sibling not in others or others[sibling].score <= best.score
+
+
+def test_rotated_line_drawing_found_among_near_identical_variants(tmp_path):
+    refs = tmp_path / "refs"
+    refs.mkdir()
+    for petals in (5, 6, 7):
+        Image.fromarray(_spiro(petals)).save(refs / f"spiro-{petals}.png")
+    write_references(refs, ("astronaut", "camera", "coins"))
+    run_job(build_index(refs, tmp_path / "idx", workers=2, calibration_queries=40))
+    query = Image.fromarray(_spiro(6)).rotate(25, expand=True, fillcolor=(255, 255, 255))
+    with Engine.open(tmp_path / "idx") as eng:
+        result = run_job(eng.query(from_array(np.asarray(query))))
+    ranked = [m.reference_id for m in result.matches]
+    assert ranked[0] == "spiro-6", [(m.reference_id, round(m.score, 3), m.num_inliers) for m in result.matches]
+    scores = {m.reference_id: m for m in result.matches}
+    assert scores["spiro-6"].signals.get("edge_recall", 0) > max(
+        scores[s].signals.get("edge_recall", 0) for s in ("spiro-5", "spiro-7") if s in scores)
