@@ -96,7 +96,8 @@ def test_info_add_remove(cli_index):
     extra = write_references(cli_index / "more", ("chelsea",))
     copylens("index", "add", idx, extra / "chelsea.png")
     info = json.loads(copylens("index", "info", idx, "--json").stdout)
-    assert info["references"] == 7 and info["descriptors"] == ["local:rootsift", "global:pdq"]
+    assert info["references"] == 7 and info["descriptors"] == ["local:rootsift", "global:pdq",
+                                                                   "global:copylens-sscd18"]
     copylens("index", "remove", idx, "chelsea")
     assert json.loads(copylens("index", "info", idx, "--json").stdout)["references"] == 6
 

@@ -17,6 +17,7 @@ from copylens.core.engine import Engine
 from copylens.core.errors import IndexFormatError
 from copylens.core.index import LOCAL_FAISS, MANIFEST
 from copylens.core.index.build import add_to_index, build_index, remove_from_index
+from copylens.core.index.layout import data_files
 from copylens.core.index.lock import LOCK, IndexBusyError, current_writer, writer_lock
 from copylens.core.index.verify import verify_index
 from copylens.core.progress import run_job
@@ -49,7 +50,7 @@ def _flip_bit(path: Path, at: float = 0.6) -> None:
 
 def test_manifest_records_each_data_file_and_verify_passes(built):
     files = json.loads((built / MANIFEST).read_text())["files"]
-    assert set(files) == {DB, LOCAL_FAISS, "global_0.faiss"}
+    assert set(files) == {p.name for p in data_files(built)} >= {DB, LOCAL_FAISS, "global_0.faiss", "global_1.faiss"}
     for name, rec in files.items():
         assert rec["size"] == (built / name).stat().st_size and len(rec["sha256"]) == 64
     report = run_job(verify_index(built))
