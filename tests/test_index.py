@@ -229,3 +229,28 @@ def test_build_constructs_each_global_descriptor_once(tmp_path, monkeypatch):
             run_job(build_index(refs, tmp_path / "new", global_descriptors=(bad,)))
         assert not (tmp_path / "new").exists()
     assert made == ["timm:no_such_net_xyz"]
+
+
+def test_batched_neural_vectors_equal_one_image_at_a_time(tmp_path):
+    """The build runs the neural descriptor on batches of references; each stored vector is the one the
+    descriptor gives that image alone."""
+    from copylens.core.features import FeatureConfig
+    from copylens.core.globaldesc import create_descriptor
+    from copylens.core.imageio import load_image
+    from copylens.core.index import ReferenceStore
+
+    names = ("astronaut", "rocket", "coffee", "camera")
+    refs = write_references(tmp_path / "refs", names)
+    run_job(build_index(refs, tmp_path / "idx", workers=2, calibrate=False,
+                        global_descriptors=("pdq", "copylens-sscd18")))
+    d = create_descriptor("copylens-sscd18")
+    store = ReferenceStore(tmp_path / "idx")
+    try:
+        ids = store.ids_of_rows(store.rows())
+        for row, rid in ids.items():
+            pixels = load_image(refs / f"{rid}.png", max_side=FeatureConfig().max_side).pixels
+            alone = d.extract([pixels]).vectors[0]
+            stored = store.global_vector("copylens-sscd18", row).vector
+            assert np.allclose(stored, alone, atol=1e-4), rid
+    finally:
+        store.close()

@@ -83,6 +83,8 @@ class NeuralDescriptor:
     whitening. On CUDA the network runs in float16 (pooling and normalisation stay in float32).
     """
 
+    batchable = True  # index builds hand it batches of references (core/index/build.py)
+
     metric = "ip"
 
     def __init__(self, name: str, module: torch.nn.Module, weights_digest: str, config: NeuralConfig,
