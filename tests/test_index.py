@@ -160,7 +160,7 @@ def test_approximate_index_add_remove_with_tombstones(tmp_path, monkeypatch):
     out = tmp_path / "idx"
     run_job(build_index(refs, out, workers=2, calibrate=False))
     m = json.loads((out / MANIFEST).read_text())
-    assert m["local_index"]["kind"] == "ivf-pq-refine"
+    assert m["local_index"]["kind"] == "ivf-pq"
     probe = np.asarray(Image.open(refs / "set0" / "img 009.jpg"))
     with Engine.open(out) as eng:
         assert _best(eng, probe) == "set0/img 009"
@@ -254,3 +254,24 @@ def test_batched_neural_vectors_equal_one_image_at_a_time(tmp_path):
             assert np.allclose(stored, alone, atol=1e-4), rid
     finally:
         store.close()
+
+
+def test_indexes_with_the_earlier_refined_kind_still_open_and_search(tmp_path, monkeypatch):
+    """Indexes built before the default became ``ivf-pq`` hold ``ivf-pq-refine``: they keep working."""
+    from copylens.core.index import local as localindex
+
+    monkeypatch.setattr(localindex, "FLAT_MAX_DESCRIPTORS", 1000)
+    from copylens.core.index import build as build_module
+
+    def legacy(n: int) -> str:
+        return "flat" if n <= 1000 else "ivf-pq-refine"
+
+    monkeypatch.setattr(localindex, "choose_kind", legacy)
+    monkeypatch.setattr(build_module, "choose_kind", legacy)
+    refs = _variants(tmp_path / "refs", 24)
+    out = tmp_path / "idx"
+    run_job(build_index(refs, out, workers=2, calibrate=False))
+    assert json.loads((out / MANIFEST).read_text())["local_index"]["kind"] == "ivf-pq-refine"
+    monkeypatch.undo()
+    with Engine.open(out) as eng:
+        assert _best(eng, np.asarray(Image.open(refs / "set1" / "img 010.jpg"))) == "set1/img 010"

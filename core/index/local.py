@@ -6,12 +6,16 @@ a neighbour is ``id // KP_SLOTS`` and removing a reference is one id range.
 
 Index kinds (chosen by :func:`choose_kind`):
 - ``flat``: exact L2 search; used while the index holds at most ``FLAT_MAX_DESCRIPTORS`` descriptors.
-- ``ivf-pq-refine``: inverted file over ``nlist`` k-means cells (HNSW coarse quantizer), 4-bit fast-scan PQ
-  codes (32 bytes) for the scan, re-ranked with 8-bit scalar-quantised vectors (128 bytes); about 170 bytes
-  per descriptor instead of 512. Measured with bench/measure_localindex.py on the dev benchmark (1.55M
-  descriptors, 20 queries x 4 variants, 2 threads; that measurement used nprobe 16, the default is now
-  :data:`NPROBE`): 63 ms per query with the exact nearest
-  neighbour found for 90% of query descriptors, against 193 ms (88%) for IVF-SQ8 alone and 377 ms (89%)
+- ``ivf-pq`` (the approximate kind of new indexes): inverted file over ``nlist`` k-means cells (HNSW coarse
+  quantizer) and 4-bit fast-scan PQ codes (32 bytes per descriptor, about 19 KB per reference in RAM).
+  Measured on the dev benchmark v2 (issue 12) against ``ivf-pq-refine``, the same index plus an in-RAM
+  re-ranking with 8-bit scalar-quantised vectors (128 more bytes per descriptor, 68 KB per reference):
+  μAP 0.934 vs 0.931, recall@1 0.971 both, every content kind within 0.005 (lineart 0.875 vs 0.878),
+  local search median 66 vs 79 ms. Votes need the right reference among the neighbours, not exact
+  distances, and verification re-checks every candidate with the stored descriptors anyway.
+- ``ivf-pq-refine``: the kind of indexes built before 2026-11-30; still read and searched. Measured with
+  bench/measure_localindex.py on the dev benchmark v1 (1.55M descriptors, 20 queries x 4 variants, 2
+  threads, nprobe 16): 63 ms per query with the exact nearest neighbour found for 90% of query descriptors, against 193 ms (88%) for IVF-SQ8 alone and 377 ms (89%)
   for IVF-Flat; exact search takes 22 s.
 """
 
@@ -49,7 +53,10 @@ class Neighbours:
 
 
 def choose_kind(num_descriptors: int) -> str:
-    return "flat" if num_descriptors <= FLAT_MAX_DESCRIPTORS else "ivf-pq-refine"
+    return "flat" if num_descriptors <= FLAT_MAX_DESCRIPTORS else "ivf-pq"
+
+
+FACTORIES = {"ivf-pq": "IVF{nlist}_HNSW32,PQ64x4fs", "ivf-pq-refine": "IVF{nlist}_HNSW32,PQ64x4fs,Refine(SQ8)"}
 
 
 def _nlist(num_descriptors: int) -> int:
@@ -80,12 +87,12 @@ class LocalIndex:
         if kind == "flat":
             return LocalIndex(faiss.IndexIDMap2(faiss.IndexFlatL2(128)), kind)
         nlist = _nlist(expected_total)
-        inner = faiss.index_factory(128, f"IVF{nlist}_HNSW32,PQ64x4fs,Refine(SQ8)")
+        inner = faiss.index_factory(128, FACTORIES[kind].format(nlist=nlist))
         ivf = faiss.extract_index_ivf(inner)
         ivf.cp.seed = seed
         ivf.cp.max_points_per_centroid = 64  # bound training time: at most 64 * nlist training points
         inner.train(np.ascontiguousarray(training_vectors, dtype=np.float32))
-        index = faiss.IndexIDMap2(inner)  # the refine stage numbers vectors by position: map our ids on top
+        index = faiss.IndexIDMap2(inner)  # our ids (row, keypoint) on top of FAISS's positions
         _set_search_params(index)
         return LocalIndex(index, kind)
 
