@@ -154,10 +154,6 @@ class Engine:
             except (ValueError, TypeError, KeyError) as exc:
                 raise IndexFormatError(f"{index_dir}: the manifest's calibration is damaged ({exc}); rebuild "
                                        "the index") from None
-        except BaseException:
-            store.close()
-            raise
-        try:
             hashlists = HashListMatcher.open(index_dir, manifest, store)
         except BaseException:
             store.close()

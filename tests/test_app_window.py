@@ -50,8 +50,8 @@ def queries(tmp_path) -> dict[str, Path]:
     return out
 
 
-@pytest.fixture
-def window(qtbot, tmp_path, tiny_index):
+def _open_window(qtbot, tmp_path, index: Path) -> MainWindow:
+    """A shown window with its own settings and data folder, ``index`` opened."""
     QStandardPaths.setTestModeEnabled(True)
     store = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
     win = MainWindow(store=store, data_dir=tmp_path / "data")
@@ -59,7 +59,13 @@ def window(qtbot, tmp_path, tiny_index):
     win.resize(1400, 850)
     win.show()
     with qtbot.waitSignal(win.engine_opened, timeout=20000):
-        win.open_index(str(tiny_index))
+        win.open_index(str(index))
+    return win
+
+
+@pytest.fixture
+def window(qtbot, tmp_path, tiny_index):
+    win = _open_window(qtbot, tmp_path, tiny_index)
     yield win
     win.close()
 
@@ -358,14 +364,7 @@ def test_a_hash_list_match_is_its_own_kind_of_result(qtbot, tmp_path, tiny_index
     query = tmp_path / "horse_mirrored.png"
     Image.fromarray(np.ascontiguousarray(horse[:, ::-1])).save(query)
 
-    QStandardPaths.setTestModeEnabled(True)
-    store = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
-    win = MainWindow(store=store, data_dir=tmp_path / "data")
-    qtbot.addWidget(win)
-    win.resize(1400, 850)
-    win.show()
-    with qtbot.waitSignal(win.engine_opened, timeout=20000):
-        win.open_index(str(idx))
+    win = _open_window(qtbot, tmp_path, idx)
     assert "1 hash list (1 entries)" in win.header.text()
     _drop(win, [query])
     _wait_idle(qtbot, win)

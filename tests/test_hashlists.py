@@ -125,6 +125,10 @@ def test_a_list_with_malformed_lines_imports_its_good_lines(indexes, tmp_path, c
         ",no-hash",                               # 9 no hash
     ])
     (tmp_path / "list.csv").write_text(text)
+    (tmp_path / "bad.csv").write_text("nothing,here\n1234,x\n")
+    with pytest.raises(CopyLensError, match="no valid PDQ hash"):  # on an index that never held a list
+        add_hash_list(idx, tmp_path / "bad.csv", "first")
+    assert run_job(verify_index(idx)).ok  # refused before the database was touched
     assert main(["index", "add-hashes", str(idx), str(tmp_path / "list.csv"), "--name", "gifct"]) == 0
     err = capsys.readouterr().err
     assert "2 entries imported, 4 line(s) skipped" in err
@@ -135,7 +139,6 @@ def test_a_list_with_malformed_lines_imports_its_good_lines(indexes, tmp_path, c
         lists = hash_lists(eng.store)
     assert [(h.name, h.entries) for h in lists] == [("gifct", 2)]
     # a list whose every line is bad changes nothing; a second list of the same name is refused
-    (tmp_path / "bad.csv").write_text("nothing,here\n1234,x\n")
     with pytest.raises(CopyLensError, match="no valid PDQ hash"):
         add_hash_list(idx, tmp_path / "bad.csv", "other")
     with pytest.raises(CopyLensError, match="already held"):

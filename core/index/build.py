@@ -144,14 +144,6 @@ def assign_reference_ids(files: Sequence[Path], root: Path, taken: dict[str, str
     return out, renamed
 
 
-def extract_reference(path: Path, reference_id: str, cfg: FeatureConfig,
-                      descs: Sequence[GlobalDescriptor] = ()) -> StoredReference:
-    """Read, hash, decode and describe one reference file (runs in a worker thread)."""
-    ref, pixels = _extract_unbatched(path, reference_id, cfg, descs)
-    ref.globals.update(extract_reference_vectors([d for d in descs if _batchable(d)], pixels))
-    return ref
-
-
 def _batchable(d: GlobalDescriptor) -> bool:
     """Neural descriptors run several times faster on a batch of images than one at a time (ResNet-18 at
     112 px on 2 cores: 36 ms per image alone, 10 ms in batches of 16): the build batches them."""
@@ -160,7 +152,8 @@ def _batchable(d: GlobalDescriptor) -> bool:
 
 def _extract_unbatched(path: Path, reference_id: str, cfg: FeatureConfig, descs: Sequence[GlobalDescriptor]
                        ) -> tuple[StoredReference, np.ndarray]:
-    """Everything of one reference but its batchable global vectors; also returns the decoded pixels."""
+    """Read, hash, decode and describe one reference file (runs in a worker thread): everything but its
+    batchable global vectors (added by batches at commit time); also returns the decoded pixels."""
     data = read_image_file(path)  # regular files only, size-capped before reading
     image = load_image_bytes(data, str(path), max_side=cfg.max_side)
     feats = extract(image, cfg)

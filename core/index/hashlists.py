@@ -16,10 +16,12 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import CopyLensError
-from ..hashlist_io import HashEntry, format_hash_list, parse_hash_list
+from ..fileio import write_atomic
+from ..hashlist_io import format_hash_list, parse_hash_list
 from .globalindex import GlobalIndex
 from .layout import HASHLISTS_FAISS, read_manifest, write_manifest
 from .lock import writer_lock
+from .open import open_index
 from .store import ReferenceStore
 
 PDQ_BITS = 256
@@ -118,8 +120,7 @@ def _commit(store: ReferenceStore, index_dir: Path) -> int:
         manifest["hash_lists_file"] = HASHLISTS_FAISS
     else:
         manifest.pop("hash_lists_file", None)
-    manifest.pop("files", None)
-    write_manifest(index_dir, manifest)
+    write_manifest(index_dir, manifest)  # records the files anew
     return n
 
 
@@ -135,18 +136,19 @@ def add_hash_list(index_dir: str | Path, list_path: str | Path, name: str) -> Im
     index_dir, name = Path(index_dir), _check_name(name)
     read_manifest(index_dir)
     parsed = parse_hash_list(list_path)  # a bad file fails here, before the lock and any change
+    if not parsed.entries:
+        raise CopyLensError(f"{list_path}: no valid PDQ hash in the list ({len(parsed.problems)} bad "
+                            "line(s)); nothing was imported")
     with writer_lock(index_dir, "copylens index add-hashes"):
         store = ReferenceStore(index_dir, writer=True)
         try:
-            conn = store.connection()
-            with conn:
-                conn.executescript(_SCHEMA)
             if any(h.name == name for h in hash_lists(store)):
                 raise CopyLensError(f"{index_dir}: a hash list named {name!r} is already held; remove it first "
                                     f"(copylens index remove-list {index_dir} {name!r}) or choose another name")
-            if not parsed.entries:
-                raise CopyLensError(f"{list_path}: no valid PDQ hash in the list ({len(parsed.problems)} bad "
-                                    "line(s)); nothing was imported")
+            # every refusal comes before the first write: the database must stay as the manifest records it
+            conn = store.connection()
+            with conn:
+                conn.executescript(_SCHEMA)
             with conn:
                 conn.execute("INSERT INTO hash_lists(name, source, format, imported) VALUES (?, ?, ?, ?)",
                              (name, str(Path(list_path).resolve()), parsed.format,
@@ -191,9 +193,6 @@ def reference_hashes(store: ReferenceStore) -> list[tuple[bytes, str, int | None
 
 def export_hashes(index_dir: str | Path, out: str | Path, fmt: str = "csv") -> int:
     """Write the references' PDQ hashes to ``out`` as a hash list (see :func:`format_hash_list`)."""
-    from ..fileio import write_atomic
-    from .open import open_index
-
     opened = open_index(index_dir)
     try:
         rows = reference_hashes(opened.store)
@@ -205,11 +204,3 @@ def export_hashes(index_dir: str | Path, out: str | Path, fmt: str = "csv") -> i
     write_atomic(out, format_hash_list(rows, fmt).encode("utf-8"))
     return len(rows)
 
-
-def imported_entries(store: ReferenceStore, name: str) -> list[HashEntry]:
-    """The entries of one list, as imported (for tests and `index info`)."""
-    out = []
-    for eid, bits, q, tags in store.connection().execute(
-            "SELECT entry_id, bits, quality, tags FROM hash_entries WHERE list = ? ORDER BY row", (name,)):
-        out.append(HashEntry(bytes(bits), str(eid), tuple(json.loads(tags)), q))
-    return out
