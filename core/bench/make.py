@@ -22,7 +22,7 @@ import shutil
 import time
 import tomllib
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -34,7 +34,7 @@ from copylens.core.edits import EDITS, Edited, apply_edit
 from copylens.core.errors import ImageLoadError, UnknownBackendError
 from copylens.core.fileio import write_atomic
 from copylens.core.imageio import is_image_path, load_image
-from copylens.core.progress import Job, Progress
+from copylens.core.progress import Job, Progress, run_job
 
 JPEG_QUALITY = 90  # quality of the query JPEGs
 SOURCE_MAX_SIDE = 1024  # images are decoded at most this large before editing
@@ -155,6 +155,81 @@ def _save_jpeg(pixels: np.ndarray, path: Path) -> None:
     write_atomic(path, buf.getvalue())
 
 
+@dataclass(frozen=True)
+class SourceSplit:
+    """How :func:`make_benchmark` uses one source's images (paths in the source folder)."""
+
+    name: str  # the source's folder under DIR/references
+    references: list[Path]  # copied into DIR/references/<name>/
+    distractors: list[Path]  # edited into distractor queries
+    pool: list[Path]  # every non-reference image (the distractors first): background candidates
+
+
+@dataclass(frozen=True)
+class BenchSplit:
+    """Everything :func:`make_benchmark` selects before it edits: computed without writing a file."""
+
+    splits: list[SourceSplit]  # one per source, in order
+    copies_per_source: list[int]  # edited copies asked of each source
+    jobs: list[tuple[int, Path, str]]  # the query jobs in query order: (source index, image, reference id or "")
+    backgrounds: list[Path]  # paste/combo background candidates (non-reference photos, else any)
+
+
+def _split(srcs: Sequence[Source], references: int, queries: int, distractors: int, seed: int) -> Job[BenchSplit]:
+    images = []
+    for i, s in enumerate(srcs):
+        yield Progress("scan", i, len(srcs), str(s.path))
+        files = list_images(Path(s.path))
+        np.random.default_rng([seed, 1, i]).shuffle(files)
+        images.append(files)
+    sizes = [len(f) for f in images]
+    n_ref = _allocate(references, [s.references if s.references is not None else n for s, n in zip(srcs, sizes, strict=True)],
+                      sizes)
+    # a small source may ask for several edited copies per reference (each gets its own edit)
+    n_copy = _allocate(queries, [s.queries if s.queries is not None else n for s, n in zip(srcs, n_ref, strict=True)],
+                       [r * MAX_COPIES_PER_REFERENCE for r in n_ref])
+    n_dis = _allocate(distractors, [s.distractors if s.distractors is not None else n - r
+                                    for s, n, r in zip(srcs, sizes, n_ref, strict=True)],
+                      [n - r for n, r in zip(sizes, n_ref, strict=True)])
+    names = _unique_names(srcs)
+    splits, jobs = [], []  # jobs: (source index, path, reference id or "")
+    photo_pool, any_pool = [], []
+    for i, (s, files) in enumerate(zip(srcs, images, strict=True)):
+        refs, pool = files[: n_ref[i]], files[n_ref[i]:]
+        ids = [(Path(names[i]) / p.relative_to(s.path)).with_suffix("").as_posix() for p in refs]
+        perm = np.random.default_rng([seed, 2, i]).permutation(len(refs))
+        pick = np.concatenate([perm] * MAX_COPIES_PER_REFERENCE)[: n_copy[i]] if len(refs) else perm
+        jobs += [(i, refs[k], ids[k]) for k in sorted(pick)]
+        jobs += [(i, p, "") for p in pool[: n_dis[i]]]
+        (photo_pool if s.content == "photo" else any_pool).extend(pool)
+        splits.append(SourceSplit(names[i], refs, pool[: n_dis[i]], pool))
+    order = np.random.default_rng([seed, 3]).permutation(len(jobs))
+    return BenchSplit(splits, n_copy, [jobs[k] for k in order], photo_pool or any_pool)
+
+
+def split_benchmark(sources: Sequence[Source | str | Path], references: int, queries: int, distractors: int,
+                    seed: int = 0) -> BenchSplit:
+    """What :func:`make_benchmark` with these arguments selects (same code path), without writing files."""
+    srcs = [s if isinstance(s, Source) else Source(Path(s)) for s in sources]
+    return run_job(_split(srcs, references, queries, distractors, seed))
+
+
+def planned_backgrounds(split: BenchSplit, seed: int, edits: Sequence[str] | None = None) -> list[Path | None]:
+    """The background image each query job of ``split`` takes (``None``: its edit takes none), replaying
+    :func:`make_benchmark`'s draws. Exact when every image decoded (the benchmark's ``failed`` list is
+    empty): a background that fails to decode makes make_benchmark draw the next one."""
+    fams = list(edits) if edits is not None else list(EDITS)
+    out: list[Path | None] = []
+    for k, (_, path, _) in enumerate(split.jobs):
+        rng = np.random.default_rng([seed, 4, k])
+        edit = _pick_edit(rng, fams)
+        bg = None
+        if edit in BACKGROUND_EDITS and split.backgrounds:
+            bg = next(_background_draws(split.backgrounds, rng, path), None)
+        out.append(bg)
+    return out
+
+
 def make_benchmark(sources: Sequence[Source | str | Path], out_dir: str | Path, references: int,
                    queries: int, distractors: int, seed: int = 0,
                    edits: Sequence[str] | None = None) -> Job[BenchmarkSummary]:
@@ -177,49 +252,26 @@ def make_benchmark(sources: Sequence[Source | str | Path], out_dir: str | Path, 
         raise ValueError("no source folders given")
 
     # ---- split every source into references and a non-reference pool, reproducibly
-    images = []
-    for i, s in enumerate(srcs):
-        yield Progress("scan", i, len(srcs), str(s.path))
-        files = list_images(Path(s.path))
-        np.random.default_rng([seed, 1, i]).shuffle(files)
-        images.append(files)
-    sizes = [len(f) for f in images]
-    n_ref = _allocate(references, [s.references if s.references is not None else n for s, n in zip(srcs, sizes, strict=True)],
-                      sizes)
-    # a small source may ask for several edited copies per reference (each gets its own edit)
-    n_copy = _allocate(queries, [s.queries if s.queries is not None else n for s, n in zip(srcs, n_ref, strict=True)],
-                       [r * MAX_COPIES_PER_REFERENCE for r in n_ref])
-    n_dis = _allocate(distractors, [s.distractors if s.distractors is not None else n - r
-                                    for s, n, r in zip(srcs, sizes, n_ref, strict=True)],
-                      [n - r for n, r in zip(sizes, n_ref, strict=True)])
-    names = _unique_names(srcs)
+    split = yield from _split(srcs, references, queries, distractors, seed)
+    n_ref = [len(ss.references) for ss in split.splits]
+    n_copy = split.copies_per_source
+    n_dis = [len(ss.distractors) for ss in split.splits]
+    names = [ss.name for ss in split.splits]
 
     ref_dir, q_dir = out / "references", out / "queries"
     ref_dir.mkdir(parents=True, exist_ok=True)
     q_dir.mkdir(parents=True, exist_ok=True)
-    jobs = []  # (source index, path, reference id or "")
-    photo_pool, any_pool = [], []
     n_total_refs, done = sum(n_ref), 0
-    for i, (s, files) in enumerate(zip(srcs, images, strict=True)):
-        refs, pool = files[: n_ref[i]], files[n_ref[i]:]
-        ids = []
-        for p in refs:
-            rel = Path(names[i]) / p.relative_to(s.path)
+    for s, ss in zip(srcs, split.splits, strict=True):
+        for p in ss.references:
+            rel = Path(ss.name) / p.relative_to(s.path)
             dest = ref_dir / rel
             dest.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(p, dest)
-            ids.append(rel.with_suffix("").as_posix())
             done += 1
             if done % 25 == 0 or done == n_total_refs:
                 yield Progress("references", done, n_total_refs, rel.as_posix())
-        perm = np.random.default_rng([seed, 2, i]).permutation(len(refs))
-        pick = np.concatenate([perm] * MAX_COPIES_PER_REFERENCE)[: n_copy[i]] if len(refs) else perm
-        jobs += [(i, refs[k], ids[k]) for k in sorted(pick)]
-        jobs += [(i, p, "") for p in pool[: n_dis[i]]]
-        (photo_pool if s.content == "photo" else any_pool).extend(pool)
-    backgrounds = photo_pool or any_pool
-    order = np.random.default_rng([seed, 3]).permutation(len(jobs))
-    jobs = [jobs[k] for k in order]
+    jobs, backgrounds = split.jobs, split.backgrounds
 
     # ---- edit and write the queries
     width = max(5, len(str(len(jobs))))
@@ -231,7 +283,7 @@ def make_benchmark(sources: Sequence[Source | str | Path], out_dir: str | Path, 
     for k, (si, path, ref_id) in enumerate(jobs):
         yield Progress("queries", k, len(jobs), path.name)
         rng = np.random.default_rng([seed, 4, k])
-        edit = fams[int(rng.integers(0, len(fams)))]
+        edit = _pick_edit(rng, fams)
         try:
             pixels = load_image(path, max_side=SOURCE_MAX_SIDE).pixels
             bg = None
@@ -267,13 +319,23 @@ def make_benchmark(sources: Sequence[Source | str | Path], out_dir: str | Path, 
     return summary
 
 
-def _load_background(pool: list[Path], rng: np.random.Generator, avoid: Path,
-                     failed: list[tuple[str, str]]) -> np.ndarray | None:
-    """A random non-reference image (never the query's own source image); ``None`` if none decodes."""
+def _pick_edit(rng: np.random.Generator, fams: Sequence[str]) -> str:
+    """A query's edit: the first draw of its generator."""
+    return fams[int(rng.integers(0, len(fams)))]
+
+
+def _background_draws(pool: list[Path], rng: np.random.Generator, avoid: Path) -> Iterator[Path]:
+    """Up to three random non-reference images, never the query's own source image (drawn lazily)."""
     for _ in range(3):
         p = pool[int(rng.integers(0, len(pool)))]
-        if p == avoid:
-            continue
+        if p != avoid:
+            yield p
+
+
+def _load_background(pool: list[Path], rng: np.random.Generator, avoid: Path,
+                     failed: list[tuple[str, str]]) -> np.ndarray | None:
+    """The first of :func:`_background_draws` that decodes; ``None`` if none does."""
+    for p in _background_draws(pool, rng, avoid):
         try:
             return load_image(p, max_side=SOURCE_MAX_SIDE).pixels
         except ImageLoadError as exc:
