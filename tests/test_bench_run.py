@@ -95,3 +95,25 @@ def test_run_builds_its_index_with_the_global_descriptors_asked_for(bench, tmp_p
     again = evaluate(read_ground_truth(bench / "ground_truth.csv"), read_predictions(Path(out["run_dir"]) /
                                                                                        "predictions.csv"))
     assert out["metrics"]["micro_ap"] == pytest.approx(again.micro_ap) and again.micro_ap >= 0.5
+
+
+def test_no_build_queries_an_index_holding_more_than_the_benchmark(bench, tmp_path, capsys):
+    """An index of the benchmark's references plus extra distractor references (the scale benchmark) is
+    queried as it is, never rebuilt to match DIR/references."""
+    from copylens.core.index.build import build_index
+
+    refs = tmp_path / "refs"
+    for p in (bench / "references").rglob("*.png"):  # the benchmark's references, linked, plus two more
+        dest = refs / p.relative_to(bench / "references")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.symlink_to(p)
+    (refs / "extra").mkdir()
+    for name in ("moon", "horse"):
+        Image.fromarray(skimage_rgb(name)).save(refs / "extra" / f"{name}.png")
+    run_job(build_index(refs, tmp_path / "index", calibrate=False, global_descriptors=("pdq",)))
+    code = _cli(["bench", "run", str(bench), "--index", str(tmp_path / "index"), "--no-build",
+                 "--out", str(tmp_path / "run"), "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert code == 0 and out["index_reused"] and out["num_references"] == 9
+    assert out["metrics"]["num_queries"] == 8
+    assert _cli(["bench", "run", str(bench), "--index", str(tmp_path / "missing"), "--no-build"]) == 1

@@ -79,7 +79,8 @@ def cmd_run(args) -> int:
         names = parse_names(args.global_descriptors)
         r = run_job(run_benchmark(args.dir, args.index, run_dir=args.out, workers=args.workers,
                                   query_threads=args.query_threads, top_k=args.top_k,
-                                  threshold=args.threshold, global_descriptors=names), bar)
+                                  threshold=args.threshold, global_descriptors=names,
+                                  build=not args.no_build), bar)
     except (CopyLensError, OSError, ValueError) as exc:
         bar.close()
         return _fail("bench run", exc)
@@ -126,6 +127,8 @@ def register(subparsers) -> None:
     r.add_argument("--index", default=None, help="index folder (default DIR/index; reused when complete)")
     r.add_argument("--out", default=None, help="run folder for predictions and report (default DIR/runs/<time>)")
     r.add_argument("--workers", type=int, default=None, help="index build threads (default: all cores)")
+    r.add_argument("--no-build", action="store_true",
+                   help="query --index as it is (it may hold more references than DIR/references); never build")
     r.add_argument("--global", dest="global_descriptors", default=None, metavar="NAME[,NAME...]",
                    help="global descriptors of a new index (default: the index default; 'none': SIFT only)")
     r.add_argument("--query-threads", type=int, default=1,

@@ -88,7 +88,7 @@ def _open_if_complete(index_dir: Path, num_refs: int):
 def run_benchmark(bench_dir: str | Path, index_dir: str | Path | None = None, run_dir: str | Path | None = None,
                   workers: int | None = None, query_threads: int = 1, top_k: int = 10,
                   threshold: float | None = DECISION_THRESHOLD, calibrate: bool = True,
-                  global_descriptors: Sequence[str] | None = None) -> Job[RunReport]:
+                  global_descriptors: Sequence[str] | None = None, build: bool = True) -> Job[RunReport]:
     """Generator job: index, query and score the benchmark in ``bench_dir``.
 
     ``index_dir`` defaults to ``bench_dir/index``; a complete index there is reused. ``run_dir`` defaults
@@ -96,7 +96,8 @@ def run_benchmark(bench_dir: str | Path, index_dir: str | Path | None = None, ru
     ``query_threads`` the queries run at once (default 1, so latency is measured as a user meets it).
     ``threshold`` is the score at which the decision metrics (precision@1, accuracy@1, MAP@5) count a
     prediction; ``calibrate`` and ``global_descriptors`` (default: the index default) are passed to the
-    index build.
+    index build. ``build=False`` queries ``index_dir`` as it is, whatever references it holds (an index
+    built elsewhere, e.g. over the benchmark's references plus scale distractors), and never builds.
     """
     from copylens.core.engine import Engine
     from copylens.core.index.build import build_index
@@ -111,7 +112,7 @@ def run_benchmark(bench_dir: str | Path, index_dir: str | Path | None = None, ru
     ground_truth = read_ground_truth(gt_path)
     num_refs = len(scan_images(ref_dir))
 
-    eng = _open_if_complete(index, num_refs)
+    eng = _open_if_complete(index, num_refs) if build else Engine.open(index)
     reused = eng is not None
     build_seconds = build_rate = None
     build_failed: list[tuple[str, str]] = []
