@@ -52,8 +52,25 @@ def cmd_index_build(args) -> int:
     bar = _progress(args)
     names = parse_names(args.global_descriptors)
     names = DEFAULT_GLOBAL if names is None else names
-    s = run_job(build_index(args.ref_dir, args.out, workers=args.workers, calibrate=not args.no_calibrate,
-                            global_descriptors=names, metadata=args.metadata), bar)
+    if args.ray is not None and args.shards is None:
+        raise CopyLensError("--ray needs --shards K: a cluster builds a sharded index")
+    if args.shards is None:
+        job = build_index(args.ref_dir, args.out, workers=args.workers, calibrate=not args.no_calibrate,
+                          global_descriptors=names, metadata=args.metadata)
+    else:
+        from .index.shardbuild import build_sharded
+
+        extract = None
+        if args.ray is not None:
+            from .cluster import connect
+            from .cluster.extract import ray_extract
+
+            connect(args.ray)
+            extract = ray_extract()
+        job = build_sharded(args.ref_dir, args.out, args.shards, workers=args.workers,
+                            calibrate=not args.no_calibrate, global_descriptors=names, metadata=args.metadata,
+                            extract=extract)
+    s = run_job(job, bar)
     if bar:
         bar.close()
     _print_summary(s)
@@ -87,14 +104,15 @@ def cmd_index_info(args) -> int:
     with Engine.open(args.index) as eng:
         info = eng.info
         m = eng.manifest
+        lists = [] if m.get("shards") else hash_lists(eng.store)
         data = {
             "name": info.name, "path": info.path, "references": info.num_references,
             "descriptors": info.descriptors, "size_bytes": info.size_bytes, "format_version": info.format_version,
             "created": info.created, "updated": m.get("updated"), "reference_root": m.get("reference_root"),
             "features": m["features"], "local_index": m["local_index"], "counts": m["counts"],
-            "calibration": info.calibration,
+            "calibration": info.calibration, "shards": m.get("shards", 0),
             "hash_lists": [{"name": h.name, "entries": h.entries, "format": h.format, "source": h.source,
-                            "imported": h.imported} for h in hash_lists(eng.store)]}
+                            "imported": h.imported} for h in lists]}
     if args.json:
         print(json.dumps(data, indent=2))
     else:
@@ -215,7 +233,7 @@ def cmd_query(args) -> int:
     ok = failed = 0
     results = []
     try:
-        with Engine.open(args.index) as eng:
+        with Engine.open(args.index, ray=args.ray) as eng:
             if eng.hashlists is not None and args.hash_max_distance is not None:
                 eng.hashlists.config = dataclasses.replace(eng.hashlists.config, max_distance=args.hash_max_distance)
             writer = csv.writer(out) if args.format == "csv" else None
@@ -279,6 +297,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "torchscript:<path>, copylens-<name>, or none for SIFT only (default: pdq,copylens-sscd18; "
                         "pdq alone builds twice as fast)")
     b.add_argument("--no-calibrate", action="store_true", help="skip fitting the confidence model")
+    b.add_argument("--shards", type=_positive_int, default=None, metavar="K",
+                   help="write a sharded index of K self-contained parts (queries search them all)")
+    b.add_argument("--ray", default=None, metavar="auto|ADDRESS",
+                   help="with --shards: extract on a Ray cluster (auto: the cluster this machine joined, else "
+                        "a local Ray instance); needs the cluster extra")
     b.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     b.set_defaults(func=cmd_index_build)
     a = ixs.add_parser("add", help="add images or folders to an index")
@@ -325,6 +348,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="csv: query_id,reference_id,score (ISC2021); json: with the evidence")
     q.add_argument("--hash-max-distance", type=int, default=None, metavar="BITS",
                    help="PDQ distance up to which a hash-list entry matches (default 31, Meta's guidance)")
+    q.add_argument("--ray", default=None, metavar="auto|ADDRESS",
+                   help="a sharded index's shards are held by Ray actors on this cluster (default: in this process)")
     q.add_argument("-q", "--quiet", action="store_true")
     q.set_defaults(func=cmd_query)
 

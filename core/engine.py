@@ -30,6 +30,7 @@ from .hashmatch import HashListMatcher
 from .imageio import DecodedImage, decode_jpeg, load_image
 from .index.local import LocalIndex
 from .index.open import open_index
+from .index.shards import ShardedGlobalIndex, is_sharded, open_sharded
 from .index.store import ReferenceStore
 from .progress import Job, Progress
 from .query_input import QueryInput, QuerySource, read_query
@@ -117,7 +118,8 @@ def shift_evidence(ev: Evidence, dx: float, dy: float) -> Evidence:
 
 
 def _dir_size(path: Path) -> int:
-    return sum(p.stat().st_size for p in path.iterdir() if p.is_file())
+    """Bytes of an index directory (a sharded one's shard folders included)."""
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
 class Engine:
@@ -140,9 +142,13 @@ class Engine:
 
     @classmethod
     def open(cls, index_dir: str | Path, config: QueryConfig | None = None, device: str | None = None,
-             allow_pending: bool = False) -> Engine:
-        """Open an index. ``device`` ("cpu", "cuda", ...; None or "auto" = CUDA when present) is where
-        neural global descriptors run; it never changes what they compute beyond floating-point noise."""
+             allow_pending: bool = False, ray: str | None = None) -> Engine:
+        """Open an index (one directory, or a sharded one: :mod:`.index.shards`). ``device`` ("cpu", "cuda",
+        ...; None or "auto" = CUDA when present) is where neural global descriptors run; it never changes
+        what they compute beyond floating-point noise. ``ray`` ("auto" or a Ray address): a sharded index's
+        shards are held by Ray actors (:mod:`.cluster`) instead of this process."""
+        if is_sharded(index_dir):
+            return cls._open_sharded(Path(index_dir), config, device, allow_pending, ray)
         opened = open_index(index_dir, allow_pending)
         index_dir, manifest, store, local = opened.index_dir, opened.manifest, opened.store, opened.local
         try:
@@ -159,6 +165,39 @@ class Engine:
             store.close()
             raise
         return cls(index_dir, manifest, store, local, calibrator, config or QueryConfig(), globals_, hashlists)
+
+    @classmethod
+    def _open_sharded(cls, index_dir: Path, config: QueryConfig | None, device: str | None, allow_pending: bool,
+                      ray: str | None) -> Engine:
+        """A sharded index (:mod:`.index.shards`): the same pipeline over merged views of the shards, which
+        run in this process or, with ``ray`` (``"auto"`` or a cluster address), in Ray actors."""
+        if ray is None:
+            opened = open_sharded(index_dir, allow_pending)
+        else:
+            from .cluster import connect  # Ray is an optional extra: imported only when asked for
+            from .cluster.shards import RayShards
+
+            connect(ray)
+            opened = open_sharded(index_dir, allow_pending, RayShards, device=device)
+        manifest, store = opened.manifest, opened.store
+        try:
+            globals_ = []
+            for i, e in enumerate(manifest.get("global", [])):
+                white = e.get("whitening") if isinstance(e.get("whitening"), dict) else {}
+                merged = ShardedGlobalIndex(store.shards, i, int(white.get("dim", e["dim"])),
+                                            sum(store.shards.each("global_count", i)))
+                globals_.append(GlobalBranch.open(opened.shard_dirs[0], e, device, index=merged))
+            names = signal_names([signal_name(g.name) for g in globals_])
+            cal = manifest.get("calibration")
+            try:
+                calibrator = Calibrator.from_dict(cal, names) if cal else default_calibrator(names)
+            except (ValueError, TypeError, KeyError) as exc:
+                raise IndexFormatError(f"{index_dir}: the calibration in shards.json is damaged ({exc}); rebuild "
+                                       "the index") from None
+        except BaseException:
+            store.close()
+            raise
+        return cls(index_dir, manifest, store, opened.local, calibrator, config or QueryConfig(), globals_)
 
     def close(self) -> None:
         self.store.close()

@@ -98,7 +98,10 @@ class GlobalBranch:
         self.normalizer = normalizer
 
     @staticmethod
-    def open(index_dir: Path, entry: dict, device: str | None = None) -> GlobalBranch:
+    def open(index_dir: Path, entry: dict, device: str | None = None, index=None) -> GlobalBranch:
+        """``index``: search this instead of the entry's FAISS file (a sharded index's merged view,
+        :class:`~copylens.core.index.shards.ShardedGlobalIndex`); ``index_dir`` then holds the shared
+        whitening and background."""
         index_dir = Path(index_dir)
         neural = entry["metric"] == "ip" and entry["name"] != "none"
         kw = {"device": device} if neural and device not in (None, "auto") else {}
@@ -107,7 +110,7 @@ class GlobalBranch:
         check_fingerprint(entry["fingerprint"], desc, str(index_dir))
         whitening = load_whitening(index_dir, entry) if neural else None
         normalizer = load_normalizer(index_dir, entry) if neural else None
-        index = GlobalIndex.load(index_dir / entry["file"])
+        index = GlobalIndex.load(index_dir / entry["file"]) if index is None else index
         width = whitening.dim if whitening is not None else desc.dim
         if index.dim != width:
             raise IndexFormatError(f"{index_dir / entry['file']}: holds {index.dim}-d vectors but "

@@ -62,7 +62,7 @@ def calibration_pairs(engine: Engine, seed: int = 0, max_queries: int = MAX_QUER
     """Edited copies of sampled references searched through ``engine``: every candidate's signals, its
     label (1 when it is the edited reference) and the query's source row. ``annotate(query, candidates)``,
     when given, may add signals to the candidates (experiments with new signals: bench/calib_experiment.py)."""
-    rows = engine.store.rows()
+    rows = [row for _, row in engine.store.rows_by_id()]  # by id: the same sample however rows are numbered
     rng = np.random.default_rng(seed + CAL_SEED_OFFSET)
     per_ref = max(1, min(5, math.ceil(min_queries / max(1, len(rows)))))
     picks = pick_rows(rows, engine.store.keypoint_counts(), max(1, max_queries // per_ref), rng, strategy)

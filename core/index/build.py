@@ -19,7 +19,7 @@ import json
 import os
 import time
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -173,6 +173,37 @@ def _add_batched_vectors(descs: Sequence[GlobalDescriptor], refs: list[StoredRef
             ref.globals[d.name] = GlobalVector(np.asarray(b.vectors[i]), float(b.quality[i]), bool(b.low_quality[i]))
 
 
+def _failure(path: Path, exc: Exception) -> tuple[str, str]:
+    """A file's failure as the build reports it: the loader's reason, or the unexpected error's type."""
+    if isinstance(exc, CopyLensError):
+        return str(path), exc.reason if isinstance(exc, ImageLoadError) else str(exc)
+    return str(path), f"{type(exc).__name__}: {exc}"
+
+
+def extract_chunk(items: Sequence[tuple[str, str]], cfg: FeatureConfig, descs: Sequence[GlobalDescriptor]
+                  ) -> list[StoredReference | tuple[str, str]]:
+    """Extract a few references in this process, batchable vectors included: the unit of work of a remote
+    extraction worker (:mod:`copylens.core.cluster`). Returns, in order, a stored reference or a
+    (path, reason) failure per item."""
+    out: list[StoredReference | tuple[str, str]] = []
+    refs, pixels = [], []
+    for path, rid in items:
+        try:
+            ref, px = _extract_unbatched(Path(path), rid, cfg, descs)
+        except Exception as exc:  # an unexpected decoder failure must not stop the build
+            out.append(_failure(Path(path), exc))
+            continue
+        out.append(ref)
+        refs.append(ref)
+        pixels.append(px)
+    _add_batched_vectors(descs, refs, pixels)
+    return out
+
+
+ExtractFn = Callable[[ReferenceStore, list[tuple[Path, str]], FeatureConfig, int, Sequence[GlobalDescriptor]],
+                     Job[tuple[int, int, list[tuple[str, str]]]]]
+
+
 def _extract_all(store: ReferenceStore, items: list[tuple[Path, str]], cfg: FeatureConfig,
                  workers: int, descs: Sequence[GlobalDescriptor] = ()) -> Job[tuple[int, int, list[tuple[str, str]]]]:
     """Extract and commit ``items`` (path, reference id); yields progress, returns (added, dups, failures)."""
@@ -205,10 +236,8 @@ def _extract_all(store: ReferenceStore, items: list[tuple[Path, str]], cfg: Feat
                 for (seq, path), fut in batch:
                     try:
                         ready[seq] = fut.result()
-                    except CopyLensError as exc:
-                        ready[seq] = (str(path), exc.reason if isinstance(exc, ImageLoadError) else str(exc))
                     except Exception as exc:  # an unexpected decoder failure must not stop the build
-                        ready[seq] = (str(path), f"{type(exc).__name__}: {exc}")
+                        ready[seq] = _failure(path, exc)
                     done += 1
                 while next_seq in ready:
                     item = ready.pop(next_seq)
@@ -398,7 +427,11 @@ def build_index(ref_dir: str | Path, out_dir: str | Path, workers: int | None = 
 def _build_index(ref_dir: Path, out_dir: Path, workers: int | None, config: FeatureConfig | None,
                  calibrate: bool, seed: int, calibration_queries: int | None,
                  global_descriptors: Sequence[str], global_post: GlobalPostConfig | None,
-                 metadata: str | Path | None) -> Job[BuildSummary]:
+                 metadata: str | Path | None, items: Sequence[tuple[Path, str]] | None = None,
+                 first_row: int = 0, extract: ExtractFn | None = None) -> Job[BuildSummary]:
+    """One index directory's build. A shard of a sharded build (:mod:`.shards`) passes its share of the
+    folder as ``items`` (path, reference id: ids are decided over the whole folder), the first row of its
+    row range, and optionally ``extract``, another way to run :func:`_extract_all` (Ray tasks)."""
     t0 = time.monotonic()
     previous = None
     cfg = config or FeatureConfig()
@@ -407,13 +440,13 @@ def _build_index(ref_dir: Path, out_dir: Path, workers: int | None, config: Feat
     if (out_dir / MANIFEST).exists():
         previous = read_manifest(out_dir)
         cfg = FeatureConfig.from_dict(previous["features"])
-    store = ReferenceStore(out_dir, create=True) if (out_dir / DATABASE).exists() else None
+    store = ReferenceStore(out_dir, create=True, first_row=first_row) if (out_dir / DATABASE).exists() else None
     stored_globals = store.get_meta("globals") if store is not None else None
     if stored_globals is not None:
         names = json.loads(stored_globals)
     descs = _descriptors(names)  # the only construction; for a new index a failure leaves nothing on disk
     if store is None:
-        store = ReferenceStore(out_dir, create=True)
+        store = ReferenceStore(out_dir, create=True, first_row=first_row)
     if stored_globals is None:
         store.set_meta("globals", json.dumps([d.name for d in descs]))
     stored_cfg = store.get_meta("features")
@@ -426,15 +459,19 @@ def _build_index(ref_dir: Path, out_dir: Path, workers: int | None, config: Feat
         post = GlobalPostConfig.from_dict(json.loads(stored_post))
     else:
         store.set_meta("global_post", json.dumps(post.to_dict()))
-    yield Progress("scan", 0, 0, str(ref_dir))
     unsupported: list[tuple[str, str]] = []
-    files = scan_images(ref_dir, unsupported)
     known = store.known_paths()
-    ids, renamed = assign_reference_ids(files, ref_dir, store.id_paths())
+    if items is None:
+        yield Progress("scan", 0, 0, str(ref_dir))
+        files = scan_images(ref_dir, unsupported)
+        ids, renamed = assign_reference_ids(files, ref_dir, store.id_paths())
+    else:
+        ids, renamed = list(items), []
     todo = [(p, rid) for p, rid in ids if str(p.resolve()) not in known]
-    skipped = len(files) - len(todo)
+    skipped = len(ids) - len(todo)
     before = set(store.rows())
-    added, dups, failures = yield from _extract_all(store, todo, cfg, workers or default_workers(), descs)
+    added, dups, failures = yield from (extract or _extract_all)(store, todo, cfg, workers or default_workers(),
+                                                                  descs)
     failures = unsupported + failures
     notes = _featureless_notes(store, sorted(set(store.rows()) - before))
     local = yield from _write_local_index(store, out_dir)

@@ -39,6 +39,7 @@ DATABASE = "references.sqlite"
 LOCAL_FAISS = "local.faiss"
 REQUIRED = ("features", "local_index", "counts")  # manifest keys a reader cannot do without
 HASHLISTS_FAISS = "hashlists.faiss"
+SHARDS_FILE = "shards.json"  # the top of a sharded index (:mod:`.shards`), whose shards are index directories
 _DATA_FILE = re.compile(r"^(references\.sqlite|local\.faiss|hashlists\.faiss|"
                         r"global_\d+\.(faiss|whitening\.npz|background\.npz))$")
 
@@ -121,6 +122,11 @@ def read_manifest(index_dir: Path) -> dict:
         raise IndexFormatError(f"{index_dir}: no such index directory")
     path = index_dir / MANIFEST
     if not path.exists():
+        if (index_dir / SHARDS_FILE).exists():
+            raise IndexFormatError(f"{index_dir}: a sharded index; this command works on unsharded indexes only "
+                                   "(queries, info, verify and the window open sharded ones). To add references, "
+                                   "rerun 'copylens index build REF_DIR --out INDEX --shards K' over the folder "
+                                   "with the new files: only they are extracted")
         if (index_dir / DATABASE).exists():
             raise IndexFormatError(f"{index_dir}: the index build did not finish; run "
                                    f"'copylens index build REF_DIR --out {index_dir}' again to resume it")

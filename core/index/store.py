@@ -106,10 +106,14 @@ def _decode_features(width: int, height: int, n: int, keypoints: bytes, descript
 class ReferenceStore:
     """The SQLite part of an index. One connection per thread; writes are transactions."""
 
-    def __init__(self, index_dir: Path, create: bool = False, writer: bool | None = None) -> None:
+    def __init__(self, index_dir: Path, create: bool = False, writer: bool | None = None,
+                 first_row: int = 0) -> None:
         """``writer`` (default: ``create``): this store will write. Writers use a rollback journal, so
         every commit lands in the database file itself and the size and hash the manifest records stay
-        true; readers never change the file (no journal-mode switch, no log to fold in)."""
+        true; readers never change the file (no journal-mode switch, no log to fold in).
+
+        ``first_row`` (a new database only): its reference rows are numbered after this one, so the shards
+        of a sharded index (:mod:`.shards`) hold disjoint rows and their FAISS ids never collide."""
         self.index_dir = Path(index_dir)
         self._writer = create if writer is None else writer
         self.path = self.index_dir / DATABASE
@@ -122,6 +126,9 @@ class ReferenceStore:
             self.index_dir.mkdir(parents=True, exist_ok=True)
             with self._conn() as c:
                 c.executescript(_SCHEMA)
+                if first_row:
+                    c.execute("INSERT INTO sqlite_sequence(name, seq) SELECT 'refs', ? WHERE NOT EXISTS "
+                              "(SELECT 1 FROM sqlite_sequence WHERE name = 'refs')", (int(first_row),))
 
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
@@ -261,6 +268,16 @@ class ReferenceStore:
             return []
         return [r[0] for r in rows]
 
+    def near_identical_rows(self, reference_id: str) -> list[int]:
+        """Rows near-identical to this reference, in this database or another shard's (see :mod:`.shards`)."""
+        try:
+            rows = self._conn().execute(
+                "SELECT n.other FROM refs r JOIN near_identical n ON n.row = r.row WHERE r.reference_id = ? "
+                "ORDER BY n.other", (reference_id,)).fetchall()
+        except sqlite3.OperationalError:  # an index from before the table
+            return []
+        return [int(r[0]) for r in rows]
+
     def set_metadata(self, rows: list[tuple[str, str, str]]) -> None:
         """(reference id, key, value) rows from a metadata sidecar (title, artist, licence, ...)."""
         conn = self._conn()
@@ -280,6 +297,12 @@ class ReferenceStore:
     def keypoint_counts(self) -> dict[int, int]:
         """Row -> number of keypoints stored, for every reference."""
         return dict(self._conn().execute("SELECT row, num_keypoints FROM refs").fetchall())
+
+    def rows_by_id(self) -> list[tuple[str, int]]:
+        """(reference id, row) of every reference, by id: an order that does not depend on how the
+        references were inserted or sharded."""
+        return [(r[0], int(r[1])) for r in self._conn().execute("SELECT reference_id, row FROM refs ORDER BY "
+                                                                 "reference_id")]
 
     def rows(self) -> list[int]:
         return [int(r[0]) for r in self._conn().execute("SELECT row FROM refs ORDER BY row")]

@@ -8,6 +8,7 @@ loads every FAISS file. Each problem is one line naming the file and the remedy.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import sqlite3
 from dataclasses import dataclass, field
@@ -16,9 +17,10 @@ from pathlib import Path
 from ..errors import IndexFormatError
 from ..progress import Job, Progress
 from .faissio import REBUILD, load_index
-from .layout import DATABASE, data_files, read_manifest
+from .layout import DATABASE, SHARDS_FILE, data_files, read_manifest
 from .lock import busy_message, current_writer
 from .open import open_index
+from .shards import is_sharded, read_shards_manifest
 
 BLOCK = 1 << 20
 REPORT_EVERY = 64  # blocks between progress reports
@@ -73,6 +75,8 @@ def _sqlite_check(path: Path) -> str:
 
 def verify_index(index_dir: str | Path) -> Job[VerifyReport]:
     index_dir = Path(index_dir)
+    if is_sharded(index_dir):
+        return (yield from _verify_sharded(index_dir))
     report = VerifyReport(index_dir)
     try:
         manifest = read_manifest(index_dir)
@@ -137,4 +141,23 @@ def verify_index(index_dir: str | Path) -> Job[VerifyReport]:
         report.checks.append(Check("index", "ok", f"opens: {manifest['counts'].get('references')} references"))
     except IndexFormatError as exc:
         report.checks.append(Check("index", "damaged", str(exc)))
+    return report
+
+
+def _verify_sharded(index_dir: Path) -> Job[VerifyReport]:
+    """A sharded index: shards.json, then every shard as an index of its own (subjects named by shard)."""
+    report = VerifyReport(index_dir)
+    try:
+        top = read_shards_manifest(index_dir)
+    except IndexFormatError as exc:
+        report.checks.append(Check(SHARDS_FILE, "damaged", str(exc)))
+        return report
+    writer = current_writer(index_dir)
+    if writer is not None:
+        report.checks.append(Check("index", "unchecked", busy_message(index_dir, writer)))
+        return report
+    report.checks.append(Check(SHARDS_FILE, "ok"))
+    for name in top["shards"]:
+        part = yield from verify_index(index_dir / name)
+        report.checks += [dataclasses.replace(c, subject=f"{name}/{c.subject}") for c in part.checks]
     return report
