@@ -213,6 +213,8 @@ class MainWindow(ExportsAndSession, QMainWindow):
         info = engine.info
         size = f" · {info.size_bytes / 1e6:.1f} MB" if getattr(info, "size_bytes", 0) else ""
         lists = getattr(engine, "manifest", {}).get("hash_lists") or []
+        if shards := getattr(engine, "manifest", {}).get("shards"):
+            size += f" · {shards} shards"
         if lists:
             size += (f" · {len(lists)} hash list{'s' if len(lists) != 1 else ''} "
                      f"({sum(int(x.get('entries', 0)) for x in lists)} entries)")

@@ -40,11 +40,14 @@ class ReportInfo:
 
 
 def index_fingerprint(index_path: str | Path) -> str:
-    manifest = Path(index_path) / "manifest.json"
-    try:
-        return file_sha256(manifest)[:16]
-    except OSError:
-        return ""
+    """The manifest's digest: ``manifest.json``, or ``shards.json`` for a sharded index (its calibration
+    and shard list; each shard's manifest records its own files)."""
+    for name in ("manifest.json", "shards.json"):
+        try:
+            return file_sha256(Path(index_path) / name)[:16]
+        except OSError:
+            continue
+    return ""
 
 
 def _fit(pixels: np.ndarray, height: int) -> tuple[Image.Image, float]:

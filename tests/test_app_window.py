@@ -383,3 +383,24 @@ def test_a_hash_list_match_is_its_own_kind_of_result(qtbot, tmp_path, tiny_index
     assert "partner · entry horse-001 · tags: terror, logo" in text and "mirrored left to right" in text
     assert "· 1 hash-list match" in win.queue_panel.list.item(0).text()
     win.close()
+
+
+def test_a_sharded_index_opens_and_answers_like_any_other(qtbot, tmp_path, queries):
+    """Issue 12: a sharded index (3 parts) opens in the window, says so in the header, and a dropped query
+    gets its ranked match with evidence from the shard that holds the reference."""
+    from copylens.core.index.shardbuild import build_sharded
+
+    refs = write_references(tmp_path / "refs", REFS)
+    run_job(build_sharded(refs, tmp_path / "sharded", 3, workers=1, calibrate=False))
+    win = _open_window(qtbot, tmp_path, tmp_path / "sharded")
+    try:
+        assert "5 references" in win.header.text() and "3 shards" in win.header.text()
+        with qtbot.waitSignal(win.inspector_ready, timeout=30000):
+            _drop(win, [queries["astro"]])
+            _wait_idle(qtbot, win)
+        top = win.queue.items[0].outcome.result.matches[0]
+        assert top.reference_id == "astronaut" and top.num_inliers > 20
+        assert win.inspector.canvas.data.match.reference_id == "astronaut"
+        assert win.results.table.item(0, 0).text() == "astronaut"
+    finally:
+        win.close()
