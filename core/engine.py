@@ -352,14 +352,14 @@ class Engine:
     def _edge_agreement(self, image: DecodedImage, cands: list[Candidate]) -> None:
         """Add ``edge_recall`` / ``edge_precision`` (core/agreement.py) to candidates with a homography: the
         reference's stored thumbnail warped onto the query, edges compared over the overlap."""
-        for c in cands:
+        todo = [c for c in cands if c.evidence.homography is not None
+                and c.evidence.num_inliers >= self.config.agreement_min_inliers]
+        thumbs = self.store.thumbnails_of([c.row for c in todo]) if todo else {}
+        for c in todo:
             h = c.evidence.homography
-            if h is None or c.evidence.num_inliers < self.config.agreement_min_inliers:
+            if c.row not in thumbs:  # removed after the FAISS index was loaded
                 continue
-            try:
-                jpeg, width = self.store.thumbnail_of_row(c.row)
-            except KeyError:
-                continue
+            jpeg, width = thumbs[c.row]
             thumb = decode_jpeg(jpeg)
             recall, precision = edge_agreement(image.pixels, image.scale_to_original, thumb,
                                                width / max(1, thumb.shape[1]), h)
@@ -437,11 +437,13 @@ class Engine:
         cfg = self.config
         names = local.variants
         out: list[Candidate] = []
+        # one read each for all candidates (a sharded index's shards may be other processes: Ray actors)
+        stored = self.store.features_of(rows) if rows else {}
+        vectors = {g.name: self.store.global_vectors_of(g.name, rows) for g in self.globals} if rows else {}
         for i, row in enumerate(rows):
             yield Progress("verify", i, len(rows))
-            try:
-                ref = self.store.features(row)
-            except KeyError:  # removed from the database after the FAISS index was loaded
+            ref = stored.get(row)
+            if ref is None:  # removed from the database after the FAISS index was loaded
                 continue
             nvotes, by_variant = local.by_row.get(row, (0, np.zeros(len(names), np.int64)))
             order = np.argsort(-by_variant, kind="stable")[: cfg.variants_verified]
@@ -454,7 +456,7 @@ class Engine:
             signals["reference_keypoints"] = float(len(ref))  # context, not evidence (see calibrate.CONTEXT)
             signals["query_keypoints"] = float(len(feats))
             for g, qv in zip(self.globals, glob.queries, strict=True):
-                signals[signal_name(g.name)] = g.similarity(qv, self.store.global_vector(g.name, row))
+                signals[signal_name(g.name)] = g.similarity(qv, vectors[g.name].get(row))
             ev = v.evidence
             if region is not None and region.kind != "full":
                 ev = shift_evidence(ev, region.box[0], region.box[1])

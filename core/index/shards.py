@@ -55,7 +55,8 @@ REBUILD = "rebuild it with 'copylens index build REF_DIR --out INDEX --shards K'
 # the database reads a shard serves (the ShardSet refuses anything else: an actor is no general RPC)
 STORE_READS = frozenset({"features", "ids_of_rows", "global_vector", "thumbnail_of_row", "info", "infos",
                          "thumbnail", "near_identical_rows", "metadata", "keypoint_counts", "tombstones", "rows",
-                         "count", "count_descriptors", "known_ids", "rows_by_id"})
+                         "count", "count_descriptors", "known_ids", "rows_by_id",
+                         "features_of", "global_vectors_of", "thumbnails_of"})
 
 
 def shard_dir_name(shard: int) -> str:
@@ -278,15 +279,28 @@ class ShardedStore:
     def tombstones(self) -> frozenset[int]:
         return frozenset().union(*self.shards.each("read", "tombstones"))
 
-    def ids_of_rows(self, rows: list[int]) -> dict[int, str]:
+    def _by_rows(self, method: str, rows: list[int], *first) -> dict:
+        """A by-rows read (``method(*first, rows)``), one call per shard that holds any of ``rows``."""
         by_shard: dict[int, list[int]] = {}
         for r in rows:
             by_shard.setdefault(shard_of_row(r), []).append(int(r))
-        out: dict[int, str] = {}
+        out: dict = {}
         for shard, part in by_shard.items():
             if 0 <= shard < self.k:
-                out.update(self.shards.one(shard, "read", "ids_of_rows", part))
+                out.update(self.shards.one(shard, "read", method, *first, part))
         return out
+
+    def ids_of_rows(self, rows: list[int]) -> dict[int, str]:
+        return self._by_rows("ids_of_rows", rows)
+
+    def features_of(self, rows: list[int]) -> dict[int, LocalFeatures]:
+        return self._by_rows("features_of", rows)
+
+    def global_vectors_of(self, name: str, rows: list[int]) -> dict[int, GlobalVector]:
+        return self._by_rows("global_vectors_of", rows, name)
+
+    def thumbnails_of(self, rows: list[int]) -> dict[int, tuple[bytes, int]]:
+        return self._by_rows("thumbnails_of", rows)
 
     def features(self, row: int) -> LocalFeatures:
         return self._by_row(row, "features")

@@ -97,6 +97,12 @@ class StoredReference:
     globals: dict[str, GlobalVector] = field(default_factory=dict)  # descriptor name -> vector
 
 
+def _chunks(rows: list[int], size: int = 500) -> list[list[int]]:
+    """Rows in groups small enough for one SQL ``IN (...)``."""
+    rows = [int(r) for r in rows]
+    return [rows[i:i + size] for i in range(0, len(rows), size)]
+
+
 def _decode_features(width: int, height: int, n: int, keypoints: bytes, descriptors: bytes) -> LocalFeatures:
     """Stored blobs back to arrays: keypoints ``[n x 4]`` float32, descriptors ``[n x 128]`` uint8."""
     return LocalFeatures(np.frombuffer(keypoints, dtype="<f4").reshape(n, 4).astype(np.float32),
@@ -319,6 +325,33 @@ class ReferenceStore:
         if r is None:
             raise KeyError(row)
         return _decode_features(*r)
+
+    def features_of(self, rows: list[int]) -> dict[int, LocalFeatures]:
+        """Features of several rows in one read (rows no longer stored are absent)."""
+        out: dict[int, LocalFeatures] = {}
+        for part in _chunks(rows):
+            q = (f"SELECT row, width, height, num_keypoints, keypoints, descriptors FROM refs WHERE row IN "
+                 f"({','.join('?' * len(part))})")
+            out.update((int(r[0]), _decode_features(*r[1:])) for r in self._conn().execute(q, part))
+        return out
+
+    def global_vectors_of(self, name: str, rows: list[int]) -> dict[int, GlobalVector]:
+        """One descriptor's vectors of several rows in one read (rows without one are absent)."""
+        out: dict[int, GlobalVector] = {}
+        for part in _chunks(rows):
+            q = (f"SELECT row, vector, dtype, quality, low_quality FROM globals WHERE name = ? AND row IN "
+                 f"({','.join('?' * len(part))})")
+            out.update((int(r[0]), GlobalVector(np.frombuffer(r[1], dtype=np.dtype(r[2])), float(r[3]), bool(r[4])))
+                       for r in self._conn().execute(q, [name, *part]))
+        return out
+
+    def thumbnails_of(self, rows: list[int]) -> dict[int, tuple[bytes, int]]:
+        """Stored thumbnails (JPEG bytes) and original widths of several rows in one read."""
+        out: dict[int, tuple[bytes, int]] = {}
+        for part in _chunks(rows):
+            q = f"SELECT row, thumbnail, width FROM refs WHERE row IN ({','.join('?' * len(part))})"
+            out.update((int(r[0]), (bytes(r[1]), int(r[2]))) for r in self._conn().execute(q, part))
+        return out
 
     def iter_features(self, batch: int = 256) -> Iterator[tuple[int, LocalFeatures]]:
         """Every reference's features, in row order (a fresh cursor, safe for big indexes)."""
