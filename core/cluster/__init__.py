@@ -61,3 +61,15 @@ def connect(address: str = "auto", num_cpus: int | None = None) -> None:
         ray.init(address="auto", **quiet)
     except (ConnectionError, ValueError, RuntimeError):
         ray.init(num_cpus=num_cpus, include_dashboard=False, **quiet)
+
+
+def gpu_share(actors: int, device: str | None) -> dict:
+    """Ray options giving each of ``actors`` actors an equal share of the cluster's GPUs, when it has any
+    and ``device`` is not "cpu": Ray then shows the actor its GPU, so FAISS GPU indexes
+    (:mod:`copylens.core.index.local`, :mod:`~copylens.core.index.globalindex`) and CUDA descriptors
+    are used there as they are in a single process with a GPU."""
+    gpus = float(ray.cluster_resources().get("GPU", 0)) if device != "cpu" else 0.0
+    if gpus <= 0:
+        return {}
+    return {"num_gpus": min(1.0, gpus / max(1, actors))}  # pragma: no cover - no GPU on CI
+

@@ -11,7 +11,7 @@ from ..globaldesc import GlobalDescriptor, create_descriptor
 from ..index.build import BATCH, extract_chunk
 from ..index.store import ReferenceStore, StoredReference
 from ..progress import Job, Progress
-from . import RESTARTS, ray, require_ray
+from . import RESTARTS, gpu_share, ray, require_ray
 
 
 def _device(device: str | None) -> dict:
@@ -42,7 +42,8 @@ def ray_extract(actors: int | None = None, device: str | None = None):
         if not items:
             return 0, 0, []
         n = actors or max(1, int(ray.cluster_resources().get("CPU", 1)))
-        cls = ray.remote(_Extractor).options(num_cpus=1, max_restarts=RESTARTS, max_task_retries=RESTARTS)
+        cls = ray.remote(_Extractor).options(num_cpus=1, max_restarts=RESTARTS, max_task_retries=RESTARTS,
+                                             **gpu_share(n, device))
         pool_actors = [cls.remote(cfg.to_dict(), [(d.name, d.metric == "ip") for d in descs], device) for _ in range(n)]
         chunks = [[(str(p), rid) for p, rid in items[i:i + BATCH]] for i in range(0, len(items), BATCH)]
         added = dups = done = 0

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from ..index.shards import Shard
-from . import RESTARTS, ShardUnavailableError, ray, require_ray
+from . import RESTARTS, ShardUnavailableError, gpu_share, ray, require_ray
 
 
 class _ShardActor:
@@ -34,8 +34,7 @@ class RayShards:
         require_ray()
         self.names = [str(d) for d in shard_dirs]
         opts = {"max_restarts": restarts, "max_task_retries": restarts, "num_cpus": 0}
-        if device not in (None, "auto", "cpu") and str(device).startswith("cuda"):
-            opts["num_gpus"] = 1  # pragma: no cover - no GPU on CI
+        opts.update(gpu_share(len(shard_dirs), device))
         cls = ray.remote(_ShardActor)
         self.actors = [cls.options(**opts).remote(str(Path(d).resolve())) for d in shard_dirs]
 
