@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from copylens.core.bench.metrics import Prediction, calibration, evaluate, read_ground_truth
-from copylens.core.calibrate import Calibrator
+from copylens.core.calibrate import Calibrator, fit, fit_fused
 from copylens.core.engine import Engine
 from copylens.core.imageio import load_image, scan_images
 from copylens.core.progress import ConsoleProgress, run_job
@@ -106,13 +106,43 @@ def evaluate_variants(bench: Path, cands_path: Path, pair_files: list[Path]) -> 
         if has_agree:
             variants += [(["edge_recall", "edge_precision"], None), (["edge_recall", "edge_precision"], 0.85),
                          (["edge_recall", "edge_precision"], _neutral(data, ["edge_recall", "edge_precision"]))]
+        if any(nm.startswith("global:") for nm in names):
+            local = [nm for nm in names if not nm.startswith("global:")]
+            glob = [nm for nm in names if nm.startswith("global:")]
+            parts = [Calibrator.from_dict(fit_calibration(data["signals"], data["labels"], part))
+                     for part in (local, glob)]
+            _report(f"{pf.stem} ({n}) noisy-or apart", _NoisyOr(parts), records, gt, positives, kinds)
+            # core/calibrate.py fit_fused: the same two experts fitted jointly
+            _report(f"{pf.stem} ({n}) noisy-or joint", fit_fused(data["signals"], data["labels"], 1.0,
+                                                                _prior(data["labels"]), names),
+                    records, gt, positives, kinds)
         for extra, fill in variants:
             if extra and extra[0] not in data["signals"][0] and not has_agree:
                 continue
             sig = _filled(data["signals"], extra, fill)
-            cal = Calibrator.from_dict(fit_calibration(sig, data["labels"], names + extra))
+            cal = fit(sig, data["labels"], l2=1.0, positive_prior=_prior(data["labels"]), names=names + extra)
             label = f"{pf.stem} ({n}){' +' + ','.join(extra) if extra else ''}{'' if fill is None else f' fill {fill}'}"
             _report(label, cal, _filled_records(records, extra, fill), gt, positives, kinds)
+
+
+def _prior(labels: list[int]) -> float:
+    """The class weighting of selfcal.fit_calibration (non-copies count twice)."""
+    share = sum(labels) / len(labels)
+    return share / (2 - share)
+
+
+class _NoisyOr:
+    """Two or more calibrated models of different evidence combined as independent experts:
+    p = 1 - prod(1 - p_i) (a copy is shown by either kind of evidence)."""
+
+    def __init__(self, parts: list[Calibrator]) -> None:
+        self.parts = parts
+
+    def predict(self, signals: list[dict]) -> np.ndarray:
+        q = np.ones(len(signals))
+        for c in self.parts:
+            q *= 1.0 - c.predict(signals)
+        return 1.0 - q
 
 
 def _neutral(data: dict, names: list[str]) -> dict[str, float]:

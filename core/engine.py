@@ -21,8 +21,8 @@ import cv2
 import numpy as np
 
 from .agreement import edge_agreement
-from .calibrate import Calibrator, default_calibrator, signal_names
-from .errors import IndexFormatError
+from .calibrate import Calibrator, FusedCalibrator, calibrator_from_dict, default_calibrator, signal_names
+from .errors import CopyLensError, IndexFormatError
 from .features import VARIANTS, FeatureConfig, LocalFeatures, extract, rootsift
 from .fileio import file_sha256
 from .globalsearch import GlobalBranch, signal_name
@@ -126,8 +126,8 @@ class Engine:
     """An opened CopyLens index."""
 
     def __init__(self, index_dir: Path, manifest: dict, store: ReferenceStore, local: LocalIndex,
-                 calibrator: Calibrator, config: QueryConfig, globals_: list[GlobalBranch] | None = None,
-                 hashlists: HashListMatcher | None = None) -> None:
+                 calibrator: Calibrator | FusedCalibrator, config: QueryConfig,
+                 globals_: list[GlobalBranch] | None = None, hashlists: HashListMatcher | None = None) -> None:
         self.index_dir = index_dir
         self.manifest = manifest
         self.store = store
@@ -149,6 +149,9 @@ class Engine:
         shards are held by Ray actors (:mod:`.cluster`) instead of this process."""
         if is_sharded(index_dir):
             return cls._open_sharded(Path(index_dir), config, device, allow_pending, ray)
+        if ray is not None:
+            raise CopyLensError(f"{index_dir}: not a sharded index; Ray serves the shards of one built with "
+                                "'copylens index build REF_DIR --out INDEX --shards K'")
         opened = open_index(index_dir, allow_pending)
         index_dir, manifest, store, local = opened.index_dir, opened.manifest, opened.store, opened.local
         try:
@@ -156,7 +159,7 @@ class Engine:
             names = signal_names([signal_name(g.name) for g in globals_])
             cal = manifest.get("calibration")
             try:
-                calibrator = Calibrator.from_dict(cal, names) if cal else default_calibrator(names)
+                calibrator = calibrator_from_dict(cal, names) if cal else default_calibrator(names)
             except (ValueError, TypeError, KeyError) as exc:
                 raise IndexFormatError(f"{index_dir}: the manifest's calibration is damaged ({exc}); rebuild "
                                        "the index") from None
@@ -190,7 +193,7 @@ class Engine:
             names = signal_names([signal_name(g.name) for g in globals_])
             cal = manifest.get("calibration")
             try:
-                calibrator = Calibrator.from_dict(cal, names) if cal else default_calibrator(names)
+                calibrator = calibrator_from_dict(cal, names) if cal else default_calibrator(names)
             except (ValueError, TypeError, KeyError) as exc:
                 raise IndexFormatError(f"{index_dir}: the calibration in shards.json is damaged ({exc}); rebuild "
                                        "the index") from None

@@ -14,6 +14,7 @@ from PIL import Image
 from copylens.core.cluster import ShardUnavailableError
 from copylens.core.cluster.extract import ray_extract
 from copylens.core.engine import Engine
+from copylens.core.errors import CopyLensError
 from copylens.core.imageio import from_array
 from copylens.core.index.shardbuild import build_sharded
 from copylens.core.index.store import ReferenceStore
@@ -88,6 +89,11 @@ def test_queries_on_shard_actors_equal_queries_in_process(built):
             assert (top.reference_id if top is not None and top.score >= 0.5 else None) == answer
         assert remote.near_identical("rocket") == here.near_identical("rocket")
         assert remote.thumbnail("rocket").shape == here.thumbnail("rocket").shape
+
+
+def test_ray_on_an_unsharded_index_is_a_clear_error(local_ray, small_index):
+    with pytest.raises(CopyLensError, match="not a sharded index"):
+        Engine.open(small_index, ray="auto")
 
 
 def _query_killing(engine, image, kill):
