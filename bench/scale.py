@@ -21,7 +21,8 @@ sample and from outside it; a match >= 0.5 with a *different* distractor means t
 queried against the dev references' index; a match >= 0.5 is dev content (or a false match) to look at.
 
 ``run``: per N (0 = the dev references alone) a fresh index of the dev references plus the first N
-distractors (a folder of symlinks; index builds follow them), built in its own process (build images/s for
+distractors (a folder of hard links: a build reads through symlinks but names a reference by its resolved
+path, so symlinked references would lose their folder in their ids), built in its own process (build images/s for
 every step including self-calibration, peak RSS); the RAM of the loaded FAISS indexes in another; then
 ``copylens bench run --no-build`` in a third (the dev benchmark's 2,052 queries one at a time: latency,
 peak RSS, μAP / recall@1 by content kind). Results are written atomically after every N; finished N are
@@ -34,6 +35,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -141,8 +143,19 @@ def provenance(distractors: Path) -> list[dict]:
     return json.loads((distractors / "provenance.json").read_text(encoding="utf-8"))["items"]
 
 
+def hard_link(src: Path, dest: Path) -> None:
+    """``dest`` as a hard link to ``src`` (a copy across file systems); kept when it already exists."""
+    if dest.exists():
+        return
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(src, dest)
+    except OSError:
+        shutil.copyfile(src, dest)
+
+
 def link_references(bench: Path, items: list[dict], distractors: Path, ref_dir: Path) -> int:
-    """``ref_dir``: symlinks to the benchmark's references and to ``items``' images; returns the count."""
+    """``ref_dir``: hard links to the benchmark's references and to ``items``' images; returns the count."""
     from copylens.core.imageio import scan_images
 
     n = 0
@@ -151,16 +164,14 @@ def link_references(bench: Path, items: list[dict], distractors: Path, ref_dir: 
     for src, dest in pairs:
         if not src.exists():
             raise SystemExit(f"{src}: missing (run make first)")
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        if not dest.is_symlink():
-            dest.symlink_to(src.resolve())
+        hard_link(src, dest)
         n += 1
     return n
 
 
 def child(args: list[str], log: Path) -> dict:
     """Run this script (or copylens) in a child process; its last stdout line is JSON."""
-    t = time.monotonic()
+    t, load0 = time.monotonic(), os.getloadavg()
     with open(log, "w", encoding="utf-8") as err:
         res = subprocess.run([sys.executable, *args], stdout=subprocess.PIPE, stderr=err, text=True,
                              env={**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")})
@@ -168,6 +179,7 @@ def child(args: list[str], log: Path) -> dict:
         raise SystemExit(f"{' '.join(args[:3])} failed ({res.returncode}); see {log}")
     out = json.loads(res.stdout.strip().splitlines()[-1] if not res.stdout.lstrip().startswith("{") else res.stdout)
     out["_wall_seconds"] = time.monotonic() - t
+    out["_loadavg_before_after"] = [load0, os.getloadavg()]  # the machine is shared: how busy it was
     return out
 
 

@@ -36,6 +36,8 @@ def _search_all(eng, paths: list[Path], label: str) -> list[list[tuple[str, floa
 
 
 def check_main(args) -> None:
+    from scale import hard_link
+
     from copylens.core.engine import Engine
     from copylens.core.index.build import build_index
 
@@ -50,10 +52,7 @@ def check_main(args) -> None:
     sample = sorted(rng.choice(len(items), min(args.index_n, len(items)), replace=False).tolist())
     refs = work / "refs"
     for i in sample:
-        dest = refs / items[i]["file"]
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        if not dest.is_symlink():
-            dest.symlink_to((dis / items[i]["file"]).resolve())
+        hard_link(dis / items[i]["file"], refs / items[i]["file"])
     index = work / "index"
     bar = ConsoleProgress()
     t = time.monotonic()
