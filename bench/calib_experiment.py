@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from copylens.core.bench.metrics import Prediction, calibration, evaluate, read_ground_truth
-from copylens.core.calibrate import Calibrator, fit, fit_fused
+from copylens.core.calibrate import Calibrator, calibrator_from_dict, fit
 from copylens.core.engine import Engine
 from copylens.core.imageio import load_image, scan_images
 from copylens.core.progress import ConsoleProgress, run_job
@@ -111,11 +111,10 @@ def evaluate_variants(bench: Path, cands_path: Path, pair_files: list[Path]) -> 
             glob = [nm for nm in names if nm.startswith("global:")]
             parts = [Calibrator.from_dict(fit_calibration(data["signals"], data["labels"], part))
                      for part in (local, glob)]
-            _report(f"{pf.stem} ({n}) noisy-or apart", _NoisyOr(parts), records, gt, positives, kinds)
-            # core/calibrate.py fit_fused: the same two experts fitted jointly
-            _report(f"{pf.stem} ({n}) noisy-or joint", fit_fused(data["signals"], data["labels"], 1.0,
-                                                                _prior(data["labels"]), names),
-                    records, gt, positives, kinds)
+            _report(f"{pf.stem} ({n}) noisy-or", _NoisyOr(parts), records, gt, positives, kinds)
+            # what builds fit (selfcal.fit_calibration -> calibrate.fit_fused)
+            _report(f"{pf.stem} ({n}) fused (the build's)", calibrator_from_dict(fit_calibration(
+                data["signals"], data["labels"], names)), records, gt, positives, kinds)
         for extra, fill in variants:
             if extra and extra[0] not in data["signals"][0] and not has_agree:
                 continue

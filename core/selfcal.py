@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .calibrate import default_calibrator, fit
+from .calibrate import default_calibrator, fit_fused
 from .edits import random_edit
 from .engine import Engine
 from .errors import CopyLensError
@@ -114,7 +114,7 @@ def fit_calibration(signals: list[dict], labels: list[int], names) -> dict:
         return {**default_calibrator(names).to_dict(),
                 "source": f"default ({npos} of {len(labels)} calibration pairs were copies: too few to fit)"}
     share = npos / len(labels)
-    return fit(signals, labels, l2=1.0, positive_prior=share / (2 - share), names=names).to_dict()
+    return fit_fused(signals, labels, l2=1.0, positive_prior=share / (2 - share), names=names).to_dict()
 
 
 def calibrate_index(index_dir: Path, seed: int = 0, max_queries: int = MAX_QUERIES,

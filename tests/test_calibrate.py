@@ -51,16 +51,22 @@ def test_a_model_fitted_before_a_signal_existed_still_loads():
         Calibrator.from_dict({**d, "weights": [0.5]}, list(SIGNALS))
 
 
-def _two_kinds(n: int = 900, seed: int = 1):
-    """Copies shown by local evidence (photos: many inliers, any global similarity) or by global similarity
-    alone (smooth graphics: no keypoints, no inliers); non-copies have neither."""
+def _two_kinds(n: int = 2000, seed: int = 1, global_share: float = 0.003):
+    """Copies shown by local evidence (photos: many inliers; crops and pastes often leave no global
+    similarity) or by global similarity alone (smooth graphics: no keypoints, no inliers); non-copies have
+    neither: their background-normalised global similarity is mostly 0 (as measured on the dev benchmark)."""
     rng = np.random.default_rng(seed)
-    kind = rng.choice(["local", "global", "none"], n, p=[0.27, 0.03, 0.7])
+    # about 8% copies, as in self-calibration, where copies without a single keypoint are rare
+    kind = rng.choice(["local", "global", "none"], n, p=[0.08 - global_share, global_share, 0.92])
     sigs, y = [], []
     for k in kind:
         inl = rng.gamma(4, 12) if k == "local" else rng.gamma(1.2, 2) if k == "none" else 0.0
-        # crops and pastes leave little global similarity; unrelated images reach up to 0.35
-        g = rng.uniform(0.45, 0.8) if k == "global" else rng.uniform(0.0, 0.3) if k == "local" else rng.uniform(0, 0.35)
+        if k == "global":
+            g = rng.uniform(0.45, 0.8)
+        elif k == "local":
+            g = rng.uniform(0.0, 0.6) if rng.random() < 0.5 else 0.0
+        else:
+            g = rng.uniform(0.0, 0.3) if rng.random() < 0.2 else 0.0
         sigs.append({"inliers": float(inl), "matches": float(inl * 1.4), "votes": float(inl), "plausible": float(inl > 8),
                      "inlier_ratio": 0.7 if inl else 0.0, "inlier_share": float(min(1, inl / 200)),
                      "query_spread": 0.3 if inl else 0.0, "reference_spread": 0.3 if inl else 0.0,
@@ -74,19 +80,19 @@ def test_fused_experts_let_either_kind_of_evidence_show_a_copy():
 
     sigs, y, kind = _two_kinds()
     names = (*SIGNALS, "global:sim")
-    one = fit(sigs, y, names=names)
-    fused = fit_fused(sigs, y, names=names)
+    prior = y.mean() / (2 - y.mean())  # as selfcal weighs them
+    one = fit(sigs, y, positive_prior=prior, names=names)
+    fused = fit_fused(sigs, y, positive_prior=prior, names=names)
     assert isinstance(fused, FusedCalibrator) and [p.names for p in fused.parts] == [tuple(SIGNALS), ("global:sim",)]
-    test, ty, tkind = _two_kinds(seed=2)
+    test, ty, tkind = _two_kinds(seed=2, global_share=0.05)  # queries meet flat graphics more often
     graphics = tkind == "global"
     # copies without any keypoint but a high global similarity: the fused model is confident, one additive
     # model (where a missing kind of evidence counts against) is not
-    assert fused.predict([s for s, g in zip(test, graphics, strict=True) if g]).mean() > 0.85
-    assert one.predict([s for s, g in zip(test, graphics, strict=True) if g]).mean() < \
-        fused.predict([s for s, g in zip(test, graphics, strict=True) if g]).mean() - 0.2
+    flat = [s for s, g in zip(test, graphics, strict=True) if g]
+    assert fused.predict(flat).mean() > 0.7 and one.predict(flat).mean() < fused.predict(flat).mean() - 0.3
     # and still separates the rest: copies by local evidence high, non-copies low
     p = fused.predict(test)
-    assert p[tkind == "local"].mean() > 0.8 and p[ty == 0].mean() < 0.1
+    assert p[tkind == "local"].mean() > 0.85 and p[ty == 0].mean() < 0.06
     # monotone in every signal: more global similarity or more inliers never lowers it
     base = dict(test[0])
     assert np.all(np.diff(fused.predict([{**base, "global:sim": v} for v in (0.0, 0.2, 0.4, 0.6, 0.8)])) >= -1e-12)
