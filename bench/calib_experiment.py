@@ -115,6 +115,9 @@ def evaluate_variants(bench: Path, cands_path: Path, pair_files: list[Path]) -> 
             # what builds fit (selfcal.fit_calibration -> calibrate.fit_fused)
             _report(f"{pf.stem} ({n}) fused (the build's)", calibrator_from_dict(fit_calibration(
                 data["signals"], data["labels"], names)), records, gt, positives, kinds)
+            for context in (["reference_keypoints"], ["reference_keypoints", "query_keypoints"]):
+                _report(f"{pf.stem} ({n}) fused +{','.join(context)}", calibrator_from_dict(fit_calibration(
+                    data["signals"], data["labels"], local + context + glob)), records, gt, positives, kinds)
         for extra, fill in variants:
             if extra and extra[0] not in data["signals"][0] and not has_agree:
                 continue
