@@ -131,6 +131,23 @@ def test_rerun_adds_new_files_where_their_ids_say_and_refuses_another_shard_coun
         run_job(add_to_index(out, [refs / "rocket.png"]))
 
 
+def test_a_sharded_build_stopped_midway_resumes(tmp_path):
+    """Cancelled during the second shard: the folder says how to resume, and the rerun finishes it."""
+    refs = write_references(tmp_path / "refs", REFERENCE_NAMES[:6])
+    out = tmp_path / "idx"
+    job = build_sharded(refs, out, 2, workers=1, calibrate=False, global_descriptors=("pdq",))
+    for p in job:
+        if p.message.startswith("shard 2/2") and p.stage == "extract":
+            job.close()
+            break
+    with pytest.raises(IndexFormatError, match="did not finish.*--shards K"):
+        Engine.open(out)
+    s = run_job(build_sharded(refs, out, 2, workers=1, calibrate=False, global_descriptors=("pdq",)))
+    assert s.total_references == 6 and s.skipped >= 1
+    with Engine.open(out) as eng:
+        assert eng.info.num_references == 6
+
+
 def test_verify_names_the_damaged_shard(tmp_path, sharded_index):
     import shutil
 

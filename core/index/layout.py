@@ -127,6 +127,9 @@ def read_manifest(index_dir: Path) -> dict:
                                    "(queries, info, verify and the window open sharded ones). To add references, "
                                    "rerun 'copylens index build REF_DIR --out INDEX --shards K' over the folder "
                                    "with the new files: only they are extracted")
+        if (index_dir / "shard-000").is_dir():
+            raise IndexFormatError(f"{index_dir}: the sharded index build did not finish; run 'copylens index "
+                                   f"build REF_DIR --out {index_dir} --shards K' again (the same K) to resume it")
         if (index_dir / DATABASE).exists():
             raise IndexFormatError(f"{index_dir}: the index build did not finish; run "
                                    f"'copylens index build REF_DIR --out {index_dir}' again to resume it")
