@@ -122,6 +122,16 @@ def _dir_size(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
+def _calibrator(manifest: dict, globals_: list[GlobalBranch], what: str) -> Calibrator | FusedCalibrator:
+    """The manifest's confidence model for these global branches (the default model when it has none)."""
+    names = signal_names([signal_name(g.name) for g in globals_])
+    cal = manifest.get("calibration")
+    try:
+        return calibrator_from_dict(cal, names) if cal else default_calibrator(names)
+    except (ValueError, TypeError, KeyError) as exc:
+        raise IndexFormatError(f"{what} is damaged ({exc}); rebuild the index") from None
+
+
 class Engine:
     """An opened CopyLens index."""
 
@@ -156,13 +166,7 @@ class Engine:
         index_dir, manifest, store, local = opened.index_dir, opened.manifest, opened.store, opened.local
         try:
             globals_ = [GlobalBranch.open(index_dir, e, device) for e in manifest.get("global", [])]
-            names = signal_names([signal_name(g.name) for g in globals_])
-            cal = manifest.get("calibration")
-            try:
-                calibrator = calibrator_from_dict(cal, names) if cal else default_calibrator(names)
-            except (ValueError, TypeError, KeyError) as exc:
-                raise IndexFormatError(f"{index_dir}: the manifest's calibration is damaged ({exc}); rebuild "
-                                       "the index") from None
+            calibrator = _calibrator(manifest, globals_, f"{index_dir}: the manifest's calibration")
             hashlists = HashListMatcher.open(index_dir, manifest, store)
         except BaseException:
             store.close()
@@ -190,13 +194,7 @@ class Engine:
                 merged = ShardedGlobalIndex(store.shards, i, int(white.get("dim", e["dim"])),
                                             sum(store.shards.each("global_count", i)))
                 globals_.append(GlobalBranch.open(opened.shard_dirs[0], e, device, index=merged))
-            names = signal_names([signal_name(g.name) for g in globals_])
-            cal = manifest.get("calibration")
-            try:
-                calibrator = calibrator_from_dict(cal, names) if cal else default_calibrator(names)
-            except (ValueError, TypeError, KeyError) as exc:
-                raise IndexFormatError(f"{index_dir}: the calibration in shards.json is damaged ({exc}); rebuild "
-                                       "the index") from None
+            calibrator = _calibrator(manifest, globals_, f"{index_dir}: the calibration in shards.json")
         except BaseException:
             store.close()
             raise

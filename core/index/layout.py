@@ -116,6 +116,20 @@ def write_manifest(index_dir: Path, manifest: dict) -> None:
     write_json_atomic(Path(index_dir) / MANIFEST, {**manifest, "files": record_files(Path(index_dir))})
 
 
+def read_format_file(path: Path, format_name: str, version: int, what: str, remedy: str) -> dict:
+    """A JSON record that names its format and version (a manifest, ``shards.json``), read and checked."""
+    try:
+        record = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise IndexFormatError(f"{path}: unreadable manifest ({exc}); {remedy}") from None
+    if not isinstance(record, dict) or record.get("format") != format_name:
+        raise IndexFormatError(f"{path}: not a CopyLens {what} manifest")
+    if record.get("format_version") != version:
+        raise IndexFormatError(f"{path}: {what} format version {record.get('format_version')} but this CopyLens "
+                               f"reads version {version}; {remedy}")
+    return record
+
+
 def read_manifest(index_dir: Path) -> dict:
     index_dir = Path(index_dir)
     if not index_dir.is_dir():
@@ -134,15 +148,7 @@ def read_manifest(index_dir: Path) -> dict:
             raise IndexFormatError(f"{index_dir}: the index build did not finish; run "
                                    f"'copylens index build REF_DIR --out {index_dir}' again to resume it")
         raise IndexFormatError(f"{index_dir}: not a CopyLens index (no {MANIFEST})")
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise IndexFormatError(f"{path}: unreadable manifest ({exc})") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_NAME:
-        raise IndexFormatError(f"{path}: not a CopyLens index manifest")
-    if manifest.get("format_version") != FORMAT_VERSION:
-        raise IndexFormatError(f"{path}: index format version {manifest.get('format_version')} "
-                               f"but this CopyLens reads version {FORMAT_VERSION}; rebuild the index")
+    manifest = read_format_file(path, FORMAT_NAME, FORMAT_VERSION, "index", "rebuild the index")
     missing = [k for k in REQUIRED if not isinstance(manifest.get(k), dict)]
     if missing:
         raise IndexFormatError(f"{path}: the manifest lacks {', '.join(missing)}; it was damaged: rebuild the "

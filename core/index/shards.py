@@ -28,7 +28,6 @@ this process (:class:`LocalShards`, the default) or in Ray actors (:mod:`copylen
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,7 +40,7 @@ from ..features import LocalFeatures
 from ..fileio import write_json_atomic
 from ..results import ReferenceInfo
 from .globalindex import GlobalIndex
-from .layout import SHARDS_FILE, read_manifest
+from .layout import SHARDS_FILE, read_format_file, read_manifest
 from .local import Neighbours
 from .lock import IndexBusyError, busy_message, current_writer
 from .open import open_index
@@ -85,15 +84,7 @@ def is_sharded(index_dir: str | Path) -> bool:
 def read_shards_manifest(index_dir: str | Path) -> dict:
     """``shards.json``, shape-checked: every shard folder it names must exist."""
     path = Path(index_dir) / SHARDS_FILE
-    try:
-        m = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise IndexFormatError(f"{path}: unreadable ({exc}); {REBUILD}") from None
-    if not isinstance(m, dict) or m.get("format") != SHARDED_FORMAT:
-        raise IndexFormatError(f"{path}: not a CopyLens sharded index manifest")
-    if m.get("format_version") != SHARDED_VERSION:
-        raise IndexFormatError(f"{path}: sharded index format version {m.get('format_version')} but this "
-                               f"CopyLens reads version {SHARDED_VERSION}; {REBUILD}")
+    m = read_format_file(path, SHARDED_FORMAT, SHARDED_VERSION, "sharded index", REBUILD)
     shards = m.get("shards")
     if (not isinstance(shards, list) or not shards
             or [s for s in shards if not isinstance(s, str)] or shards != [shard_dir_name(i) for i in range(len(shards))]):
