@@ -161,3 +161,15 @@ def test_verify_names_the_damaged_shard(tmp_path, sharded_index):
     report = run_job(verify_index(copy))
     assert not report.ok
     assert [c.subject for c in report.problems] == ["shard-001/local.faiss"]
+
+
+def test_more_shards_than_references(tmp_path):
+    """Empty shards are fine: a 3-reference index in 6 shards answers like any other."""
+    refs = write_references(tmp_path / "refs", ("rocket", "coins", "camera"))
+    out = tmp_path / "idx"
+    run_job(build_sharded(refs, out, 6, workers=1, calibrate=False))
+    top = read_shards_manifest(out)
+    assert sorted(top["counts"]["per_shard"]).count(0) >= 3 and top["counts"]["references"] == 3
+    with Engine.open(out) as eng:
+        r = run_job(eng.query(from_array(np.ascontiguousarray(skimage_rgb("rocket")[40:380, 60:560]), "<q>")))
+        assert r.matches[0].reference_id == "rocket" and r.matches[0].num_inliers > 20
