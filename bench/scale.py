@@ -22,12 +22,12 @@ queried against the dev references' index; a match >= 0.5 is dev content (or a f
 
 ``run``: per N (0 = the dev references alone) a fresh index of the dev references plus the first N
 distractors (a folder of hard links: a build reads through symlinks but names a reference by its resolved
-path, so symlinked references would lose their folder in their ids), built in its own process (build images/s for
-every step including self-calibration, peak RSS); the RAM of the loaded FAISS indexes in another; then
-``copylens bench run --no-build`` in a third (the dev benchmark's 2,052 queries one at a time: latency,
-peak RSS, μAP / recall@1 by content kind). Results are written atomically after every N; finished N are
-skipped on a rerun. Children run with the interpreter and environment of this process (set PYTHONPATH to
-run a pinned copy of the code).
+path, so symlinked references would lose their folder in their ids), built in its own process (build
+images/s for every step including self-calibration, peak RSS, CPU seconds); the RAM of the loaded FAISS
+indexes in another; then ``copylens bench run --no-build`` in a third (the dev benchmark's 2,052 queries
+one at a time: latency, peak RSS, μAP / recall@1 by content kind). Results are written atomically after
+every N and every step's JSON is kept in WORK/nN, so finished N and steps are skipped on a rerun. Children
+run with the interpreter and environment of this process (set PYTHONPATH to run a pinned copy of the code).
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -169,17 +170,24 @@ def link_references(bench: Path, items: list[dict], distractors: Path, ref_dir: 
     return n
 
 
-def child(args: list[str], log: Path) -> dict:
-    """Run this script (or copylens) in a child process; its last stdout line is JSON."""
-    t, load0 = time.monotonic(), os.getloadavg()
+def child(args: list[str], log: Path, saved: Path) -> dict:
+    """Run this script (or copylens) in a child process; its stdout ends with JSON, kept in ``saved`` (a rerun
+    returns that instead of running the step again). Adds the child's wall and CPU seconds and the load
+    average before and after (the machine may be shared: CPU seconds are the figure contention changes least)."""
+    if saved.exists():
+        return json.loads(saved.read_text(encoding="utf-8"))
+    t, load0, ru0 = time.monotonic(), os.getloadavg(), resource.getrusage(resource.RUSAGE_CHILDREN)
     with open(log, "w", encoding="utf-8") as err:
         res = subprocess.run([sys.executable, *args], stdout=subprocess.PIPE, stderr=err, text=True,
                              env={**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")})
     if res.returncode != 0:
         raise SystemExit(f"{' '.join(args[:3])} failed ({res.returncode}); see {log}")
-    out = json.loads(res.stdout.strip().splitlines()[-1] if not res.stdout.lstrip().startswith("{") else res.stdout)
+    ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    out = json.loads(res.stdout if res.stdout.lstrip().startswith("{") else res.stdout.strip().splitlines()[-1])
     out["_wall_seconds"] = time.monotonic() - t
-    out["_loadavg_before_after"] = [load0, os.getloadavg()]  # the machine is shared: how busy it was
+    out["_cpu_seconds"] = ru1.ru_utime + ru1.ru_stime - ru0.ru_utime - ru0.ru_stime
+    out["_loadavg_before_after"] = [load0, os.getloadavg()]
+    write_json_atomic(saved, out)
     return out
 
 
@@ -201,11 +209,15 @@ def cmd_run(args) -> None:
         wd.mkdir(parents=True, exist_ok=True)
         num_refs = link_references(bench, items[:n], dis, ref_dir)
         print(f"N={n}: {num_refs} references; building {index}", file=sys.stderr)
-        build = child([__file__, "_build", str(ref_dir), str(index)], wd / "build.log")
-        ram = child([__file__, "_ram", str(index)], wd / "ram.log")
+        if index.exists() and not (wd / "build.json").exists():
+            shutil.rmtree(index)  # a build this script did not finish measuring: measure a fresh one
+        build = child([__file__, "_build", str(ref_dir), str(index)], wd / "build.log", wd / "build.json")
+        ram = child([__file__, "_ram", str(index)], wd / "ram.log", wd / "ram.json")
         print(f"N={n}: built ({build['images_per_s']:.1f} images/s); querying", file=sys.stderr)
+        if run_dir.exists() and not (wd / "query.json").exists():
+            shutil.rmtree(run_dir)
         report = child(["-m", "copylens.core", "bench", "run", str(bench), "--index", str(index), "--no-build",
-                        "--out", str(run_dir), "--json"], wd / "query.log")
+                        "--out", str(run_dir), "--json"], wd / "query.log", wd / "query.json")
         results["rows"][str(n)] = collect_run(n, num_refs, build, ram, report, items[:n], run_dir)
         results["rows"] = dict(sorted(results["rows"].items(), key=lambda kv: int(kv[0])))
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -118,6 +118,9 @@ def collect_run(n: int, num_refs: int, build: dict, ram: dict, report: dict, ite
         "n": n, "references": num_refs, "distractor_kinds": dict(Counter(it["kind"] for it in items)),
         "build": build, "ram": ram,
         "build_images_per_s": build["images_per_s"], "build_peak_rss_mb": build["peak_rss_mb"],
+        "build_cpu_ms_per_image": build["_cpu_seconds"] / max(1, build["added"]) * 1000,
+        "query_cpu_ms_mean": report["_cpu_seconds"] / max(1, report["num_queries"]) * 1000,
+        "loadavg": {"build": build["_loadavg_before_after"], "query": report["_loadavg_before_after"]},
         "ram_kb_per_reference": ram["faiss_bytes"] / num_refs / 1024,
         "disk_kb_per_reference": report["bytes_per_reference"] / 1024, "index_bytes": report["index_bytes"],
         "query_p50_ms": report["latency_p50_ms"], "query_p95_ms": report["latency_p95_ms"],
@@ -135,17 +138,19 @@ def collect_run(n: int, num_refs: int, build: dict, ram: dict, report: dict, ite
 # ------------------------------------------------------------------------------------------ report
 
 def table(rows: list[dict]) -> str:
-    head = ["N distractors", "references", "build images/s", "build peak RSS (MB)", "RAM/ref FAISS (KB)",
-            "RSS after open (MB)", "disk/ref (KB)", "query p50 / p95 (ms)", "query peak RSS (MB)", "μAP", "recall@1",
+    head = ["N distractors", "references", "build images/s", "build CPU ms/image", "build peak RSS (MB)", "RAM/ref FAISS (KB)",
+            "RSS after open (MB)", "disk/ref (KB)", "query p50 / p95 (ms)", "query CPU ms (mean)", "query peak RSS (MB)", "μAP", "recall@1",
             *(f"μAP / R@1 {k}" for k in KINDS), "queries with a distractor >= 0.5 (top-1)"]
     out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         pc = r["per_content"]
         dm = r["distractor_matches"]
         cells = [f"{r['n']:,}", f"{r['references']:,}", f"{r['build_images_per_s']:.1f}",
+                 f"{r.get('build_cpu_ms_per_image', float('nan')):.0f}",
                  f"{r['build_peak_rss_mb']:.0f}", f"{r['ram_kb_per_reference']:.1f}",
                  f"{r['ram']['rss_after_open_mb']:.0f}", f"{r['disk_kb_per_reference']:.0f}",
-                 f"{r['query_p50_ms']:.0f} / {r['query_p95_ms']:.0f}", f"{r['query_peak_rss_mb']:.0f}",
+                 f"{r['query_p50_ms']:.0f} / {r['query_p95_ms']:.0f}", f"{r.get('query_cpu_ms_mean', float('nan')):.0f}",
+                 f"{r['query_peak_rss_mb']:.0f}",
                  f"{r['micro_ap']:.3f}", f"{r['recall_at_1']:.3f}",
                  *(f"{pc[k]['micro_ap']:.3f} / {pc[k]['recall_at_1']:.3f}" if k in pc else "-" for k in KINDS),
                  f"{dm['queries']} ({dm['top1_queries']})"]
