@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -95,6 +96,7 @@ def main(n: int) -> int:
            "true_refcount_delta": sys.getrefcount(True) - true_refs,
            "rss_quarter_mb": marks.get("quarter", 0) / 2**20, "rss_end_mb": rss_bytes() / 2**20}
     win.close()
+    shutil.rmtree(tmp, ignore_errors=True)  # the settings and session files of this run only
     print(json.dumps(out))
     return 0
 
