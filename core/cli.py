@@ -79,9 +79,12 @@ def cmd_index_build(args) -> int:
 
 def cmd_index_add(args) -> int:
     from .index.build import add_to_index
+    from .index.shardbuild import add_to_sharded
+    from .index.shards import is_sharded
 
     bar = _progress(args)
-    s = run_job(add_to_index(args.index, args.paths, workers=args.workers), bar)
+    add = add_to_sharded if is_sharded(args.index) else add_to_index
+    s = run_job(add(args.index, args.paths, workers=args.workers), bar)
     if bar:
         bar.close()
     _print_summary(s)
@@ -90,8 +93,10 @@ def cmd_index_add(args) -> int:
 
 def cmd_index_remove(args) -> int:
     from .index.build import remove_from_index
+    from .index.shardbuild import remove_from_sharded
+    from .index.shards import is_sharded
 
-    n = remove_from_index(args.index, args.reference_ids)
+    n = (remove_from_sharded if is_sharded(args.index) else remove_from_index)(args.index, args.reference_ids)
     missing = len(set(args.reference_ids)) - n
     print(f"removed {n} reference(s)" + (f"; {missing} id(s) not in the index" if missing else ""), file=sys.stderr)
     return 0 if n else 1

@@ -14,7 +14,7 @@ from copylens.core.engine import Engine
 from copylens.core.errors import CopyLensError, IndexFormatError
 from copylens.core.imageio import from_array
 from copylens.core.index.build import add_to_index
-from copylens.core.index.shardbuild import build_sharded
+from copylens.core.index.shardbuild import add_to_sharded, build_sharded, remove_from_sharded
 from copylens.core.index.shards import SHARD_ROWS, read_shards_manifest, shard_of_id
 from copylens.core.index.store import ReferenceStore
 from copylens.core.index.verify import verify_index
@@ -128,7 +128,7 @@ def test_rerun_adds_new_files_where_their_ids_say_and_refuses_another_shard_coun
     with pytest.raises(CopyLensError, match="--shards 2"):
         run_job(build_sharded(refs, out, 3, workers=2, calibrate=False, global_descriptors=("pdq",)))
     with pytest.raises(IndexFormatError, match="sharded index"):
-        run_job(add_to_index(out, [refs / "rocket.png"]))
+        run_job(add_to_index(out, [refs / "rocket.png"]))  # the one-directory function refuses it clearly
 
 
 def test_a_sharded_build_stopped_midway_resumes(tmp_path):
@@ -146,6 +146,35 @@ def test_a_sharded_build_stopped_midway_resumes(tmp_path):
     assert s.total_references == 6 and s.skipped >= 1
     with Engine.open(out) as eng:
         assert eng.info.num_references == 6
+
+
+def test_add_and_remove_on_a_sharded_index(tmp_path):
+    """``index add`` sends each new file to the shard its id hashes to and keeps the calibration;
+    ``index remove`` removes from the right shard; both keep the manifests true (verify passes)."""
+    refs = write_references(tmp_path / "refs", REFERENCE_NAMES[:6])
+    out = tmp_path / "idx"
+    run_job(build_sharded(refs, out, 3, workers=1, calibration_queries=20, global_descriptors=("pdq",)))
+    calibration = read_shards_manifest(out)["calibration"]
+    extra = write_references(tmp_path / "more", ("clock", "coins"))
+    s = run_job(add_to_sharded(out, [extra / "clock.png", extra / "coins.png", refs / "rocket.png"], workers=1))
+    # rocket.png is indexed already (a skip); this coins.png has the content of the indexed coins (a duplicate)
+    assert (s.added, s.skipped, s.duplicates, s.total_references) == (1, 1, 1, 7)
+    top = read_shards_manifest(out)
+    assert top["calibration"] == calibration and top["counts"]["references"] == 7
+    with Engine.open(out) as eng:
+        r = run_job(eng.query(from_array(skimage_rgb("clock"), "<clock>")))
+        assert r.matches[0].reference_id == "clock"
+        holder = shard_of_id("clock", 3)
+    store = ReferenceStore(out / f"shard-00{holder}")
+    try:
+        assert "clock" in dict(store.rows_by_id())
+    finally:
+        store.close()
+    assert remove_from_sharded(out, ["clock", "no-such-id"]) == 1
+    assert read_shards_manifest(out)["counts"]["references"] == 6
+    with Engine.open(out) as eng:
+        assert "clock" not in {i.reference_id for i in eng.references()}
+    assert run_job(verify_index(out)).ok
 
 
 def test_verify_names_the_damaged_shard(tmp_path, sharded_index):
@@ -173,3 +202,17 @@ def test_more_shards_than_references(tmp_path):
     with Engine.open(out) as eng:
         r = run_job(eng.query(from_array(np.ascontiguousarray(skimage_rgb("rocket")[40:380, 60:560]), "<q>")))
         assert r.matches[0].reference_id == "rocket" and r.matches[0].num_inliers > 20
+
+
+def test_the_same_content_is_stored_once_across_shards(tmp_path):
+    """Two files with the same content under ids that hash to different shards: one reference and one
+    duplicate, as in one index."""
+    refs = tmp_path / "refs"
+    refs.mkdir()
+    a = "photo-a"
+    b = next(f"photo-{i}" for i in range(100) if shard_of_id(f"photo-{i}", 2) != shard_of_id(a, 2))
+    Image.fromarray(skimage_rgb("rocket")).save(refs / f"{a}.png")
+    (refs / f"{b}.png").write_bytes((refs / f"{a}.png").read_bytes())
+    Image.fromarray(skimage_rgb("coins")).save(refs / "coins.png")
+    s = run_job(build_sharded(refs, tmp_path / "idx", 2, workers=1, calibrate=False, global_descriptors=("pdq",)))
+    assert (s.added, s.duplicates, s.total_references) == (2, 1, 2)

@@ -428,10 +428,12 @@ def _build_index(ref_dir: Path, out_dir: Path, workers: int | None, config: Feat
                  calibrate: bool, seed: int, calibration_queries: int | None,
                  global_descriptors: Sequence[str], global_post: GlobalPostConfig | None,
                  metadata: str | Path | None, items: Sequence[tuple[Path, str]] | None = None,
-                 first_row: int = 0, extract: ExtractFn | None = None) -> Job[BuildSummary]:
+                 first_row: int = 0, extract: ExtractFn | None = None,
+                 elsewhere: dict[str, str] | None = None) -> Job[BuildSummary]:
     """One index directory's build. A shard of a sharded build (:mod:`.shards`) passes its share of the
     folder as ``items`` (path, reference id: ids are decided over the whole folder), the first row of its
-    row range, and optionally ``extract``, another way to run :func:`_extract_all` (Ray tasks)."""
+    row range, optionally ``extract``, another way to run :func:`_extract_all` (Ray tasks), and the content
+    the other shards hold (``elsewhere``: sha256 -> id), which is then recorded as a duplicate here."""
     t0 = time.monotonic()
     previous = None
     cfg = config or FeatureConfig()
@@ -447,6 +449,7 @@ def _build_index(ref_dir: Path, out_dir: Path, workers: int | None, config: Feat
     descs = _descriptors(names)  # the only construction; for a new index a failure leaves nothing on disk
     if store is None:
         store = ReferenceStore(out_dir, create=True, first_row=first_row)
+    store.elsewhere = dict(elsewhere or {})
     if stored_globals is None:
         store.set_meta("globals", json.dumps([d.name for d in descs]))
     stored_cfg = store.get_meta("features")
@@ -532,13 +535,20 @@ def add_to_index(index_dir: str | Path, paths: Iterable[str | Path], workers: in
     return summary
 
 
-def _add_to_index(index_dir: Path, paths: Iterable[str | Path], workers: int | None) -> Job[BuildSummary]:
-    t0 = time.monotonic()
-    manifest = read_manifest(index_dir)
-    cfg = FeatureConfig.from_dict(manifest["features"])
-    root = Path(manifest["reference_root"]) if manifest.get("reference_root") else None
-    store = ReferenceStore(index_dir, writer=True)
-    known, known_ids = store.known_paths(), store.known_ids()
+@dataclass
+class AdditionPlan:
+    """What ``index add`` will extract: (file, reference id) pairs, and what it will not."""
+
+    todo: list[tuple[Path, str]]
+    failures: list[tuple[str, str]]  # (path, reason), unsupported files included
+    skipped: int  # already indexed
+    renamed: list[tuple[str, str]]
+
+
+def plan_additions(paths: Iterable[str | Path], root: Path | None, known: set[str], known_ids: set[str]
+                   ) -> AdditionPlan:
+    """Reference ids for added files: relative to the index's reference root when the file lies below it,
+    else to the added folder's parent, else the file stem; ids decided before any file is decoded."""
     todo, failures, skipped, renamed = [], [], 0, []
     wanted = []
     unsupported: list[tuple[str, str]] = []
@@ -563,6 +573,22 @@ def _add_to_index(index_dir: Path, paths: Iterable[str | Path], workers: int | N
             continue
         known_ids.add(rid)
         todo.append((f, rid))
+    return AdditionPlan(todo, unsupported + failures, skipped, renamed)
+
+
+def _add_to_index(index_dir: Path, paths: Iterable[str | Path], workers: int | None,
+                  plan: AdditionPlan | None = None, elsewhere: dict[str, str] | None = None) -> Job[BuildSummary]:
+    """``plan``: what to add, decided by the caller (a sharded index plans over all its shards, and gives
+    the content its other shards hold as ``elsewhere``, see :func:`_build_index`)."""
+    t0 = time.monotonic()
+    manifest = read_manifest(index_dir)
+    cfg = FeatureConfig.from_dict(manifest["features"])
+    root = Path(manifest["reference_root"]) if manifest.get("reference_root") else None
+    store = ReferenceStore(index_dir, writer=True)
+    store.elsewhere = dict(elsewhere or {})
+    if plan is None:
+        plan = plan_additions(paths, root, store.known_paths(), store.known_ids())
+    todo, failures, skipped, renamed = plan.todo, plan.failures, plan.skipped, plan.renamed
     local = LocalIndex.load(index_dir / LOCAL_FAISS, manifest["local_index"]["kind"])
     entries = manifest.get("global", [])
     _check_post_files(index_dir, entries)
@@ -584,7 +610,7 @@ def _add_to_index(index_dir: Path, paths: Iterable[str | Path], workers: int | N
     yield from _find_near_identical(store, index_dir, entries)
     write_manifest(index_dir, _manifest(index_dir, store, cfg, local, manifest.get("calibration"),
                                                       None, manifest, entries))
-    return BuildSummary(added, skipped, dups, unsupported + failures + fails, store.count(), time.monotonic() - t0,
+    return BuildSummary(added, skipped, dups, failures + fails, store.count(), time.monotonic() - t0,
                         renamed, notes)
 
 

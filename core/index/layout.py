@@ -137,10 +137,8 @@ def read_manifest(index_dir: Path) -> dict:
     path = index_dir / MANIFEST
     if not path.exists():
         if (index_dir / SHARDS_FILE).exists():
-            raise IndexFormatError(f"{index_dir}: a sharded index; this command works on unsharded indexes only "
-                                   "(queries, info, verify and the window open sharded ones). To add references, "
-                                   "rerun 'copylens index build REF_DIR --out INDEX --shards K' over the folder "
-                                   "with the new files: only they are extracted")
+            raise IndexFormatError(f"{index_dir}: a sharded index; hash lists work on unsharded indexes only "
+                                   "(queries, info, verify, add, remove and the window handle sharded ones)")
         if (index_dir / "shard-000").is_dir():
             raise IndexFormatError(f"{index_dir}: the sharded index build did not finish; run 'copylens index "
                                    f"build REF_DIR --out {index_dir} --shards K' again (the same K) to resume it")

@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Sequence
+from dataclasses import replace as _replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -30,17 +31,20 @@ from ..errors import CopyLensError
 from ..fileio import write_atomic
 from ..globaldesc import validate_name
 from ..imageio import scan_images
-from ..progress import Job, Progress
+from ..progress import Job, Progress, run_job
 from ..selfcal import calibrate_index
 from .build import (
     DEFAULT_GLOBAL,
     NEAR_IDENTICAL_BITS,
     BuildSummary,
     ExtractFn,
+    _add_to_index,
     _build_index,
+    _remove_from_index,
     assign_reference_ids,
     default_workers,
     import_metadata,
+    plan_additions,
 )
 from .globalfiles import GlobalPostConfig, write_global_index
 from .globalindex import GlobalIndex
@@ -132,7 +136,8 @@ def _build_sharded(ref_dir: Path, out_dir: Path, k: int, workers: int | None, co
     for i, d in enumerate(dirs):
         s = yield from _relabel(_build_index(ref_dir, d, workers, config, False, seed, None, global_descriptors,
                                              global_post, None, items=parts[i], first_row=first_row(i),
-                                             extract=extract), f"shard {i + 1}/{k}")
+                                             extract=extract, elsewhere=_contents(dirs, i)),
+                                f"shard {i + 1}/{k}")
         added, skipped, dups = added + s.added, skipped + s.skipped, dups + s.duplicates
         failures += s.failed
         notes += s.notes
@@ -168,6 +173,19 @@ def _build_sharded(ref_dir: Path, out_dir: Path, k: int, workers: int | None, co
                                   calibrate_index(out_dir, seed=seed, max_queries=n, min_queries=n, workers=w))
     write_shards_manifest(out_dir, {**top, "calibration": calibration})
     return BuildSummary(added, skipped, dups, failures, total, time.monotonic() - t0, renamed, notes)
+
+
+def _contents(dirs: list[Path], but: int) -> dict[str, str]:
+    """sha256 -> reference id of what every shard but ``but`` holds: content stored once in the whole index."""
+    out: dict[str, str] = {}
+    for j, d in enumerate(dirs):
+        if j != but and (d / DATABASE).exists():
+            store = ReferenceStore(d)
+            try:
+                out.update(store.contents())
+            finally:
+                store.close()
+    return out
 
 
 def _share_global_post(dirs: list[Path], manifests: list[dict], seed: int) -> Job[list[list[dict]]]:
@@ -241,3 +259,80 @@ def _near_identical_across(dirs: list[Path], entries: list[dict]) -> Job[int]:
             store.close()
         yield Progress("near-identical", i + 1, len(dirs))
     return total // 2
+
+
+def _shard_dirs(index_dir: Path) -> tuple[dict, list[Path]]:
+    top = read_shards_manifest(index_dir)
+    return top, [index_dir / name for name in top["shards"]]
+
+
+def _settle(index_dir: Path, top: dict, dirs: list[Path]) -> Job[None]:
+    """After an update of some shards: near-identical pairs across shards again (each shard's own update
+    found only its own), every shard's manifest rewritten (its database changed), counts in shards.json."""
+    yield from _near_identical_across(dirs, read_manifest(dirs[0]).get("global", []))
+    manifests = []
+    for d in dirs:
+        write_manifest(d, read_manifest(d))
+        manifests.append(read_manifest(d))
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    counts = {"references": sum(int(m["counts"]["references"]) for m in manifests),
+              "per_shard": [int(m["counts"]["references"]) for m in manifests]}
+    write_shards_manifest(index_dir, {**{k: v for k, v in top.items() if k not in ("format", "format_version")},
+                                      "counts": counts, "updated": now})
+
+
+def add_to_sharded(index_dir: str | Path, paths, workers: int | None = None) -> Job[BuildSummary]:
+    """``copylens index add`` on a sharded index: ids decided over all shards (as for one index), each new
+    file added to the shard its id hashes to; the calibration and the shared whitening stay as they are
+    (as ``index add`` keeps them for one index)."""
+    index_dir = Path(index_dir)
+    _shard_dirs(index_dir)  # not a sharded index: say so before taking a lock
+    with writer_lock(index_dir, "copylens index add") as note:
+        t0 = time.monotonic()
+        top, dirs = _shard_dirs(index_dir)
+        known: set[str] = set()
+        known_ids: set[str] = set()
+        for d in dirs:
+            store = ReferenceStore(d)
+            try:
+                known |= store.known_paths()
+                known_ids |= store.known_ids()
+            finally:
+                store.close()
+        root = Path(top["reference_root"]) if top.get("reference_root") else None
+        plan = plan_additions(paths, root, known, known_ids)
+        parts: list[list[tuple[Path, str]]] = [[] for _ in dirs]
+        for path, rid in plan.todo:
+            parts[shard_of_id(rid, len(dirs))].append((path, rid))
+        added = dups = 0
+        failures = list(plan.failures)
+        notes: list[str] = []
+        for i, d in enumerate(dirs):
+            if parts[i]:
+                part = _replace(plan, todo=parts[i], failures=[], skipped=0, renamed=[])
+                s = yield from _relabel(_add_to_index(d, (), workers, part, _contents(dirs, i)),
+                                        f"shard {i + 1}/{len(dirs)}")
+                added, dups = added + s.added, dups + s.duplicates
+                failures += s.failed
+                notes += s.notes
+        yield from _settle(index_dir, top, dirs)
+        total = read_shards_manifest(index_dir)["counts"]["references"]
+    summary = BuildSummary(added, plan.skipped, dups, failures, total, time.monotonic() - t0, plan.renamed, notes)
+    if note:
+        summary.notes.append(note)
+    return summary
+
+
+def remove_from_sharded(index_dir: str | Path, reference_ids) -> int:
+    """``copylens index remove`` on a sharded index: each id removed from the shard it hashes to."""
+    index_dir = Path(index_dir)
+    _shard_dirs(index_dir)
+    with writer_lock(index_dir, "copylens index remove"):
+        top, dirs = _shard_dirs(index_dir)
+        parts: list[list[str]] = [[] for _ in dirs]
+        for rid in dict.fromkeys(reference_ids):
+            parts[shard_of_id(rid, len(dirs))].append(rid)
+        removed = sum(_remove_from_index(d, ids) for d, ids in zip(dirs, parts, strict=True) if ids)
+        if removed:
+            run_job(_settle(index_dir, top, dirs))
+        return removed

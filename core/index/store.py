@@ -127,6 +127,9 @@ class ReferenceStore:
             raise IndexFormatError(f"{self.index_dir}: no {DATABASE}")
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []  # every thread's connection, so close() closes them all
+        # content (sha256 -> reference id) stored in the other shards of a sharded index: a file with that
+        # content is recorded as a duplicate here, as it would be in one index (see :mod:`.shards`)
+        self.elsewhere: dict[str, str] = {}
         self._lock = threading.Lock()
         if create:
             self.index_dir.mkdir(parents=True, exist_ok=True)
@@ -172,6 +175,8 @@ class ReferenceStore:
                 conn.execute("INSERT OR REPLACE INTO failures(path, reason) VALUES (?, ?)", (path, reason))
             for ref in refs:
                 existing = conn.execute("SELECT reference_id FROM refs WHERE sha256 = ?", (ref.sha256,)).fetchone()
+                if existing is None and ref.sha256 in self.elsewhere:
+                    existing = (self.elsewhere[ref.sha256],)
                 if existing is not None:
                     conn.execute("INSERT OR REPLACE INTO duplicates(path, sha256, reference_id) VALUES (?, ?, ?)",
                                  (ref.path, ref.sha256, existing[0]))
@@ -303,6 +308,10 @@ class ReferenceStore:
     def keypoint_counts(self) -> dict[int, int]:
         """Row -> number of keypoints stored, for every reference."""
         return dict(self._conn().execute("SELECT row, num_keypoints FROM refs").fetchall())
+
+    def contents(self) -> dict[str, str]:
+        """sha256 -> reference id of every stored reference."""
+        return dict(self._conn().execute("SELECT sha256, reference_id FROM refs").fetchall())
 
     def rows_by_id(self) -> list[tuple[str, int]]:
         """(reference id, row) of every reference, by id: an order that does not depend on how the
