@@ -3,18 +3,23 @@
 A quick loop for tuning (a sample of the benchmark's queries; the full evaluation is ``copylens bench run``):
 
     OMP_NUM_THREADS=2 .venv/bin/python bench/profile_queries.py BENCH_DIR INDEX_DIR --n 300 [--seed 0]
+
+``--nprobe N`` searches the local IVF index visiting N cells per descriptor instead of the default
+(:data:`copylens.core.index.local.NPROBE`); ``--json OUT`` appends the figures as one JSON line.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import json
 import time
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 
+import copylens.core.index.local as local_index
 from copylens.core.engine import Engine, QueryConfig
 from copylens.core.progress import run_job
 
@@ -27,6 +32,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--set", action="append", default=[], help="QueryConfig field=value (ints/floats/tuples)")
     ap.add_argument("--edits", default="", help="comma-separated edits to keep (default: all)")
+    ap.add_argument("--nprobe", type=int, default=None, help="local IVF cells visited per descriptor")
+    ap.add_argument("--json", default=None, help="append the figures as one JSON line to this file")
     args = ap.parse_args()
     bench = Path(args.bench)
     rows = [{"edit": r.get("attack", ""), **r} for r in csv.DictReader(open(bench / "ground_truth.csv", encoding="utf-8"))]
@@ -38,6 +45,8 @@ def main() -> None:
     for kv in args.set:
         k, v = kv.split("=", 1)
         overrides[k] = eval(v, {})  # a developer tool: values like 0, 0.8, ("direct", "mirror")
+    if args.nprobe is not None:
+        local_index.NPROBE = args.nprobe  # read when the index is opened
     engine = Engine.open(args.index, QueryConfig(**overrides))
     stages: dict[str, list[float]] = defaultdict(list)
     hits: dict[str, list[int]] = defaultdict(list)
@@ -67,6 +76,14 @@ def main() -> None:
     print(f"distractor top score: median {np.median(d):.3f}, >0.5: {np.mean(d > 0.5):.3f}, max {d.max():.3f}")
     p = np.array(pos_scores)
     print(f"copies correct & score>0.5: {np.mean(p > 0.5):.3f}")
+    if args.json:
+        out = {"index": args.index, "queries": len(rows), "nprobe": local_index.NPROBE, "set": args.set,
+               "total_ms_p50": float(np.median(totals)), "total_ms_p95": float(np.percentile(totals, 95)),
+               "stage_ms_median": {k: float(np.median(v)) for k, v in stages.items()},
+               "recall_at_1": {k: float(np.mean(v)) for k, v in hits.items()},
+               "distractor_above_half": float(np.mean(d > 0.5)), "copies_right_above_half": float(np.mean(p > 0.5))}
+        with open(args.json, "a", encoding="utf-8") as f:
+            f.write(json.dumps(out) + "\n")
 
 
 if __name__ == "__main__":

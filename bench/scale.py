@@ -219,6 +219,7 @@ def cmd_run(args) -> None:
         report = child(["-m", "copylens.core", "bench", "run", str(bench), "--index", str(index), "--no-build",
                         "--out", str(run_dir), "--json"], wd / "query.log", wd / "query.json")
         results["rows"][str(n)] = collect_run(n, num_refs, build, ram, report, items[:n], run_dir)
+        results["rows"][str(n)]["code"] = results["code"]  # rows of one file may come from different runs
         results["rows"] = dict(sorted(results["rows"].items(), key=lambda kv: int(kv[0])))
         out.parent.mkdir(parents=True, exist_ok=True)
         write_json_atomic(out, results)
