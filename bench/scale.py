@@ -245,6 +245,8 @@ def main(argv: list[str] | None = None) -> None:
     c.add_argument("--leak-procedural", type=int, default=300, help="procedural distractors against dev")
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--out", default=None, help="JSON of the findings (default WORK/check.json)")
+    c.add_argument("--combined-index", default=None,
+                   help="an index run built (dev references + first N distractors): both checks, nothing built")
     r = sub.add_parser("run", help="build, measure and query at each N")
     r.add_argument("--bench", default="/tmp/copylens-dev2")
     r.add_argument("--distractors", required=True)

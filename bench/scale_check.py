@@ -7,6 +7,13 @@
    images) among the first ``--leak-n``, plus ``--leak-procedural`` random procedural ones, searched in the
    index of the dev benchmark's references. A match >= 0.5 is dev content or a false match: listed with
    the distractor's provenance, to look at.
+
+``--combined-index INDEX`` (the index ``run`` built at some N: the dev references plus the first N
+distractors, ids ``scale/...``) does both in one pass without building anything: ``--queries`` random
+distractors among the first N are searched against all N (each should find itself and no other
+distractor: a far stronger distinctness test than a 2,000-image sample), the same number beyond N against
+them (when the set is larger), and the leak queries as above; a match >= 0.5 with a dev reference id is a
+leak, with another ``scale/`` id a pair.
 """
 
 from __future__ import annotations
@@ -35,6 +42,59 @@ def _search_all(eng, paths: list[Path], label: str) -> list[list[tuple[str, floa
     return out
 
 
+def _combined(args, items: list[dict], rng: np.random.Generator) -> dict:
+    """Both checks against an index holding the dev references and the first N distractors."""
+    from scale import DISTRACTOR_DIR
+
+    from copylens.core.engine import Engine
+
+    dis = Path(args.distractors)
+    rid = {it["index"]: f"{DISTRACTOR_DIR}/" + it["file"].rsplit(".", 1)[0] for it in items}
+    with Engine.open(args.combined_index) as eng:
+        indexed = {r for r, _ in eng.store.rows_by_id()}
+        n = next((i for i in range(len(items)) if rid[i] not in indexed), len(items))  # run indexes a prefix
+        if n == 0:
+            raise SystemExit(f"{args.combined_index}: holds no distractor (an index scale.py run built?)")
+        inside = rng.choice(n, min(args.queries, n), replace=False).tolist()
+        outside = (rng.choice(np.arange(n, len(items)), min(args.queries, len(items) - n), replace=False).tolist()
+                   if len(items) > n else [])
+        src = [it["index"] for it in items[: min(args.leak_n, n)] if it["cells"]]
+        proc_pool = [it["index"] for it in items[: min(args.leak_n, n)] if not it["cells"]]
+        proc = rng.choice(proc_pool, min(args.leak_procedural, len(proc_pool)), replace=False).tolist()
+        queries = list(dict.fromkeys(inside + outside + src + proc))  # each searched once
+        t = time.monotonic()
+        res = dict(zip(queries, _search_all(eng, [dis / items[i]["file"] for i in queries], "distractors"),
+                       strict=True))
+    pairs, leaks = [], []
+    for q in queries:
+        for r, s in res[q]:
+            if r == rid[q] or s < THRESHOLD:
+                continue
+            row = {"query": rid[q], "query_kind": items[q]["kind"], "match": r, "score": s}
+            if r.startswith(DISTRACTOR_DIR + "/"):
+                pairs.append({"group": "indexed" if q < n else "not indexed", **row})
+            else:
+                leaks.append({**row, "sources": [c["source"] for c in items[q]["cells"]]})
+    self_found = sum(1 for q in inside if res[q] and res[q][0][0] == rid[q] and res[q][0][1] >= THRESHOLD)
+    return {
+        "combined_index": str(args.combined_index), "distractors_indexed": n, "search_seconds": time.monotonic() - t,
+        "distinctness": {
+            "queries_indexed": len(inside), "queries_not_indexed": len(outside),
+            "indexed_found_themselves_top1": self_found,
+            "queries_matching_another_distractor": len({p["query"] for p in pairs}),
+            "of_them_indexed_queries": len({p["query"] for p in pairs if p["group"] == "indexed"}),
+            "by_query_kind": dict(Counter(p["query_kind"] for p in pairs)), "pairs": pairs,
+            "top_other_scores": sorted((s for q in inside + outside for r, s in res[q]
+                                        if r != rid[q] and r.startswith(DISTRACTOR_DIR + "/")), reverse=True)[:10]},
+        "leaks": {
+            "source_derived_queried": len(src), "procedural_queried": len(proc),
+            "distractors_matching_dev": len({x["query"] for x in leaks}),
+            "by_kind": dict(Counter(x["query_kind"] for x in leaks)), "matches": leaks,
+            "top_scores": sorted((s for q in src + proc for r, s in res[q]
+                                  if not r.startswith(DISTRACTOR_DIR + "/")), reverse=True)[:10]},
+    }
+
+
 def check_main(args) -> None:
     from scale import hard_link
 
@@ -47,6 +107,10 @@ def check_main(args) -> None:
     rid = {it["index"]: it["file"].rsplit(".", 1)[0] for it in items}
     by_index = {it["index"]: it for it in items}
     findings: dict = {"distractors": str(dis), "made": len(items), "threshold": THRESHOLD}
+    if args.combined_index:
+        findings.update(_combined(args, items, rng))
+        _finish(args, work, findings, f"{args.combined_index} (distractors and dev references)")
+        return
 
     # ---- 1. distinctness
     sample = sorted(rng.choice(len(items), min(args.index_n, len(items)), replace=False).tolist())
@@ -100,14 +164,19 @@ def check_main(args) -> None:
                          "distractors_matching_dev": len({x["distractor"] for x in leaks}),
                          "by_kind": dict(Counter(x["kind"] for x in leaks)), "matches": leaks,
                          "top_scores": sorted((s for m in res for _, s in m), reverse=True)[:10]}
+    _finish(args, work, findings, f"{len(sample)} distractors")
+
+
+def _finish(args, work: Path, findings: dict, against: str) -> None:
     out = Path(args.out) if args.out else work / "check.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out, findings)
     d, lk = findings["distinctness"], findings["leaks"]
     print(f"distinctness: {d['queries_indexed']} indexed + {d['queries_not_indexed']} other distractors queried "
-          f"against {len(sample)}; {d['indexed_found_themselves_top1']}/{d['queries_indexed']} found themselves "
+          f"against {against}; {d['indexed_found_themselves_top1']}/{d['queries_indexed']} found themselves "
           f"at top-1 >= {THRESHOLD}; {d['queries_matching_another_distractor']} matched another distractor >= "
           f"{THRESHOLD} {d['by_query_kind']}")
     print(f"leaks: {lk['source_derived_queried']} source-derived + {lk['procedural_queried']} procedural queried "
-          f"against {args.dev_index}: {lk['distractors_matching_dev']} matched a dev reference >= {THRESHOLD} "
+          f"against the dev references: {lk['distractors_matching_dev']} matched a dev reference >= {THRESHOLD} "
           f"{lk['by_kind']}")
     print(f"details: {out}")
