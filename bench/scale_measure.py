@@ -18,6 +18,13 @@ KINDS = ("photo", "tuxpaint", "icons", "lineart", "wallpapers")
 
 
 def _rss_mb() -> float:
+    """This process's resident memory (after glibc returns freed heap pages, so it counts what is held)."""
+    import ctypes
+
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
@@ -58,7 +65,17 @@ def ram_child(index: str) -> dict:
     import torch  # noqa: F401  (imported before the baseline so that the delta is the index, not the library)
 
     from copylens.core.engine import Engine
+    from copylens.core.index.layout import LOCAL_FAISS, read_manifest
+    from copylens.core.index.local import LocalIndex
 
+    # the local index's RAM as loaded (serialised size understates it for indexes with an id hash map):
+    # loaded alone first, in this fresh process, and freed before the engine opens the index
+    kind = read_manifest(Path(index))["local_index"]["kind"]
+    r0 = _rss_mb()
+    alone = LocalIndex.load(Path(index) / LOCAL_FAISS, kind)
+    local_rss = _rss_mb() - r0
+    descriptors = alone.ntotal
+    del alone
     rss0 = _rss_mb()
     t = time.monotonic()
     eng = Engine.open(index)
@@ -84,6 +101,8 @@ def ram_child(index: str) -> dict:
         return float(sorted(v)[len(v) // 2]) if v else None
 
     return {"references": n, "local_bytes": local, "global_bytes": glob, "faiss_bytes": local + sum(glob.values()),
+            "descriptors": descriptors, "local_rss_mb": local_rss,
+            "ram_bytes": max(local, local_rss * 2**20) + sum(glob.values()),
             "rss_before_open_mb": rss0, "rss_after_open_mb": rss1, "open_seconds": open_s,
             "median_keypoints": {k: median(v) for k, v in kps.items()}, "near_identical_pairs": dict(near),
             "duplicates": dups}
@@ -121,7 +140,7 @@ def collect_run(n: int, num_refs: int, build: dict, ram: dict, report: dict, ite
         "build_cpu_ms_per_image": build["_cpu_seconds"] / max(1, build["added"]) * 1000,
         "query_cpu_ms_mean": report["_cpu_seconds"] / max(1, report["num_queries"]) * 1000,
         "loadavg": {"build": build["_loadavg_before_after"], "query": report["_loadavg_before_after"]},
-        "ram_kb_per_reference": ram["faiss_bytes"] / num_refs / 1024,
+        "ram_kb_per_reference": ram.get("ram_bytes", ram["faiss_bytes"]) / num_refs / 1024,
         "disk_kb_per_reference": report["bytes_per_reference"] / 1024, "index_bytes": report["index_bytes"],
         "query_p50_ms": report["latency_p50_ms"], "query_p95_ms": report["latency_p95_ms"],
         "query_peak_rss_mb": report["peak_rss_mb"], "queries": report["num_queries"],

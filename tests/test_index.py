@@ -275,3 +275,43 @@ def test_indexes_with_the_earlier_refined_kind_still_open_and_search(tmp_path, m
     monkeypatch.undo()
     with Engine.open(out) as eng:
         assert _best(eng, np.asarray(Image.open(refs / "set1" / "img 010.jpg"))) == "set1/img 010"
+
+
+def test_approximate_local_index_holds_our_ids_in_its_lists(tmp_path):
+    """New IVF indexes keep (row, keypoint) ids in their inverted lists, with no IndexIDMap2 (its id array
+    and hash map nearly double the RAM per descriptor); an index saved with the wrapper (before 2026-12-04)
+    loads without it and answers exactly as before."""
+    import faiss
+
+    from copylens.core.index import local as localindex
+    from copylens.core.index.faissio import save_index
+
+    rng = np.random.default_rng(0)
+    vecs = rng.random((6000, 128), dtype=np.float32)
+    rows, kps = np.arange(6000) // 100 + 7, np.arange(6000) % 100
+    ids = rows * localindex.KP_SLOTS + kps
+    queries = vecs[::120] + 0.01
+
+    new = localindex.LocalIndex.create(vecs, 6000)
+    assert isinstance(new._index, faiss.IndexIVF)
+    new.add_many(rows, kps, vecs)
+    found = new.search(queries, 3)
+    assert np.array_equal(found.rows[:, 0], rows[::120]) and np.array_equal(found.keypoints[:, 0], kps[::120])
+
+    inner = faiss.index_factory(128, localindex.FACTORIES["ivf-pq"].format(nlist=64))
+    inner.train(vecs)
+    legacy = faiss.IndexIDMap2(inner)
+    legacy.add_with_ids(vecs, ids.astype(np.int64))
+    faiss.extract_index_ivf(inner).nprobe = localindex.NPROBE
+    want_d, want_i = legacy.search(queries, 5)
+    save_index(legacy, tmp_path / "local.faiss")
+    del legacy, inner
+    loaded = localindex.LocalIndex.load(tmp_path / "local.faiss", "ivf-pq")
+    assert not isinstance(loaded._index, faiss.IndexIDMap)
+    got = loaded.search(queries, 5)
+    assert np.array_equal(got.rows * localindex.KP_SLOTS + got.keypoints, want_i)
+    assert np.allclose(got.sq_dists, want_d)
+    loaded.add_many(np.array([99]), np.array([0]), vecs[:1] + 0.5)  # still grows, and saves without the wrapper
+    loaded.save(tmp_path / "again.faiss")
+    again = localindex.LocalIndex.load(tmp_path / "again.faiss", "ivf-pq")
+    assert again.ntotal == 6001 and np.array_equal(again.search(queries, 5).rows, got.rows)
