@@ -226,6 +226,29 @@ def cmd_run(args) -> None:
         print(f"N={n}: written to {out}", file=sys.stderr)
 
 
+def cmd_ram(args) -> None:
+    """Measure the RAM of each N's index again with this code (the index files as run built them) and update
+    its row: for an index format change that leaves the search answers unchanged."""
+    import copylens.core
+
+    out, work = Path(args.out), Path(args.work)
+    results = json.loads(out.read_text(encoding="utf-8"))
+    for n in (int(v) for v in args.sizes.split(",")):
+        row, wd = results["rows"].get(str(n)), work / f"n{n}"
+        if row is None or not (wd / "index").exists():
+            raise SystemExit(f"N={n}: no row in {out} or no index in {wd}")
+        saved = wd / "ram-again.json"
+        saved.unlink(missing_ok=True)
+        ram = child([__file__, "_ram", str(wd / "index")], wd / "ram-again.log", saved)
+        row["ram_first"] = row["ram"]
+        row["ram"] = ram
+        row["ram_kb_per_reference"] = ram.get("ram_bytes", ram["faiss_bytes"]) / row["references"] / 1024
+        row["ram_code"] = str(Path(copylens.core.__file__).parent)
+        write_json_atomic(out, results)
+        print(f"N={n}: {row['ram_kb_per_reference']:.1f} KB per reference (was "
+              f"{row['ram_first']['faiss_bytes'] / row['references'] / 1024:.1f} from the files)", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -254,6 +277,10 @@ def main(argv: list[str] | None = None) -> None:
     r.add_argument("--work", required=True)
     r.add_argument("--out", default="bench/results/scale.json")
     r.add_argument("--redo", action="store_true", help="measure N again even when the results hold it")
+    a2 = sub.add_parser("ram", help="measure the RAM of built indexes again with this code")
+    a2.add_argument("--work", required=True)
+    a2.add_argument("--sizes", required=True)
+    a2.add_argument("--out", default="bench/results/scale.json")
     p = sub.add_parser("report", help="Markdown table and a PNG of every figure against N")
     p.add_argument("--results", default="bench/results/scale.json")
     p.add_argument("--plot", default="resources/scale.png")
@@ -272,6 +299,8 @@ def main(argv: list[str] | None = None) -> None:
         cmd_run(args)
     elif args.cmd == "report":
         report_main(args)
+    elif args.cmd == "ram":
+        cmd_ram(args)
     elif args.cmd == "_build":
         print(json.dumps(build_child(args.ref_dir, args.index)))
     elif args.cmd == "_ram":
