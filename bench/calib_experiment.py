@@ -81,7 +81,7 @@ def pairs(index: Path, strategy: str, n: int, out: Path, seed: int = 0) -> None:
                               annotate=annotator(eng)),
             ConsoleProgress())
         out.write_text(json.dumps({"strategy": strategy, "names": list(eng.calibrator.names),
-                                   "signals": signals, "labels": labels,
+                                   "signals": signals, "labels": labels, "sources": sources,
                                    "source_keypoints": [kps.get(r, 0) for r in sources]}))
 
 

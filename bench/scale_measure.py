@@ -137,7 +137,9 @@ def collect_run(n: int, num_refs: int, build: dict, ram: dict, report: dict, ite
         "n": n, "references": num_refs, "distractor_kinds": dict(Counter(it["kind"] for it in items)),
         "build": build, "ram": ram,
         "build_images_per_s": build["images_per_s"], "build_peak_rss_mb": build["peak_rss_mb"],
-        "build_cpu_ms_per_image": build["_cpu_seconds"] / max(1, build["added"]) * 1000,
+        # None when the build's CPU time is not known (a build resumed after an interruption: bench/README)
+        "build_cpu_ms_per_image": (None if build.get("_cpu_seconds") is None
+                                   else build["_cpu_seconds"] / max(1, build["added"]) * 1000),
         "query_cpu_ms_mean": report["_cpu_seconds"] / max(1, report["num_queries"]) * 1000,
         "loadavg": {"build": build["_loadavg_before_after"], "query": report["_loadavg_before_after"]},
         "ram_kb_per_reference": ram.get("ram_bytes", ram["faiss_bytes"]) / num_refs / 1024,
@@ -165,7 +167,7 @@ def table(rows: list[dict]) -> str:
         pc = r["per_content"]
         dm = r["distractor_matches"]
         cells = [f"{r['n']:,}", f"{r['references']:,}", f"{r['build_images_per_s']:.1f}",
-                 f"{r.get('build_cpu_ms_per_image', float('nan')):.0f}",
+                 "n/a" if r.get("build_cpu_ms_per_image") is None else f"{r['build_cpu_ms_per_image']:.0f}",
                  f"{r['build_peak_rss_mb']:.0f}", f"{r['ram_kb_per_reference']:.1f}" + ("" if "local_rss_mb" in r["ram"] else "*"),
                  f"{r['ram']['rss_after_open_mb']:.0f}", f"{r['disk_kb_per_reference']:.0f}",
                  f"{r['query_p50_ms']:.0f} / {r['query_p95_ms']:.0f}", f"{r.get('query_cpu_ms_mean', float('nan')):.0f}",
