@@ -315,3 +315,10 @@ def test_approximate_local_index_holds_our_ids_in_its_lists(tmp_path):
     loaded.save(tmp_path / "again.faiss")
     again = localindex.LocalIndex.load(tmp_path / "again.faiss", "ivf-pq")
     assert again.ntotal == 6001 and np.array_equal(again.search(queries, 5).rows, got.rows)
+    # every FAISS object keeps the ownership FAISS gave it: reading the legacy file again (and anything
+    # else) still gives typed indexes (taking the inner index over in place once broke SWIG's type table)
+    del loaded, again
+    for _ in range(2):
+        twice = localindex.LocalIndex.load(tmp_path / "local.faiss", "ivf-pq")
+        assert isinstance(twice._index, faiss.IndexIVF) and twice.ntotal == 6000
+    assert isinstance(faiss.read_index(str(tmp_path / "local.faiss")), faiss.IndexIDMap2)

@@ -74,15 +74,22 @@ def _set_search_params(index: faiss.Index) -> None:
         inner.k_factor = REFINE_FACTOR
 
 
-def _native_ids(index: faiss.Index) -> faiss.Index:
-    """An ``IndexIDMap``/``IndexIDMap2`` over a plain IVF index (how indexes were saved before 2026-12-04)
-    as the IVF index alone, its inverted lists rewritten to hold our ids: the same answers with about half
-    the RAM (the wrapper's id array and hash map are freed). Anything else is returned as it is."""
+def _native_ids(index: faiss.Index) -> np.ndarray | None:
+    """For an ``IndexIDMap``/``IndexIDMap2`` over a plain IVF index (how indexes were saved before
+    2026-12-04): the IVF index alone, serialised, its inverted lists rewritten to hold our ids; read back
+    once the wrapper is freed, it gives the same answers with about half the RAM (the wrapper's id array
+    and hash map are gone). None for anything else (used as it is).
+
+    The IVF index is handed over by serialising it and reading it back, so every FAISS object keeps the
+    ownership FAISS gave it: taking the inner index over from the wrapper in place (``own_fields = False``
+    and ``this.own(True)``) broke SWIG's type table, and the next index read in the process came back as
+    a bare ``SwigPyObject`` (seen on a 26M-descriptor index). The price is a transient copy of the codes
+    while a legacy index opens."""
     if not isinstance(index, faiss.IndexIDMap):  # IndexIDMap2 is a subclass
-        return index
+        return None
     inner = faiss.downcast_index(index.index)
     if not isinstance(inner, faiss.IndexIVF):  # flat, or refined (looks its vectors up by position)
-        return index
+        return None
     id_map = faiss.vector_to_array(index.id_map)
     lists = inner.invlists
     for cell in range(inner.nlist):
@@ -91,9 +98,28 @@ def _native_ids(index: faiss.Index) -> faiss.Index:
             ids = faiss.rev_swig_ptr(lists.get_ids(cell), n)  # a writable view of the list's ids
             ids[:] = id_map[ids]
             lists.release_ids(cell, lists.get_ids(cell))
-    index.own_fields = False  # the wrapper goes; the IVF index is now owned by its Python object
-    inner.this.own(True)
-    return inner
+    del id_map, lists
+    data = faiss.serialize_index(inner)
+    del inner
+    return data
+
+
+def _read_serialised(data: np.ndarray) -> faiss.Index:
+    """A FAISS index from :func:`faiss.serialize_index`'s bytes, read in slices (no second copy)."""
+    view = memoryview(data)
+    pos = 0
+
+    def read(n: int) -> bytes:
+        nonlocal pos
+        chunk = view[pos:pos + n].tobytes()
+        pos += len(chunk)
+        return chunk
+
+    reader = faiss.PyCallbackIOReader(read)
+    try:
+        return faiss.read_index(reader)
+    finally:
+        del reader
 
 
 def _give_back_freed_memory() -> None:
@@ -192,11 +218,14 @@ class LocalIndex:
 
     @staticmethod
     def load(path: Path, kind: str) -> LocalIndex:
-        raw = load_index(path, (faiss.Index,), "local descriptor index")
-        index = _native_ids(raw)
-        if index is not raw:
-            del raw  # frees the wrapper's id array and hash map ...
+        index = load_index(path, (faiss.Index,), "local descriptor index")
+        unwrapped = _native_ids(index)
+        if unwrapped is not None:
+            del index  # frees the wrapper, its id array and hash map ...
             _give_back_freed_memory()  # ... and hands their pages back to the system
+            index = _read_serialised(unwrapped)
+            del unwrapped
+            _give_back_freed_memory()
         if kind != "flat":
             try:
                 _set_search_params(index)
