@@ -76,12 +76,12 @@ def collect(bench: Path, index: Path, out: Path, threads: int = 2) -> None:
 def pairs(index: Path, strategy: str, n: int, out: Path, seed: int = 0) -> None:
     with Engine.open(index) as eng:
         kps = eng.store.keypoint_counts()
-        signals, labels, sources = run_job(
+        signals, labels, sources, queries = run_job(
             calibration_pairs(eng, seed=seed, max_queries=n, min_queries=min(n, 60), workers=2, strategy=strategy,
                               annotate=annotator(eng)),
             ConsoleProgress())
         out.write_text(json.dumps({"strategy": strategy, "names": list(eng.calibrator.names),
-                                   "signals": signals, "labels": labels, "sources": sources,
+                                   "signals": signals, "labels": labels, "sources": sources, "queries": queries,
                                    "source_keypoints": [kps.get(r, 0) for r in sources]}))
 
 
@@ -180,7 +180,8 @@ def _report(label: str, cal: Calibrator, records: list[dict], gt, positives, kin
         cands = rec["candidates"]
         if not cands:
             continue
-        scores = cal.predict([c[2] for c in cands])
+        predict = cal.predict_query if hasattr(cal, "predict_query") else cal.predict  # a contrast stage: per query
+        scores = predict([c[2] for c in cands])
         best: dict[str, float] = {}
         for (rid, _, _), s in zip(cands, scores, strict=True):
             best[rid] = max(best.get(rid, 0.0), float(s))

@@ -97,6 +97,10 @@ class Calibrator:
         z = x @ np.array(self.weights) + self.bias
         return 1.0 / (1.0 + np.exp(-np.clip(z, -40, 40)))
 
+    def predict_query(self, signals: Sequence[Mapping[str, float]]) -> np.ndarray:
+        """Probabilities for the candidates of one query (each judged alone)."""
+        return self.predict(signals)
+
     def to_dict(self) -> dict:
         out = {"signals": list(self.names), "weights": list(self.weights), "bias": self.bias,
                "mean": list(self.mean), "std": list(self.std), "source": self.source}
@@ -137,13 +141,131 @@ class FusedCalibrator:
             q *= 1.0 - c.predict(signals)
         return 1.0 - q
 
+    def predict_query(self, signals: Sequence[Mapping[str, float]]) -> np.ndarray:
+        """Probabilities for the candidates of one query (each judged alone)."""
+        return self.predict(signals)
+
     def to_dict(self) -> dict:
         return {"kind": "noisy-or", "parts": [p.to_dict() for p in self.parts], "signals": list(self.names),
                 "source": self.source}
 
 
-def calibrator_from_dict(d: Mapping, expected: Sequence[str] | None = None) -> Calibrator | FusedCalibrator:
-    """The model a manifest records: one logistic model, or several fused (``"kind": "noisy-or"``)."""
+LEAD_CLIP = 7.0  # logits clipped to +-LEAD_CLIP; a query's only candidate leads by its logit + LEAD_CLIP
+
+
+def _logits(p: np.ndarray, clip: float = LEAD_CLIP) -> np.ndarray:
+    p = np.clip(p, 1e-15, 1 - 1e-15)
+    return np.clip(np.log(p / (1 - p)), -clip, clip)
+
+
+def leads(z: np.ndarray) -> np.ndarray:
+    """Each candidate's logit minus the best other candidate's logit, among one query's candidates."""
+    if z.size == 0:
+        return z
+    order = np.argsort(-z, kind="stable")
+    second = z[order[1]] if z.size > 1 else -LEAD_CLIP
+    return z - np.where(np.arange(z.size) == order[0], second, z[order[0]])
+
+
+@dataclass(frozen=True, slots=True)
+class ContrastCalibrator:
+    """A second stage that judges each candidate against the query's other candidates.
+
+    The first stage (``base``) judges every candidate alone. A graphic that is only a sibling of indexed
+    graphics (the same cloud with rain instead of snow, the same box with another label) matches several
+    of them about equally well, while a copy matches its own reference better than any sibling, so the
+    candidate's lead (its first-stage logit minus the best other candidate's) is evidence of its own:
+    ``p = sigmoid(a * z + b * lead + c)`` with ``a, b >= 0``, so the order within a query never changes.
+    Fitted by :func:`fit_contrast` on the calibration queries, each used as a copy query and, with its
+    source's candidate removed, as a distractor query. Measured on the dev benchmark v2 with
+    bench/contrast_experiment.py (README).
+    """
+
+    base: Calibrator | FusedCalibrator
+    weights: tuple[float, float]  # on the base logit and on the lead
+    bias: float
+    source: str
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return self.base.names
+
+    def predict_query(self, signals: Sequence[Mapping[str, float]]) -> np.ndarray:
+        """Probabilities for the candidates of ONE query (each one's lead depends on the others)."""
+        if not signals:
+            return np.zeros(0)
+        z = _logits(self.base.predict(signals), 30.0)
+        out = self.weights[0] * z + self.weights[1] * leads(np.clip(z, -LEAD_CLIP, LEAD_CLIP)) + self.bias
+        return 1.0 / (1.0 + np.exp(-np.clip(out, -40, 40)))
+
+    def to_dict(self) -> dict:
+        return {"kind": "contrast", "base": self.base.to_dict(), "weights": list(self.weights),
+                "bias": self.bias, "signals": list(self.names), "source": self.source}
+
+
+def fit_contrast(base: Calibrator | FusedCalibrator, signals: Sequence[Mapping[str, float]],
+                 labels: Sequence[int], queries: Sequence[int], distractor_weight: float = 1.0,
+                 l2: float = 1e-3) -> ContrastCalibrator:
+    """The second stage over ``base``: logistic regression of the label on the base logit and the lead,
+    weights non-negative. ``queries[i]`` names candidate i's calibration query. Each query with its copy
+    among the candidates also counts as a distractor query (its copy's candidate removed, leads
+    recomputed, all labels 0; weight ``distractor_weight``): a query whose original is not indexed."""
+    groups: dict[int, list[int]] = {}
+    for i, q in enumerate(queries):
+        groups.setdefault(int(q), []).append(i)
+    xs, ys, ws = [], [], []
+    p_all = base.predict(signals)
+    y_all = np.asarray(labels, np.float64)
+    for idx in groups.values():
+        z, y = _logits(p_all[idx], 30.0), y_all[idx]
+        zc = np.clip(z, -LEAD_CLIP, LEAD_CLIP)
+        xs.append(np.stack([z, leads(zc)], 1))
+        ys.append(y)
+        ws.append(np.ones(len(idx)))
+        rest = y == 0
+        if rest.any() and not rest.all():
+            xs.append(np.stack([z[rest], leads(zc[rest])], 1))
+            ys.append(np.zeros(int(rest.sum())))
+            ws.append(np.full(int(rest.sum()), distractor_weight))
+    x, y, w = np.vstack(xs), np.concatenate(ys), np.concatenate(ws)
+    if y.min() == y.max():
+        raise ValueError("calibration needs both copies and non-copies")
+    active = [0, 1]
+    while True:
+        xs_ = np.hstack([x[:, active], np.ones((len(x), 1))])
+        beta = np.zeros(xs_.shape[1])
+        for _ in range(100):
+            p = 1 / (1 + np.exp(-np.clip(xs_ @ beta, -40, 40)))
+            grad = xs_.T @ (w * (p - y)) + l2 * beta
+            hess = (xs_ * (w * p * (1 - p))[:, None]).T @ xs_ + l2 * np.eye(xs_.shape[1])
+            step = np.linalg.solve(hess, grad)
+            beta -= step
+            if float(np.abs(step).max()) < 1e-9:
+                break
+        negative = [j for j, b in zip(active, beta[:-1], strict=True) if b < 0]
+        if not negative:
+            break
+        active.remove(negative[0])
+    weights = [0.0, 0.0]
+    for j, b in zip(active, beta[:-1], strict=True):
+        weights[j] = float(b)
+    return ContrastCalibrator(base, (weights[0], weights[1]), float(beta[-1]),
+                              f"{base.source}; judged against each query's other candidates "
+                              f"({len(groups)} calibration queries)")
+
+
+def calibrator_from_dict(d: Mapping, expected: Sequence[str] | None = None
+                         ) -> Calibrator | FusedCalibrator | ContrastCalibrator:
+    """The model a manifest records: one logistic model, several fused (``"kind": "noisy-or"``), or either
+    with a second stage over each query's candidates (``"kind": "contrast"``)."""
+    if d.get("kind") == "contrast":
+        base = calibrator_from_dict(d["base"], expected)
+        if isinstance(base, ContrastCalibrator):
+            raise ValueError("a contrast calibration over another one")
+        weights = tuple(float(v) for v in d["weights"])
+        if len(weights) != 2 or min(weights) < 0 or not all(math.isfinite(v) for v in weights):
+            raise ValueError("the calibration's contrast weights are damaged")
+        return ContrastCalibrator(base, (weights[0], weights[1]), float(d["bias"]), str(d["source"]))
     if d.get("kind") == "noisy-or":
         parts = tuple(Calibrator.from_dict(p, expected) for p in d["parts"])
         if not parts:

@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 
 from .agreement import edge_agreement
-from .calibrate import Calibrator, FusedCalibrator, calibrator_from_dict, default_calibrator, signal_names
+from .calibrate import Calibrator, ContrastCalibrator, FusedCalibrator, calibrator_from_dict, default_calibrator, signal_names
 from .errors import CopyLensError, IndexFormatError
 from .features import VARIANTS, FeatureConfig, LocalFeatures, extract, rootsift
 from .fileio import file_sha256
@@ -122,7 +122,7 @@ def _dir_size(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
-def _calibrator(manifest: dict, globals_: list[GlobalBranch], what: str) -> Calibrator | FusedCalibrator:
+def _calibrator(manifest: dict, globals_: list[GlobalBranch], what: str) -> Calibrator | FusedCalibrator | ContrastCalibrator:
     """The manifest's confidence model for these global branches (the default model when it has none)."""
     names = signal_names([signal_name(g.name) for g in globals_])
     cal = manifest.get("calibration")
@@ -136,7 +136,7 @@ class Engine:
     """An opened CopyLens index."""
 
     def __init__(self, index_dir: Path, manifest: dict, store: ReferenceStore, local: LocalIndex,
-                 calibrator: Calibrator | FusedCalibrator, config: QueryConfig,
+                 calibrator: Calibrator | FusedCalibrator | ContrastCalibrator, config: QueryConfig,
                  globals_: list[GlobalBranch] | None = None, hashlists: HashListMatcher | None = None) -> None:
         self.index_dir = index_dir
         self.manifest = manifest
@@ -276,7 +276,7 @@ class Engine:
         timings: dict[str, float] = {}
         candidates, regions = yield from self.candidates(image, timings=timings)
         t = time.perf_counter()
-        scores = self.calibrator.predict([c.signals for c in candidates])
+        scores = self.calibrator.predict_query([c.signals for c in candidates])
         ids = self.store.ids_of_rows([c.row for c in candidates])
         matches = [Match(ids[c.row], float(s), c.evidence, c.signals)
                    for c, s in zip(candidates, scores, strict=True) if c.row in ids]

@@ -102,3 +102,68 @@ def test_fused_experts_let_either_kind_of_evidence_show_a_copy():
     assert np.allclose(calibrator_from_dict(one.to_dict(), names).predict(test), one.predict(test))
     with pytest.raises(ValueError, match="unknown calibration kind"):
         calibrator_from_dict({**fused.to_dict(), "kind": "mystery"}, names)
+
+
+def _query(rng, copy: bool, siblings: int):
+    """One query's candidates: its source (a copy query only), ``siblings`` near-identical references that
+    share much of the picture, and unrelated junk. Returns signals and labels."""
+    def cand(inl: float) -> dict:
+        return {"inliers": inl, "matches": inl * 1.4 + 4, "votes": inl * 2, "plausible": float(inl > 8),
+                "inlier_ratio": inl / (inl * 1.4 + 4), "inlier_share": min(1.0, inl / 200), "query_spread": 0.3,
+                "reference_spread": 0.3, "mean_similarity": 0.85}
+    strength = rng.uniform(10, 150)  # how much the query shares with the family: varies widely
+    sigs, labels = [], []
+    if copy:
+        sigs.append(cand(strength * rng.uniform(1.6, 2.4)))  # the copy matches its own reference best
+        labels.append(1)
+    for _ in range(siblings):
+        sigs.append(cand(strength * rng.uniform(0.8, 1.0)))
+        labels.append(0)
+    for _ in range(5):
+        sigs.append(cand(float(rng.gamma(1.5, 3))))
+        labels.append(0)
+    return sigs, labels
+
+
+def test_contrast_stage_lowers_siblings_that_match_equally_and_keeps_copies():
+    from copylens.core.calibrate import ContrastCalibrator, calibrator_from_dict, fit_contrast, leads
+
+    rng = np.random.default_rng(3)
+    sigs, labels, queries = [], [], []
+    for q in range(300):  # calibration queries are edited copies; half of them in families of siblings
+        s, y = _query(rng, copy=True, siblings=int(rng.integers(0, 4)) if q % 2 else 0)
+        sigs += s
+        labels += y
+        queries += [q] * len(s)
+    names = tuple(SIGNALS)
+    share = np.mean(labels)
+    first = fit(sigs, labels, positive_prior=share / (2 - share), names=names)
+    cal = fit_contrast(first, sigs, labels, queries)
+    assert cal.weights[1] > 0 and min(cal.weights) >= 0  # the lead is evidence, and never counts against
+
+    copies = [_query(rng, True, int(rng.integers(1, 4)))[0] for _ in range(200)]
+    siblings = [_query(rng, False, int(rng.integers(2, 4)))[0] for _ in range(200)]  # a sibling, not a copy
+    def auc(pos, neg):
+        return np.mean([p > n for p in pos for n in neg])
+
+    top = {name: [float(model(s).max()) for s in group] for name, model in
+           (("first", first.predict), ("contrast", cal.predict_query)) for group in (copies,)}
+    top_sib = {name: [float(model(s).max()) for s in siblings] for name, model in
+               (("first", first.predict), ("contrast", cal.predict_query))}
+    # a sibling that matches two or three indexed references about equally is far less confident ...
+    assert np.mean(top_sib["contrast"]) < np.mean(top_sib["first"]) - 0.08  # measured 0.26 -> 0.14
+    # ... while copies, which lead their siblings, stay confident
+    assert np.mean(top["contrast"]) >= np.mean(top["first"])  # measured 0.53 -> 0.60
+    # ranking the copies' top candidates above the siblings' top candidates gets better
+    assert auc(top["contrast"], top_sib["contrast"]) > auc(top["first"], top_sib["first"]) + 0.08  # 0.77 -> 0.91
+    # the order within a query never changes (ties only far below 0.001, where logits are clipped); leads
+    # are relative to the best other candidate
+    for s in copies[:20] + siblings[:20]:
+        order = np.argsort(-first.predict(s), kind="stable")
+        assert np.all(np.diff(cal.predict_query(s)[order]) <= 1e-12)
+    assert np.allclose(leads(np.array([3.0, 1.0, -2.0])), [2.0, -2.0, -5.0])
+    # the manifest's record round-trips; damaged weights are refused
+    again = calibrator_from_dict(cal.to_dict(), names)
+    assert isinstance(again, ContrastCalibrator) and np.allclose(again.predict_query(copies[0]), cal.predict_query(copies[0]))
+    with pytest.raises(ValueError, match="contrast weights"):
+        calibrator_from_dict({**cal.to_dict(), "weights": [1.0, -2.0]}, names)

@@ -124,6 +124,20 @@ def test_calibration_was_fitted(engine):
     assert engine.info.calibration.startswith("fitted"), engine.info.calibration
 
 
+def test_query_scores_judge_each_candidate_against_the_query_s_others(engine):
+    """The build fits the second stage (calibrate.ContrastCalibrator) and queries use it on all of a
+    query's candidates together: a copy's score is the stage's score given its rivals."""
+    from copylens.core.calibrate import ContrastCalibrator
+
+    assert isinstance(engine.calibrator, ContrastCalibrator) and min(engine.calibrator.weights) >= 0
+    result = _query(engine, skimage_rgb("astronaut")[40:400, 60:460], top_k=1000)
+    assert result.best.reference_id == "astronaut" and result.best.score > 0.8
+    scores = engine.calibrator.predict_query([m.signals for m in result.matches])
+    assert np.allclose(scores, [m.score for m in result.matches])
+    alone = engine.calibrator.predict_query([result.best.signals])[0]  # without rivals it leads by more
+    assert alone >= result.best.score
+
+
 def test_inversion_permutation_matches_reextraction():
     from copylens.core.features import VARIANTS
 

@@ -1,0 +1,126 @@
+"""Does a candidate's lead over the query's other candidates tell copies from near-identical siblings?
+
+A distractor that is a sibling of indexed graphics (the same cloud with rain instead of snow) matches
+several of them about equally, while a copy matches its own reference better than any sibling. The build's
+first-stage probability judges each candidate alone; ``calibrate.fit_contrast`` fits a second stage on the
+same calibration pairs, over the candidate's logit and its lead (its logit minus the best other candidate's
+of the same query). This scores the benchmark's stored candidates with the first stage alone and with the
+second stage at several weights of the simulated distractor queries, per content kind.
+
+    python bench/calib_experiment.py collect /tmp/copylens-dev2 INDEX --out /tmp/cands.jsonl
+    python bench/calib_experiment.py pairs INDEX --n 160 --out /tmp/pairs160.json
+    python bench/calib_experiment.py pairs INDEX --n 160 --strategy stratified --out /tmp/pairs160s.json
+    python bench/contrast_experiment.py /tmp/copylens-dev2 /tmp/cands.jsonl /tmp/pairs160.json /tmp/pairs160s.json
+
+``--context`` adds variants whose second stage also sees the candidate's reference keypoints (R) or the
+query's keypoints (Q) as context (either sign) and as a factor of the lead: R = [z, lead, r, r*lead],
+Q = [z, lead, q, q*lead], QZ = [z, lead, q*z] (r, q: log keypoints, scaled). None was adopted (README).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from calib_experiment import _report
+from copylens.core.bench.metrics import read_ground_truth
+from copylens.core.calibrate import LEAD_CLIP, _logits, calibrator_from_dict, fit_contrast, leads
+from copylens.core.selfcal import fit_calibration
+
+
+def _context_features(signals: list[dict], z: np.ndarray, variant: str) -> np.ndarray:
+    lead = leads(np.clip(z, -LEAD_CLIP, LEAD_CLIP))
+    r = np.log1p([s.get("reference_keypoints", 0.0) for s in signals]) / np.log1p(500) - 0.7
+    q = np.log1p([s.get("query_keypoints", 0.0) for s in signals]) / np.log1p(1000) - 0.7
+    cols = {"R": [z, lead, r, r * lead], "Q": [z, lead, q, q * lead], "QZ": [z, lead, q * z]}[variant]
+    return np.stack(cols, 1)
+
+
+def _fit_context(x: np.ndarray, y: np.ndarray, w: np.ndarray, l2: float = 1e-3) -> np.ndarray:
+    """Logistic regression, the weights of z and the lead (columns 0, 1) kept non-negative."""
+    active = list(range(x.shape[1]))
+    while True:
+        xs = np.hstack([x[:, active], np.ones((len(x), 1))])
+        b = np.zeros(xs.shape[1])
+        for _ in range(100):
+            p = 1 / (1 + np.exp(-np.clip(xs @ b, -40, 40)))
+            step = np.linalg.solve((xs * (w * p * (1 - p))[:, None]).T @ xs + l2 * np.eye(xs.shape[1]),
+                                   xs.T @ (w * (p - y)) + l2 * b)
+            b -= step
+            if np.abs(step).max() < 1e-9:
+                break
+        negative = [j for j, v in zip(active, b[:-1], strict=True) if j < 2 and v < 0]
+        if not negative:
+            break
+        active.remove(negative[0])
+    beta = np.zeros(x.shape[1] + 1)
+    beta[active], beta[-1] = b[:-1], b[-1]
+    return beta
+
+
+class _Context:
+    def __init__(self, stage1, beta: np.ndarray, variant: str) -> None:
+        self.stage1, self.beta, self.variant = stage1, beta, variant
+
+    def predict_query(self, signals: list[dict]) -> np.ndarray:
+        x = _context_features(signals, _logits(self.stage1.predict(signals), 30.0), self.variant)
+        return 1 / (1 + np.exp(-(x @ self.beta[:-1] + self.beta[-1])))
+
+
+def context_variant(stage1, data: dict, queries: list[int], variant: str, dw: float) -> _Context:
+    groups: dict[int, list[int]] = {}
+    for i, q in enumerate(queries):
+        groups.setdefault(q, []).append(i)
+    p1, labels = stage1.predict(data["signals"]), np.asarray(data["labels"], float)
+    xs, ys, ws = [], [], []
+    for idx in groups.values():
+        sig, z, y = [data["signals"][i] for i in idx], _logits(p1[idx], 30.0), labels[idx]
+        xs.append(_context_features(sig, z, variant))
+        ys.append(y)
+        ws.append(np.ones(len(idx)))
+        rest = y == 0
+        if rest.any() and not rest.all():
+            xs.append(_context_features([s for s, k in zip(sig, rest, strict=True) if k], z[rest], variant))
+            ys.append(np.zeros(int(rest.sum())))
+            ws.append(np.full(int(rest.sum()), dw))
+    return _Context(stage1, _fit_context(np.vstack(xs), np.concatenate(ys), np.concatenate(ws)), variant)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("bench", type=Path)
+    ap.add_argument("cands", type=Path)
+    ap.add_argument("pairs", type=Path, nargs="+")
+    ap.add_argument("--weights", default="0.5,1,2", help="weights of the simulated distractor queries")
+    ap.add_argument("--context", default="", help="comma-separated context variants (R, Q, QZ) to add")
+    a = ap.parse_args()
+    gt = read_ground_truth(a.bench / "ground_truth.csv")
+    unseen = set(json.loads((a.bench / "benchmark.json").read_text()).get("unseen_content", []))
+    kinds = sorted({g.content for g in gt if g.content})
+    positives = {(g.query_id, g.reference_id) for g in gt if g.reference_id}
+    records = [json.loads(line) for line in a.cands.read_text().splitlines()]
+    for rec in records:
+        for c in rec["candidates"]:
+            c[2].setdefault("reference_keypoints", float(c[1]))
+    print(f"{'variant':<34} {'μAP':>6} {'r@1':>6} {'ECE':>6} | "
+          + " | ".join(f"{k + ('*' if k in unseen else ''):>16}" for k in kinds))
+    for pf in a.pairs:
+        data = json.loads(pf.read_text())
+        queries = data.get("queries", data["sources"])  # older pair files: one query per source reference
+        stage1 = calibrator_from_dict(fit_calibration(data["signals"], data["labels"], list(data["names"])))
+        _report(f"{pf.stem}: first stage (build's)", stage1, records, gt, positives, kinds)
+        for dw in (float(v) for v in a.weights.split(",")):
+            cal = fit_contrast(stage1, data["signals"], data["labels"], queries, distractor_weight=dw)
+            print(f"   weights {np.round(cal.weights, 3).tolist()} bias {cal.bias:.3f}")
+            _report(f"{pf.stem}: + lead, distractors x{dw:g}", cal, records, gt, positives, kinds)
+            for v in filter(None, a.context.split(",")):
+                _report(f"{pf.stem}: + lead, {v}, x{dw:g}", context_variant(stage1, data, queries, v, dw), records,
+                        gt, positives, kinds)
+
+
+if __name__ == "__main__":
+    np.seterr(all="ignore")
+    main()
