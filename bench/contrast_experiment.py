@@ -24,8 +24,8 @@ import json
 from pathlib import Path
 
 import numpy as np
-
 from calib_experiment import _report
+
 from copylens.core.bench.metrics import read_ground_truth
 from copylens.core.calibrate import LEAD_CLIP, _logits, calibrator_from_dict, fit_contrast, leads
 from copylens.core.selfcal import fit_calibration

@@ -21,7 +21,14 @@ import cv2
 import numpy as np
 
 from .agreement import edge_agreement
-from .calibrate import Calibrator, ContrastCalibrator, FusedCalibrator, calibrator_from_dict, default_calibrator, signal_names
+from .calibrate import (
+    Calibrator,
+    ContrastCalibrator,
+    FusedCalibrator,
+    calibrator_from_dict,
+    default_calibrator,
+    signal_names,
+)
 from .errors import CopyLensError, IndexFormatError
 from .features import VARIANTS, FeatureConfig, LocalFeatures, extract, rootsift
 from .fileio import file_sha256
