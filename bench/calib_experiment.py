@@ -146,6 +146,8 @@ class _NoisyOr:
             q *= 1.0 - c.predict(signals)
         return 1.0 - q
 
+    predict_query = predict
+
 
 def _neutral(data: dict, names: list[str]) -> dict[str, float]:
     """Per signal, halfway between the median of the calibration copies and of the non-copies: "no
@@ -180,8 +182,7 @@ def _report(label: str, cal: Calibrator, records: list[dict], gt, positives, kin
         cands = rec["candidates"]
         if not cands:
             continue
-        predict = cal.predict_query if hasattr(cal, "predict_query") else cal.predict  # a contrast stage: per query
-        scores = predict([c[2] for c in cands])
+        scores = cal.predict_query([c[2] for c in cands])  # a contrast stage judges a query's candidates together
         best: dict[str, float] = {}
         for (rid, _, _), s in zip(cands, scores, strict=True):
             best[rid] = max(best.get(rid, 0.0), float(s))

@@ -27,7 +27,16 @@ import numpy as np
 from calib_experiment import _report
 
 from copylens.core.bench.metrics import read_ground_truth
-from copylens.core.calibrate import LEAD_CLIP, _logits, calibrator_from_dict, fit_contrast, leads
+from copylens.core.calibrate import (
+    LEAD_CLIP,
+    LOGIT_CLIP,
+    _logits,
+    calibrator_from_dict,
+    contrast_rows,
+    fit_contrast,
+    leads,
+    weighted_logistic,
+)
 from copylens.core.selfcal import fit_calibration
 
 
@@ -39,54 +48,20 @@ def _context_features(signals: list[dict], z: np.ndarray, variant: str) -> np.nd
     return np.stack(cols, 1)
 
 
-def _fit_context(x: np.ndarray, y: np.ndarray, w: np.ndarray, l2: float = 1e-3) -> np.ndarray:
-    """Logistic regression, the weights of z and the lead (columns 0, 1) kept non-negative."""
-    active = list(range(x.shape[1]))
-    while True:
-        xs = np.hstack([x[:, active], np.ones((len(x), 1))])
-        b = np.zeros(xs.shape[1])
-        for _ in range(100):
-            p = 1 / (1 + np.exp(-np.clip(xs @ b, -40, 40)))
-            step = np.linalg.solve((xs * (w * p * (1 - p))[:, None]).T @ xs + l2 * np.eye(xs.shape[1]),
-                                   xs.T @ (w * (p - y)) + l2 * b)
-            b -= step
-            if np.abs(step).max() < 1e-9:
-                break
-        negative = [j for j, v in zip(active, b[:-1], strict=True) if j < 2 and v < 0]
-        if not negative:
-            break
-        active.remove(negative[0])
-    beta = np.zeros(x.shape[1] + 1)
-    beta[active], beta[-1] = b[:-1], b[-1]
-    return beta
-
-
 class _Context:
     def __init__(self, stage1, beta: np.ndarray, variant: str) -> None:
         self.stage1, self.beta, self.variant = stage1, beta, variant
 
     def predict_query(self, signals: list[dict]) -> np.ndarray:
-        x = _context_features(signals, _logits(self.stage1.predict(signals), 30.0), self.variant)
+        x = _context_features(signals, _logits(self.stage1.predict(signals), LOGIT_CLIP), self.variant)
         return 1 / (1 + np.exp(-(x @ self.beta[:-1] + self.beta[-1])))
 
 
 def context_variant(stage1, data: dict, queries: list[int], variant: str, dw: float) -> _Context:
-    groups: dict[int, list[int]] = {}
-    for i, q in enumerate(queries):
-        groups.setdefault(q, []).append(i)
-    p1, labels = stage1.predict(data["signals"]), np.asarray(data["labels"], float)
-    xs, ys, ws = [], [], []
-    for idx in groups.values():
-        sig, z, y = [data["signals"][i] for i in idx], _logits(p1[idx], 30.0), labels[idx]
-        xs.append(_context_features(sig, z, variant))
-        ys.append(y)
-        ws.append(np.ones(len(idx)))
-        rest = y == 0
-        if rest.any() and not rest.all():
-            xs.append(_context_features([s for s, k in zip(sig, rest, strict=True) if k], z[rest], variant))
-            ys.append(np.zeros(int(rest.sum())))
-            ws.append(np.full(int(rest.sum()), dw))
-    return _Context(stage1, _fit_context(np.vstack(xs), np.concatenate(ys), np.concatenate(ws)), variant)
+    """The second stage with context columns (either sign; z and the lead stay non-negative)."""
+    x, y, w, _ = contrast_rows(stage1.predict(data["signals"]), data["labels"], queries, dw,
+                               lambda idx, z: _context_features([data["signals"][i] for i in idx], z, variant))
+    return _Context(stage1, weighted_logistic(x, y, w, non_negative=(0, 1)), variant)
 
 
 def main() -> None:

@@ -19,12 +19,9 @@ KINDS = ("photo", "tuxpaint", "icons", "lineart", "wallpapers")
 
 def _rss_mb() -> float:
     """This process's resident memory (after glibc returns freed heap pages, so it counts what is held)."""
-    import ctypes
+    from copylens.core.index.local import _give_back_freed_memory
 
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
+    _give_back_freed_memory()
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024

@@ -151,6 +151,7 @@ class FusedCalibrator:
 
 
 LEAD_CLIP = 7.0  # logits clipped to +-LEAD_CLIP; a query's only candidate leads by its logit + LEAD_CLIP
+LOGIT_CLIP = 30.0  # the first-stage logit the second stage weighs (wider: no ties that would reorder a query)
 
 
 def _logits(p: np.ndarray, clip: float = LEAD_CLIP) -> np.ndarray:
@@ -194,7 +195,7 @@ class ContrastCalibrator:
         """Probabilities for the candidates of ONE query (each one's lead depends on the others)."""
         if not signals:
             return np.zeros(0)
-        z = _logits(self.base.predict(signals), 30.0)
+        z = _logits(self.base.predict(signals), LOGIT_CLIP)
         out = self.weights[0] * z + self.weights[1] * leads(np.clip(z, -LEAD_CLIP, LEAD_CLIP)) + self.bias
         return 1.0 / (1.0 + np.exp(-np.clip(out, -40, 40)))
 
@@ -203,59 +204,78 @@ class ContrastCalibrator:
                 "bias": self.bias, "signals": list(self.names), "source": self.source}
 
 
-def fit_contrast(base: Calibrator | FusedCalibrator, signals: Sequence[Mapping[str, float]],
-                 labels: Sequence[int], queries: Sequence[int], distractor_weight: float = 1.0,
-                 l2: float = 1e-3) -> ContrastCalibrator:
-    """The second stage over ``base``: logistic regression of the label on the base logit and the lead,
-    weights non-negative. ``queries[i]`` names candidate i's calibration query. Each query with its copy
-    among the candidates also counts as a distractor query (its copy's candidate removed, leads
-    recomputed, all labels 0; weight ``distractor_weight``): a query whose original is not indexed."""
+def contrast_rows(first_stage: np.ndarray, labels: Sequence[int], queries: Sequence[int],
+                  distractor_weight: float, features) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """The second stage's training rows: per calibration query (``queries[i]`` names candidate i's), its
+    candidates as they are and, when its copy is among them, once more without the copy (all labels 0,
+    weight ``distractor_weight``): a query whose original is not indexed. ``features(idx, z)`` makes the
+    rows of candidates ``idx`` from their first-stage logits ``z`` (leads among exactly those). Returns
+    rows, labels, weights and the number of queries."""
     groups: dict[int, list[int]] = {}
     for i, q in enumerate(queries):
         groups.setdefault(int(q), []).append(i)
-    xs, ys, ws = [], [], []
-    p_all = base.predict(signals)
     y_all = np.asarray(labels, np.float64)
+    xs, ys, ws = [], [], []
     for idx in groups.values():
-        z, y = _logits(p_all[idx], 30.0), y_all[idx]
-        zc = np.clip(z, -LEAD_CLIP, LEAD_CLIP)
-        xs.append(np.stack([z, leads(zc)], 1))
+        z, y = _logits(first_stage[idx], LOGIT_CLIP), y_all[idx]
+        xs.append(features(idx, z))
         ys.append(y)
         ws.append(np.ones(len(idx)))
         rest = y == 0
         if rest.any() and not rest.all():
-            xs.append(np.stack([z[rest], leads(zc[rest])], 1))
+            xs.append(features([i for i, r in zip(idx, rest, strict=True) if r], z[rest]))
             ys.append(np.zeros(int(rest.sum())))
             ws.append(np.full(int(rest.sum()), distractor_weight))
-    x, y, w = np.vstack(xs), np.concatenate(ys), np.concatenate(ws)
+    return np.vstack(xs), np.concatenate(ys), np.concatenate(ws), len(groups)
+
+
+def weighted_logistic(x: np.ndarray, y: np.ndarray, w: np.ndarray, non_negative: Sequence[int],
+                      l2: float = 1e-3) -> np.ndarray:
+    """Weighted, L2-regularised logistic regression by Newton's method (bias last in the result); the
+    weights of the columns ``non_negative`` are kept >= 0 by dropping the most recent offender and
+    refitting (an active set)."""
     if y.min() == y.max():
         raise ValueError("calibration needs both copies and non-copies")
-    active = [0, 1]
+    active = list(range(x.shape[1]))
     while True:
-        xs_ = np.hstack([x[:, active], np.ones((len(x), 1))])
-        beta = np.zeros(xs_.shape[1])
+        xs = np.hstack([x[:, active], np.ones((len(x), 1))])
+        beta = np.zeros(xs.shape[1])
         for _ in range(100):
-            p = 1 / (1 + np.exp(-np.clip(xs_ @ beta, -40, 40)))
-            grad = xs_.T @ (w * (p - y)) + l2 * beta
-            hess = (xs_ * (w * p * (1 - p))[:, None]).T @ xs_ + l2 * np.eye(xs_.shape[1])
+            p = 1 / (1 + np.exp(-np.clip(xs @ beta, -40, 40)))
+            grad = xs.T @ (w * (p - y)) + l2 * beta
+            hess = (xs * (w * p * (1 - p))[:, None]).T @ xs + l2 * np.eye(xs.shape[1])
             step = np.linalg.solve(hess, grad)
             beta -= step
             if float(np.abs(step).max()) < 1e-9:
                 break
-        negative = [j for j, b in zip(active, beta[:-1], strict=True) if b < 0]
+        negative = [j for j, b in zip(active, beta[:-1], strict=True) if j in non_negative and b < 0]
         if not negative:
             break
         active.remove(negative[0])
-    weights = [0.0, 0.0]
-    for j, b in zip(active, beta[:-1], strict=True):
-        weights[j] = float(b)
-    return ContrastCalibrator(base, (weights[0], weights[1]), float(beta[-1]),
+    full = np.zeros(x.shape[1] + 1)
+    full[active], full[-1] = beta[:-1], beta[-1]
+    return full
+
+
+def fit_contrast(base: Calibrator | FusedCalibrator, signals: Sequence[Mapping[str, float]],
+                 labels: Sequence[int], queries: Sequence[int], distractor_weight: float = 1.0,
+                 l2: float = 1e-3) -> ContrastCalibrator:
+    """The second stage over ``base``: logistic regression of the label on the base logit and the lead,
+    weights non-negative, on :func:`contrast_rows` (each calibration query also seen as a distractor)."""
+    def features(idx, z: np.ndarray) -> np.ndarray:
+        return np.stack([z, leads(np.clip(z, -LEAD_CLIP, LEAD_CLIP))], 1)
+
+    x, y, w, n_queries = contrast_rows(base.predict(signals), labels, queries, distractor_weight, features)
+    beta = weighted_logistic(x, y, w, non_negative=(0, 1), l2=l2)
+    return ContrastCalibrator(base, (float(beta[0]), float(beta[1])), float(beta[-1]),
                               f"{base.source}; judged against each query's other candidates "
-                              f"({len(groups)} calibration queries)")
+                              f"({n_queries} calibration queries)")
 
 
-def calibrator_from_dict(d: Mapping, expected: Sequence[str] | None = None
-                         ) -> Calibrator | FusedCalibrator | ContrastCalibrator:
+AnyCalibrator = Calibrator | FusedCalibrator | ContrastCalibrator  # what a manifest's record loads as
+
+
+def calibrator_from_dict(d: Mapping, expected: Sequence[str] | None = None) -> AnyCalibrator:
     """The model a manifest records: one logistic model, several fused (``"kind": "noisy-or"``), or either
     with a second stage over each query's candidates (``"kind": "contrast"``)."""
     if d.get("kind") == "contrast":

@@ -21,14 +21,7 @@ import cv2
 import numpy as np
 
 from .agreement import edge_agreement
-from .calibrate import (
-    Calibrator,
-    ContrastCalibrator,
-    FusedCalibrator,
-    calibrator_from_dict,
-    default_calibrator,
-    signal_names,
-)
+from .calibrate import AnyCalibrator, calibrator_from_dict, default_calibrator, signal_names
 from .errors import CopyLensError, IndexFormatError
 from .features import VARIANTS, FeatureConfig, LocalFeatures, extract, rootsift
 from .fileio import file_sha256
@@ -129,7 +122,7 @@ def _dir_size(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
-def _calibrator(manifest: dict, globals_: list[GlobalBranch], what: str) -> Calibrator | FusedCalibrator | ContrastCalibrator:
+def _calibrator(manifest: dict, globals_: list[GlobalBranch], what: str) -> AnyCalibrator:
     """The manifest's confidence model for these global branches (the default model when it has none)."""
     names = signal_names([signal_name(g.name) for g in globals_])
     cal = manifest.get("calibration")
@@ -143,7 +136,7 @@ class Engine:
     """An opened CopyLens index."""
 
     def __init__(self, index_dir: Path, manifest: dict, store: ReferenceStore, local: LocalIndex,
-                 calibrator: Calibrator | FusedCalibrator | ContrastCalibrator, config: QueryConfig,
+                 calibrator: AnyCalibrator, config: QueryConfig,
                  globals_: list[GlobalBranch] | None = None, hashlists: HashListMatcher | None = None) -> None:
         self.index_dir = index_dir
         self.manifest = manifest

@@ -95,9 +95,10 @@ def _native_ids(index: faiss.Index) -> np.ndarray | None:
     for cell in range(inner.nlist):
         n = lists.list_size(cell)
         if n:
-            ids = faiss.rev_swig_ptr(lists.get_ids(cell), n)  # a writable view of the list's ids
+            ptr = lists.get_ids(cell)
+            ids = faiss.rev_swig_ptr(ptr, n)  # a writable view of the list's ids
             ids[:] = id_map[ids]
-            lists.release_ids(cell, lists.get_ids(cell))
+            lists.release_ids(cell, ptr)
     del id_map, lists
     data = faiss.serialize_index(inner)
     del inner
