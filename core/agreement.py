@@ -17,6 +17,8 @@ so that the overlap is compared at about ``side`` pixels, which keeps the cost n
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import cv2
 import numpy as np
 
@@ -40,29 +42,51 @@ def _edges(gray: np.ndarray) -> np.ndarray:
     return cv2.Canny(gray, hi * 0.4, hi, L2gradient=True) > 0
 
 
+@dataclass(frozen=True, slots=True)
+class QueryEdges:
+    """The query side of :func:`agreement`, computed once per query: its grey image at the comparison
+    scale, that image's edges, and original query pixels -> comparison pixels."""
+
+    size: tuple[int, int]  # (width, height) of the comparison image
+    edges: np.ndarray  # bool [h x w]
+    factor: float
+
+
+def query_edges(query: np.ndarray, query_scale: float) -> QueryEdges:
+    """``query`` an RGB or grey array, ``query_scale`` its original pixels per array pixel."""
+    qh, qw = query.shape[:2]
+    f = SIDE / max(qh, qw)
+    qs = cv2.resize(_gray(query), (max(1, round(qw * f)), max(1, round(qh * f))), interpolation=cv2.INTER_AREA)
+    return QueryEdges((qs.shape[1], qs.shape[0]), _edges(qs), f / query_scale)
+
+
 def edge_agreement(query: np.ndarray, query_scale: float, reference: np.ndarray, reference_scale: float,
                    homography: np.ndarray) -> tuple[float, float]:
     """``(edge_recall, edge_precision)`` in [0, 1], NaN when the overlap holds too few edges to judge.
 
     ``query`` and ``reference`` are RGB or grey arrays; ``*_scale`` are their original pixels per array
     pixel (as ``DecodedImage.scale_to_original``); ``homography`` maps reference original pixels to query
-    original pixels.
+    original pixels. For several references against one query, :func:`query_edges` once and
+    :func:`agreement` per reference.
     """
-    qh, qw = query.shape[:2]
-    f = SIDE / max(qh, qw)
-    qs = cv2.resize(_gray(query), (max(1, round(qw * f)), max(1, round(qh * f))), interpolation=cv2.INTER_AREA)
+    return agreement(query_edges(query, query_scale), reference, reference_scale, homography)
+
+
+def agreement(q: QueryEdges, reference: np.ndarray, reference_scale: float,
+              homography: np.ndarray) -> tuple[float, float]:
+    """:func:`edge_agreement` with the query's side already computed."""
     # array pixels of the small query <- original query pixels <- original reference <- reference array
-    to_small = np.diag([f / query_scale, f / query_scale, 1.0])
+    to_small = np.diag([q.factor, q.factor, 1.0])
     from_ref = np.diag([reference_scale, reference_scale, 1.0])
     h = to_small @ homography @ from_ref
-    size = (qs.shape[1], qs.shape[0])
+    size = q.size
     rgray = _gray(reference)
     warped = cv2.warpPerspective(rgray, h, size, flags=cv2.INTER_AREA, borderValue=0)
     mask = cv2.warpPerspective(np.full(rgray.shape, 255, np.uint8), h, size, flags=cv2.INTER_NEAREST) > 0
     mask = cv2.erode(mask.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0  # the warped border is no edge
     if mask.sum() < 64:
         return float("nan"), float("nan")
-    eq, er = _edges(qs) & mask, _edges(warped) & mask
+    eq, er = q.edges & mask, _edges(warped) & mask
     k = np.ones((2 * TOLERANCE + 1, 2 * TOLERANCE + 1), np.uint8)
     nr, nq = int(er.sum()), int(eq.sum())
     if nr < MIN_EDGES or nq < MIN_EDGES:

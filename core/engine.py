@@ -20,7 +20,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .agreement import edge_agreement
+from .agreement import agreement, query_edges
 from .calibrate import AnyCalibrator, calibrator_from_dict, default_calibrator, signal_names
 from .errors import CopyLensError, IndexFormatError
 from .features import VARIANTS, FeatureConfig, LocalFeatures, extract, rootsift
@@ -355,15 +355,17 @@ class Engine:
         reference's stored thumbnail warped onto the query, edges compared over the overlap."""
         todo = [c for c in cands if c.evidence.homography is not None
                 and c.evidence.num_inliers >= self.config.agreement_min_inliers]
-        thumbs = self.store.thumbnails_of([c.row for c in todo]) if todo else {}
+        if not todo:
+            return
+        thumbs = self.store.thumbnails_of([c.row for c in todo])
+        qedges = query_edges(image.pixels, image.scale_to_original)
         for c in todo:
             h = c.evidence.homography
             if c.row not in thumbs:  # removed after the FAISS index was loaded
                 continue
             jpeg, width = thumbs[c.row]
             thumb = decode_jpeg(jpeg)
-            recall, precision = edge_agreement(image.pixels, image.scale_to_original, thumb,
-                                               width / max(1, thumb.shape[1]), h)
+            recall, precision = agreement(qedges, thumb, width / max(1, thumb.shape[1]), h)
             if recall == recall:  # NaN: too few edges to judge; the calibration's neutral value stands in
                 c.signals["edge_recall"], c.signals["edge_precision"] = recall, precision
 

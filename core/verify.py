@@ -44,12 +44,13 @@ def _ratio_matches(q: np.ndarray, r: np.ndarray, ratio: float) -> tuple[np.ndarr
         e = np.zeros(0, np.int64)
         return e, e.copy(), np.zeros(0, np.float32)
     sims = q @ r.T  # cosine similarity of unit vectors; squared distance = 2 - 2 sim
-    top2 = np.argpartition(-sims, 1, axis=1)[:, :2]
-    s2 = np.take_along_axis(sims, top2, axis=1)
-    order = np.argsort(-s2, axis=1)
-    best = np.take_along_axis(top2, order[:, :1], axis=1)[:, 0]
-    s_best = np.take_along_axis(s2, order[:, :1], axis=1)[:, 0]
-    s_second = np.take_along_axis(s2, order[:, 1:2], axis=1)[:, 0]
+    # the two most similar per row: argmax, then the max once the best is masked (several times faster
+    # than argpartition over the whole matrix, which dominated verification's cost)
+    rows = np.arange(sims.shape[0])
+    best = sims.argmax(axis=1)
+    s_best = sims[rows, best]
+    sims[rows, best] = -np.inf
+    s_second = sims.max(axis=1)
     d1 = np.sqrt(np.maximum(2 - 2 * s_best, 0))
     d2 = np.sqrt(np.maximum(2 - 2 * s_second, 0))
     keep = d1 < ratio * d2
