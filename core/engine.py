@@ -12,8 +12,10 @@ matching + MAGSAC homography per candidate -> calibrated probability -> ranked m
 from __future__ import annotations
 
 import dataclasses
+import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,8 +49,21 @@ class QueryConfig:
 
     query_max_keypoints: int = 1000  # queries keep more keypoints than references: a copy may be a small part
     query_max_side: int = 800  # queries are resized so the longer side is at most this before SIFT
+    # smaller queries are upscaled to this longer side before SIFT (None: the index's ``min_side``, 512 by
+    # default). SIFT doubles its input once more, so a 200-px query upscaled to 512 costs as much as a 1024-px
+    # one; at 384 the dev benchmark v2's queries took 6% less time with the same recall@1 (bench/latency_ab.py)
+    query_min_side: int | None = 384
     variants: tuple[str, ...] = ("direct", "mirror", "invert", "invert_mirror")  # query variants searched
-    variants_verified: int = 2  # per candidate, the variants with the most votes are verified
+    variants_verified: int = 2  # per candidate, the variants with the most votes are verified ...
+    # ... the second only with at least this share of the first's votes: a copy's own variant collects far
+    # more votes than the others, and each variant verified costs a [query x reference] similarity matrix
+    variant_vote_share: float = 0.5
+    # these of ``variants`` are searched (and verified) for the whole query only, and only when the others
+    # found no plausible match with at least ``late_variants_below`` inliers: a colour-inverted copy is rare,
+    # and searching its variants doubles the local search (bench/latency_ab.py)
+    late_variants: tuple[str, ...] = ("invert", "invert_mirror")
+    late_variants_below: int = 20
+    late_candidates: int = 4  # references the late variants' search passes to verification at most
     regions: int = 2  # proposed regions (overlay detection) searched besides the whole query; 0 disables
     region_min_score: float = 0.2  # proposals scoring below this are not searched
     region_skip_inliers: int = 40  # a plausible whole-image match with this many inliers makes regions unnecessary
@@ -115,6 +130,19 @@ def shift_evidence(ev: Evidence, dx: float, dy: float) -> Evidence:
     return dataclasses.replace(ev, query_points=ev.query_points + off,
                                homography=None if ev.homography is None else t @ ev.homography,
                                outline=None if ev.outline is None else ev.outline + off)
+
+
+_POOL: ThreadPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
+
+
+def _worker_pool() -> ThreadPoolExecutor:
+    """Two threads shared by every engine for per-candidate work that releases the GIL."""
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            _POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="copylens-engine")
+        return _POOL
 
 
 def _dir_size(path: Path) -> int:
@@ -270,6 +298,8 @@ class Engine:
     def query_features(self, image: DecodedImage) -> LocalFeatures:
         cfg = dataclasses.replace(self.features, max_side=max(self.features.max_side, self.config.query_max_side),
                                   max_keypoints=self.config.query_max_keypoints)
+        if self.config.query_min_side is not None:
+            cfg = dataclasses.replace(cfg, min_side=self.config.query_min_side)
         return extract(image, cfg)
 
     def query(self, image: DecodedImage, query_id: str = "query", top_k: int = 10) -> Job[QueryResult]:
@@ -303,6 +333,9 @@ class Engine:
         timings = timings if timings is not None else {}
         cfg = self.config
         yield Progress("features", 0, 1)
+        # the whole query's global descriptors run on a worker thread while SIFT runs here (both release
+        # the GIL; SIFT alone keeps two cores only partly busy)
+        glob_first = _worker_pool().submit(self.global_recall, image.pixels, exclude_rows | self.tombstones)
         t = time.perf_counter()
         feats = self.query_features(image)
         timings["features"] = (time.perf_counter() - t) * 1000
@@ -327,7 +360,8 @@ class Engine:
                     strongest = max(strongest, c.signals["inliers"])
             return strongest
 
-        top = merge((yield from self.search_and_verify(feats, full, exclude_rows, timings, pixels=image.pixels)))
+        top = merge((yield from self.search_and_verify(feats, full, exclude_rows, timings, pixels=image.pixels,
+                                                       glob=glob_first)))
         searched = [full]
         if cfg.regions > 0 and top < cfg.region_skip_inliers:
             t = time.perf_counter()
@@ -342,8 +376,10 @@ class Engine:
                 region = Region(tuple(float(v * scale) for v in (x0, y0, x1, y1)), r.score, r.kind)
                 rfeats = self._region_features(crop, region)
                 searched.append(region)
+                # a region is searched without the late (colour-inverted) variants: an inverted copy pasted
+                # into another picture is not worth their cost on every query without a strong match
                 merge((yield from self.search_and_verify(rfeats, region, exclude_rows, timings,
-                                                         cfg.region_candidates, pixels=crop)))
+                                                         cfg.region_candidates, pixels=crop, late=False)))
         out = [dataclasses.replace(c, signals={**c.signals, **best_global[c.row]}) for _, c in best.values()]
         t = time.perf_counter()
         self._edge_agreement(image, out)
@@ -359,13 +395,15 @@ class Engine:
             return
         thumbs = self.store.thumbnails_of([c.row for c in todo])
         qedges = query_edges(image.pixels, image.scale_to_original)
-        for c in todo:
-            h = c.evidence.homography
-            if c.row not in thumbs:  # removed after the FAISS index was loaded
-                continue
+        todo = [c for c in todo if c.row in thumbs]  # a row missing was removed after the index was loaded
+
+        def judge(c: Candidate) -> tuple[float, float]:
             jpeg, width = thumbs[c.row]
             thumb = decode_jpeg(jpeg)
-            recall, precision = agreement(qedges, thumb, width / max(1, thumb.shape[1]), h)
+            return agreement(qedges, thumb, width / max(1, thumb.shape[1]), c.evidence.homography)
+
+        for c in todo:
+            recall, precision = judge(c)
             if recall == recall:  # NaN: too few edges to judge; the calibration's neutral value stands in
                 c.signals["edge_recall"], c.signals["edge_precision"] = recall, precision
 
@@ -380,31 +418,54 @@ class Engine:
     def search_and_verify(self, feats: LocalFeatures, region: Region | None = None,
                           exclude_rows: frozenset[int] = frozenset(),
                           timings: dict[str, float] | None = None,
-                          candidates: int | None = None, pixels: np.ndarray | None = None) -> Job[list[Candidate]]:
+                          candidates: int | None = None, pixels: np.ndarray | None = None,
+                          late: bool = True, glob: Future[GlobalRecall] | None = None) -> Job[list[Candidate]]:
         """Local recall, global recall (of ``pixels`` when given), then verification of the union.
 
         Rows in ``exclude_rows`` are ignored. Every candidate carries its local statistics and one global
-        similarity per global descriptor.
+        similarity per global descriptor. The config's ``late_variants`` are searched only when the others
+        found no strong plausible match (and never with ``late=False``); a reference may then appear twice
+        (once per set of variants).
         """
         timings = timings if timings is not None else {}
+        cfg = self.config
         excluded = exclude_rows | self.tombstones
+        early = [n for n in cfg.variants if n not in cfg.late_variants]
+        more_variants = [n for n in cfg.variants if n in cfg.late_variants]
+        if not early:
+            early, more_variants = more_variants, []
         t = time.perf_counter()
-        local = self.local_recall(feats, excluded, candidates)
+        local = self.local_recall(feats, excluded, candidates, early)
         timings["search"] = timings.get("search", 0.0) + (time.perf_counter() - t) * 1000
         t = time.perf_counter()
-        glob = self.global_recall(pixels, excluded)
+        # ``glob``: the global recall of ``pixels`` already under way (then "global" times the wait)
+        glob = self.global_recall(pixels, excluded) if glob is None else glob.result()
         timings["global"] = timings.get("global", 0.0) + (time.perf_counter() - t) * 1000
         t = time.perf_counter()
         rows = local.rows + [r for r in glob.rows if r not in local.rows]
         out = yield from self.verify_candidates(feats, rows, local, glob, region)
         timings["verify"] = timings.get("verify", 0.0) + (time.perf_counter() - t) * 1000
+        strongest = max((c.signals["inliers"] for c in out if c.signals["plausible"]), default=0.0)
+        if late and more_variants and strongest < cfg.late_variants_below:
+            # the late variants' own recall and verification; a reference verified in both keeps (in
+            # Engine.candidates) the candidate with more inliers
+            t = time.perf_counter()
+            more = self.local_recall(feats, excluded, candidates, more_variants)
+            timings["search"] += (time.perf_counter() - t) * 1000
+            t = time.perf_counter()
+            # a reference the late variants vote for no more than the early ones did is not checked again
+            rows = [r for r in more.rows if r not in local.by_row or more.by_row[r][0] > local.by_row[r][0]]
+            rows = rows[: cfg.late_candidates]
+            out += yield from self.verify_candidates(feats, rows, more, GlobalRecall([], glob.queries), region)
+            timings["verify"] += (time.perf_counter() - t) * 1000
         return out
 
     def local_recall(self, feats: LocalFeatures, excluded: frozenset[int],
-                     candidates: int | None = None) -> LocalRecall:
-        """RootSIFT of each query variant -> FAISS neighbours -> votes -> the best-voted references."""
+                     candidates: int | None = None, variants: list[str] | None = None) -> LocalRecall:
+        """RootSIFT of each query variant (``variants``, default all the config's) -> FAISS neighbours ->
+        votes -> the best-voted references."""
         cfg = self.config
-        names = list(cfg.variants)
+        names = list(cfg.variants) if variants is None else list(variants)
         descs = [rootsift(feats.descriptors[:, VARIANTS[n]]) for n in names]
         neigh = self.local.search(np.vstack(descs), cfg.recall.neighbours)
         votes = vote(neigh, len(names), cfg.recall, excluded)
@@ -450,7 +511,9 @@ class Engine:
                 continue
             nvotes, by_variant = local.by_row.get(row, (0, np.zeros(len(names), np.int64)))
             order = np.argsort(-by_variant, kind="stable")[: cfg.variants_verified]
-            tried = [(names[j], local.descriptors[j]) for j in order if by_variant[j] > 0 or j in (0, 1)]
+            floor = cfg.variant_vote_share * by_variant[order[0]]
+            tried = [(names[j], local.descriptors[j]) for k, j in enumerate(order)
+                     if k == 0 or (by_variant[j] >= floor and (by_variant[j] > 0 or j in (0, 1)))]
             v = verify(feats.keypoints, tried, feats.image_size, ref.keypoints, rootsift(ref.descriptors),
                        ref.image_size, cfg.verify, region)
             signals = dict(v.stats)

@@ -205,7 +205,8 @@ def test_global_signal_is_the_best_over_the_whole_image_and_its_regions(engine, 
 
     searched = []
 
-    def fake_search(feats, region, exclude_rows=frozenset(), timings=None, candidates=None, pixels=None):
+    def fake_search(feats, region, exclude_rows=frozenset(), timings=None, candidates=None, pixels=None,
+                    late=True, glob=None):
         searched.append(region.kind)
         yield Progress("verify", 0, 1)
         if region.kind == "full":  # row 1: most inliers here, weak global; row 2 the other way round

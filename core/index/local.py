@@ -37,7 +37,10 @@ KP_SLOTS = 4096  # keypoints per reference the id packing allows (the feature ca
 # against 5k real RootSIFT descriptors take 70 ms exact but 31 ms IVF (exact neighbour found for 98.6%);
 # at 60k, 726 ms against 40 ms (99.3%) - measured on this 2-core machine, dev-benchmark descriptors
 FLAT_MAX_DESCRIPTORS = 4_000
-NPROBE = 24  # IVF cells visited per query descriptor
+# IVF cells visited per query descriptor: 16 answered 300 dev-benchmark-v2 queries with the same recall@1
+# as 24 in about half the local search time saved by 24 -> 12 (bench/latency_ab.py, 2026-12-04); at 100k
+# references 12 kept recall@1 on 96 copies too (README, "Scale")
+NPROBE = 16
 REFINE_FACTOR = 3.0  # the PQ scan keeps k * this many neighbours for re-ranking with the SQ8 vectors
 
 
