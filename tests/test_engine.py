@@ -162,6 +162,29 @@ def test_inverted_copy_found(engine):
     assert best.score > 0.8
 
 
+def test_inverted_variants_are_searched_only_without_a_strong_plain_match(engine, monkeypatch):
+    searched: list[list[str]] = []
+    original = engine.local_recall
+
+    def spy(feats, excluded, candidates=None, variants=None):
+        searched.append(list(variants))
+        return original(feats, excluded, candidates, variants)
+
+    monkeypatch.setattr(engine, "local_recall", spy)
+    plain = np.ascontiguousarray(skimage_rgb("astronaut")[60:460, 40:480])
+    best = _query(engine, plain).best
+    assert best.reference_id == "astronaut" and best.num_inliers >= engine.config.late_variants_below
+    assert searched == [["direct", "mirror"]]  # a strong plain match: the inverted variants never searched
+    searched.clear()
+    best = _query(engine, np.ascontiguousarray(255 - plain)).best
+    assert best.reference_id == "astronaut" and best.evidence.variant == "invert"
+    assert searched[:2] == [["direct", "mirror"], ["invert", "invert_mirror"]]
+    # the late variants' candidates keep each reference's candidate with more inliers: one per reference
+    result = _query(engine, np.ascontiguousarray(255 - plain))
+    ids = [m.reference_id for m in result.matches]
+    assert len(ids) == len(set(ids))
+
+
 def test_pasted_copy_found_with_region_and_box(engine):
     from copylens.core.regions import box_iou
 
