@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import argparse
 import ast
-import csv
 import json
 import time
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
+from profile_queries import query_args, sample_rows
 
 import copylens.core.index.local as local_index
 from copylens.core.engine import Engine, QueryConfig
@@ -42,17 +42,12 @@ def parse_setting(text: str) -> tuple[str, int | None, dict]:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("bench")
-    ap.add_argument("index")
-    ap.add_argument("--n", type=int, default=300)
-    ap.add_argument("--seed", type=int, default=0)
+    query_args(ap)
     ap.add_argument("--config", action="append", default=[], help="name|field=value|... (repeatable)")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     bench = Path(args.bench)
-    rows = list(csv.DictReader(open(bench / "ground_truth.csv", encoding="utf-8")))
-    rng = np.random.default_rng(args.seed)
-    rows = [rows[i] for i in sorted(rng.choice(len(rows), min(args.n, len(rows)), replace=False))]
+    rows = sample_rows(bench, args.n, args.seed)
     settings = [parse_setting(c) for c in (args.config or ["base"])]
     engines = []
     default_nprobe = local_index.NPROBE

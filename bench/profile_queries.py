@@ -24,23 +24,33 @@ from copylens.core.engine import Engine, QueryConfig
 from copylens.core.progress import run_job
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
+def query_args(ap: argparse.ArgumentParser) -> None:
+    """The arguments every query-timing script takes: the benchmark, the index, the sample."""
     ap.add_argument("bench")
     ap.add_argument("index")
     ap.add_argument("--n", type=int, default=300)
     ap.add_argument("--seed", type=int, default=0)
+
+
+def sample_rows(bench: Path, n: int, seed: int, edits: str = "") -> list[dict]:
+    """``n`` ground-truth rows drawn with ``seed`` (of the comma-separated ``edits`` only, when given)."""
+    rows = [{"edit": r.get("attack", ""), **r} for r in csv.DictReader(open(bench / "ground_truth.csv", encoding="utf-8"))]
+    if edits:
+        rows = [r for r in rows if r["edit"] in edits.split(",")]
+    rng = np.random.default_rng(seed)
+    return [rows[i] for i in sorted(rng.choice(len(rows), min(n, len(rows)), replace=False))]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    query_args(ap)
     ap.add_argument("--set", action="append", default=[], help="QueryConfig field=value (ints/floats/tuples)")
     ap.add_argument("--edits", default="", help="comma-separated edits to keep (default: all)")
     ap.add_argument("--nprobe", type=int, default=None, help="local IVF cells visited per descriptor")
     ap.add_argument("--json", default=None, help="append the figures as one JSON line to this file")
     args = ap.parse_args()
     bench = Path(args.bench)
-    rows = [{"edit": r.get("attack", ""), **r} for r in csv.DictReader(open(bench / "ground_truth.csv", encoding="utf-8"))]
-    if args.edits:
-        rows = [r for r in rows if r["edit"] in args.edits.split(",")]
-    rng = np.random.default_rng(args.seed)
-    rows = [rows[i] for i in sorted(rng.choice(len(rows), min(args.n, len(rows)), replace=False))]
+    rows = sample_rows(bench, args.n, args.seed, args.edits)
     overrides = {}
     for kv in args.set:
         k, v = kv.split("=", 1)
