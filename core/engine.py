@@ -51,8 +51,11 @@ class QueryConfig:
     query_max_side: int = 800  # queries are resized so the longer side is at most this before SIFT
     # smaller queries are upscaled to this longer side before SIFT (None: the index's ``min_side``, 512 by
     # default). SIFT doubles its input once more, so a 200-px query upscaled to 512 costs as much as a 1024-px
-    # one; at 384 the dev benchmark v2's queries took 6% less time with the same recall@1 (bench/latency_ab.py)
-    query_min_side: int | None = 384
+    # one; 384 took 6% less time with the same recall@1 on the dev benchmark v2's edited copies
+    # (bench/latency_ab.py), but an unedited copy of a 400-500 px reference then no longer gets its
+    # reference's keypoints, and a near-identical sibling can outrank it (tests/test_index.py's resume
+    # test found one): the index's value stays the default
+    query_min_side: int | None = None
     variants: tuple[str, ...] = ("direct", "mirror", "invert", "invert_mirror")  # query variants searched
     variants_verified: int = 2  # per candidate, the variants with the most votes are verified ...
     # ... the second only with at least this share of the first's votes: a copy's own variant collects far
