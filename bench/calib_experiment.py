@@ -30,39 +30,16 @@ from copylens.core.progress import ConsoleProgress, run_job
 from copylens.core.selfcal import calibration_pairs, fit_calibration
 
 
-def annotator(eng: Engine):
-    """Adds the dense edge agreement (core/agreement.py) to every candidate with a homography."""
-    from copylens.core.agreement import edge_agreement
-
-    def annotate(image, cands) -> None:
-        for c in cands:
-            h = c.evidence.homography
-            if h is None or c.evidence.num_inliers < 4:
-                continue
-            try:
-                rid = eng.store.ids_of_rows([c.row])[c.row]
-                thumb = eng.thumbnail(rid)
-                info = eng.reference(rid)
-            except KeyError:
-                continue
-            r, p = edge_agreement(image.pixels, image.scale_to_original, thumb, info.width / thumb.shape[1], h)
-            if r == r:  # not NaN
-                c.signals["edge_recall"], c.signals["edge_precision"] = r, p
-    return annotate
-
-
 def collect(bench: Path, index: Path, out: Path, threads: int = 2) -> None:
     q_dir = bench / "queries"
     queries = scan_images(q_dir)
     with Engine.open(index) as eng:
         ids = eng.store.ids_of_rows(eng.store.rows())
         kps = eng.store.keypoint_counts()
-        annotate = annotator(eng)
 
         def one(path: Path) -> dict:
             img = load_image(path, max_side=eng.config.query_max_side)
-            cands, _ = run_job(eng.candidates(img))
-            annotate(img, cands)
+            cands, _ = run_job(eng.candidates(img))  # edge agreement included (Engine._edge_agreement)
             return {"query_id": path.relative_to(q_dir).with_suffix("").as_posix(),
                     "candidates": [[ids[c.row], kps.get(c.row, 0), c.signals] for c in cands if c.row in ids]}
 
@@ -77,8 +54,7 @@ def pairs(index: Path, strategy: str, n: int, out: Path, seed: int = 0) -> None:
     with Engine.open(index) as eng:
         kps = eng.store.keypoint_counts()
         signals, labels, sources, queries = run_job(
-            calibration_pairs(eng, seed=seed, max_queries=n, min_queries=min(n, 60), workers=2, strategy=strategy,
-                              annotate=annotator(eng)),
+            calibration_pairs(eng, seed=seed, max_queries=n, min_queries=min(n, 60), workers=2, strategy=strategy),
             ConsoleProgress())
         out.write_text(json.dumps({"strategy": strategy, "names": list(eng.calibrator.names),
                                    "signals": signals, "labels": labels, "sources": sources, "queries": queries,

@@ -124,6 +124,11 @@ class Candidate:
     signals: dict[str, float]
 
 
+def strongest_plausible(cands: list[Candidate]) -> float:
+    """The most inliers among candidates whose geometry is plausible (0 when none is)."""
+    return max((c.signals["inliers"] for c in cands if c.signals["plausible"]), default=0.0)
+
+
 def shift_evidence(ev: Evidence, dx: float, dy: float) -> Evidence:
     """Evidence found in a query region, moved into whole-query pixels."""
     if ev.num_inliers == 0:
@@ -140,7 +145,8 @@ _POOL_LOCK = threading.Lock()
 
 
 def _worker_pool() -> ThreadPoolExecutor:
-    """Two threads shared by every engine for per-candidate work that releases the GIL."""
+    """Two threads shared by every engine, for work that overlaps the query's own thread (the whole query's
+    global descriptors, beside SIFT); both release the GIL."""
     global _POOL
     with _POOL_LOCK:
         if _POOL is None:
@@ -350,7 +356,6 @@ class Engine:
 
         def merge(cands: list[Candidate]) -> float:
             """Keep each reference's strongest candidate; return the strongest plausible inlier count."""
-            strongest = 0.0
             for c in cands:
                 key = (c.signals["inliers"], c.signals["votes"])
                 if c.row not in best or key > best[c.row][0]:
@@ -359,9 +364,7 @@ class Engine:
                 for name in global_names:
                     if name in c.signals and c.signals[name] > top.get(name, -np.inf):
                         top[name] = c.signals[name]
-                if c.signals["plausible"]:
-                    strongest = max(strongest, c.signals["inliers"])
-            return strongest
+            return strongest_plausible(cands)
 
         top = merge((yield from self.search_and_verify(feats, full, exclude_rows, timings, pixels=image.pixels,
                                                        glob=glob_first)))
@@ -398,15 +401,12 @@ class Engine:
             return
         thumbs = self.store.thumbnails_of([c.row for c in todo])
         qedges = query_edges(image.pixels, image.scale_to_original)
-        todo = [c for c in todo if c.row in thumbs]  # a row missing was removed after the index was loaded
-
-        def judge(c: Candidate) -> tuple[float, float]:
+        for c in todo:
+            if c.row not in thumbs:  # removed after the FAISS index was loaded
+                continue
             jpeg, width = thumbs[c.row]
             thumb = decode_jpeg(jpeg)
-            return agreement(qedges, thumb, width / max(1, thumb.shape[1]), c.evidence.homography)
-
-        for c in todo:
-            recall, precision = judge(c)
+            recall, precision = agreement(qedges, thumb, width / max(1, thumb.shape[1]), c.evidence.homography)
             if recall == recall:  # NaN: too few edges to judge; the calibration's neutral value stands in
                 c.signals["edge_recall"], c.signals["edge_precision"] = recall, precision
 
@@ -448,8 +448,7 @@ class Engine:
         rows = local.rows + [r for r in glob.rows if r not in local.rows]
         out = yield from self.verify_candidates(feats, rows, local, glob, region)
         timings["verify"] = timings.get("verify", 0.0) + (time.perf_counter() - t) * 1000
-        strongest = max((c.signals["inliers"] for c in out if c.signals["plausible"]), default=0.0)
-        if late and more_variants and strongest < cfg.late_variants_below:
+        if late and more_variants and strongest_plausible(out) < cfg.late_variants_below:
             # the late variants' own recall and verification; a reference verified in both keeps (in
             # Engine.candidates) the candidate with more inliers
             t = time.perf_counter()

@@ -10,7 +10,6 @@ negatives get twice the weight. The fitted model is stored in the manifest as pl
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -20,7 +19,7 @@ from .calibrate import default_calibrator, fit_contrast, fit_fused
 from .edits import random_edit
 from .engine import Engine
 from .errors import CopyLensError
-from .imageio import DecodedImage, from_array
+from .imageio import from_array
 from .progress import Job, Progress, bounded_map, run_job
 
 MAX_QUERIES = 160  # edited copies searched at most (about 35 s on 2 cores for a 4k-reference index)
@@ -64,11 +63,9 @@ def pick_rows(rows: list[int], keypoints: dict[int, int], n: int, rng: np.random
 def calibration_pairs(engine: Engine, seed: int = 0, max_queries: int = MAX_QUERIES,
                       min_queries: int = MIN_QUERIES, workers: int = 1,
                       strategy: str = SAMPLING,
-                      annotate: Callable[[DecodedImage, list], None] | None = None,
                       ) -> Job[tuple[list[dict], list[int], list[int], list[int]]]:
     """Edited copies of sampled references searched through ``engine``: every candidate's signals, its
-    label (1 when it is the edited reference), the query's source row and the query's number. ``annotate(query, candidates)``,
-    when given, may add signals to the candidates (experiments with new signals: bench/calib_experiment.py)."""
+    label (1 when it is the edited reference), the query's source row and the query's number."""
     rows = [row for _, row in engine.store.rows_by_id()]  # by id: the same sample however rows are numbered
     rng = np.random.default_rng(seed + CAL_SEED_OFFSET)
     per_ref = max(1, min(5, math.ceil(min_queries / max(1, len(rows)))))
@@ -77,10 +74,7 @@ def calibration_pairs(engine: Engine, seed: int = 0, max_queries: int = MAX_QUER
     ids = engine.store.ids_of_rows([int(r) for r in picks])
 
     def search(query) -> list:
-        cands = run_job(engine.candidates(query))[0]
-        if annotate is not None:
-            annotate(query, cands)
-        return cands
+        return run_job(engine.candidates(query))[0]
 
     results: dict[int, tuple[int, list]] = {}
     done = 0
