@@ -71,6 +71,8 @@ def main() -> None:
     ap.add_argument("pairs", type=Path, nargs="+")
     ap.add_argument("--weights", default="0.5,1,2", help="weights of the simulated distractor queries")
     ap.add_argument("--context", default="", help="comma-separated context variants (R, Q, QZ) to add")
+    ap.add_argument("--signals", default="", help="comma-separated signals to fit the first stage on instead "
+                    "of the index's model's (to compare a new signal with the model without it)")
     a = ap.parse_args()
     gt = read_ground_truth(a.bench / "ground_truth.csv")
     unseen = set(json.loads((a.bench / "benchmark.json").read_text()).get("unseen_content", []))
@@ -85,7 +87,8 @@ def main() -> None:
     for pf in a.pairs:
         data = json.loads(pf.read_text())
         queries = data.get("queries", data["sources"])  # older pair files: one query per source reference
-        stage1 = calibrator_from_dict(fit_calibration(data["signals"], data["labels"], list(data["names"])))
+        names = a.signals.split(",") if a.signals else list(data["names"])
+        stage1 = calibrator_from_dict(fit_calibration(data["signals"], data["labels"], names))
         _report(f"{pf.stem}: first stage (build's)", stage1, records, gt, positives, kinds)
         for dw in (float(v) for v in a.weights.split(",")):
             cal = fit_contrast(stage1, data["signals"], data["labels"], queries, distractor_weight=dw)

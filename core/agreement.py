@@ -25,6 +25,7 @@ import numpy as np
 SIDE = 192  # comparison scale (longer side of the query, in pixels)
 TOLERANCE = 2  # pixels of misalignment tolerated (dilation radius)
 MIN_EDGES = 30  # fewer reference edge pixels in the overlap than this: no verdict (NaN)
+MIN_DISTINCT = 12  # fewer edge pixels telling two siblings apart than this: no verdict (NaN)
 
 
 def _gray(pixels: np.ndarray) -> np.ndarray:
@@ -42,6 +43,14 @@ def _edges(gray: np.ndarray) -> np.ndarray:
     return cv2.Canny(gray, hi * 0.4, hi, L2gradient=True) > 0
 
 
+_KERNEL = np.ones((2 * TOLERANCE + 1, 2 * TOLERANCE + 1), np.uint8)
+
+
+def _near(edges: np.ndarray) -> np.ndarray:
+    """Pixels within TOLERANCE of an edge."""
+    return cv2.dilate(edges.astype(np.uint8), _KERNEL) > 0
+
+
 @dataclass(frozen=True, slots=True)
 class QueryEdges:
     """The query side of :func:`agreement`, computed once per query: its grey image at the comparison
@@ -50,6 +59,7 @@ class QueryEdges:
     size: tuple[int, int]  # (width, height) of the comparison image
     edges: np.ndarray  # bool [h x w]
     factor: float
+    near: np.ndarray  # bool [h x w]: within TOLERANCE of a query edge
 
 
 def query_edges(query: np.ndarray, query_scale: float) -> QueryEdges:
@@ -57,7 +67,35 @@ def query_edges(query: np.ndarray, query_scale: float) -> QueryEdges:
     qh, qw = query.shape[:2]
     f = SIDE / max(qh, qw)
     qs = cv2.resize(_gray(query), (max(1, round(qw * f)), max(1, round(qh * f))), interpolation=cv2.INTER_AREA)
-    return QueryEdges((qs.shape[1], qs.shape[0]), _edges(qs), f / query_scale)
+    edges = _edges(qs)
+    return QueryEdges((qs.shape[1], qs.shape[0]), edges, f / query_scale, _near(edges))
+
+
+@dataclass(frozen=True, slots=True)
+class Warped:
+    """A reference warped onto the query's comparison frame by its homography."""
+
+    mask: np.ndarray  # bool: where the reference covers the query (border eroded)
+    edges: np.ndarray  # bool: the reference's edges inside ``mask``
+    near: np.ndarray  # bool: within TOLERANCE of those edges
+
+
+def warp_reference(q: QueryEdges, reference: np.ndarray, reference_scale: float,
+                   homography: np.ndarray) -> Warped | None:
+    """``reference`` (RGB or grey; ``reference_scale`` original pixels per array pixel) in the query's
+    comparison frame; None when it covers too little of the query to compare."""
+    # array pixels of the small query <- original query pixels <- original reference <- reference array
+    to_small = np.diag([q.factor, q.factor, 1.0])
+    from_ref = np.diag([reference_scale, reference_scale, 1.0])
+    h = to_small @ homography @ from_ref
+    rgray = _gray(reference)
+    warped = cv2.warpPerspective(rgray, h, q.size, flags=cv2.INTER_AREA, borderValue=0)
+    mask = cv2.warpPerspective(np.full(rgray.shape, 255, np.uint8), h, q.size, flags=cv2.INTER_NEAREST) > 0
+    mask = cv2.erode(mask.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0  # the warped border is no edge
+    if mask.sum() < 64:
+        return None
+    er = _edges(warped) & mask
+    return Warped(mask, er, _near(er))
 
 
 def edge_agreement(query: np.ndarray, query_scale: float, reference: np.ndarray, reference_scale: float,
@@ -75,22 +113,39 @@ def edge_agreement(query: np.ndarray, query_scale: float, reference: np.ndarray,
 def agreement(q: QueryEdges, reference: np.ndarray, reference_scale: float,
               homography: np.ndarray) -> tuple[float, float]:
     """:func:`edge_agreement` with the query's side already computed."""
-    # array pixels of the small query <- original query pixels <- original reference <- reference array
-    to_small = np.diag([q.factor, q.factor, 1.0])
-    from_ref = np.diag([reference_scale, reference_scale, 1.0])
-    h = to_small @ homography @ from_ref
-    size = q.size
-    rgray = _gray(reference)
-    warped = cv2.warpPerspective(rgray, h, size, flags=cv2.INTER_AREA, borderValue=0)
-    mask = cv2.warpPerspective(np.full(rgray.shape, 255, np.uint8), h, size, flags=cv2.INTER_NEAREST) > 0
-    mask = cv2.erode(mask.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0  # the warped border is no edge
-    if mask.sum() < 64:
-        return float("nan"), float("nan")
-    eq, er = q.edges & mask, _edges(warped) & mask
-    k = np.ones((2 * TOLERANCE + 1, 2 * TOLERANCE + 1), np.uint8)
+    w = warp_reference(q, reference, reference_scale, homography)
+    return (float("nan"), float("nan")) if w is None else compare(q, w)
+
+
+def compare(q: QueryEdges, w: Warped) -> tuple[float, float]:
+    """``(edge_recall, edge_precision)`` of a warped reference (see :func:`edge_agreement`)."""
+    eq, er = q.edges & w.mask, w.edges
     nr, nq = int(er.sum()), int(eq.sum())
     if nr < MIN_EDGES or nq < MIN_EDGES:
         return float("nan"), float("nan")
-    recall = float((er & (cv2.dilate(eq.astype(np.uint8), k) > 0)).sum()) / nr
-    precision = float((eq & (cv2.dilate(er.astype(np.uint8), k) > 0)).sum()) / nq
-    return recall, precision
+    return float((er & q.near).sum()) / nr, float((eq & w.near).sum()) / nq
+
+
+def likeness(a: Warped, b: Warped) -> float:
+    """The share of ``a``'s edges that ``b`` shows too where both cover the query: near 1 for
+    near-identical siblings, low for unrelated references."""
+    ea = a.edges & b.mask
+    n = int(ea.sum())
+    return float((ea & b.near).sum()) / n if n >= MIN_EDGES else 0.0
+
+
+def distinct_edges(q: QueryEdges, a: Warped, b: Warped) -> float:
+    """Does the query show what tells ``a`` from its sibling ``b``? Over the overlap of both, the share of
+    ``a``'s edges that ``b`` lacks which the query shows, minus the share of ``b``'s edges that ``a``
+    lacks which the query shows: in [-1, 1], high for a copy of ``a``, near 0 for a third sibling that
+    differs from both, negative for a copy of ``b``. NaN when either side has fewer than
+    ``MIN_DISTINCT`` distinct edge pixels (the two are identical where they overlap: no verdict)."""
+    both = a.mask & b.mask
+    only_a = a.edges & both & ~b.near
+    only_b = b.edges & both & ~a.near
+    na, nb = int(only_a.sum()), int(only_b.sum())
+    if na < MIN_DISTINCT and nb < MIN_DISTINCT:
+        return float("nan")
+    show_a = float((only_a & q.near).sum()) / na if na >= MIN_DISTINCT else 0.0
+    show_b = float((only_b & q.near).sum()) / nb if nb >= MIN_DISTINCT else 0.0
+    return show_a - show_b

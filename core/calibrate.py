@@ -40,10 +40,13 @@ SIGNALS: dict[str, str] = {
     # but not every part; missing (no homography, too few edges) means "no evidence either way" (FILLED)
     "edge_recall": "id",
     "edge_precision": "id",
+    # what tells the reference from its most alike verified rival (an indexed sibling), shown by the query
+    # minus what tells the rival apart, shown by the query; edge_recall without a sibling (core/agreement.py)
+    "distinct_edges": "id",
 }
 # signals a candidate may lack that must not then read as 0 (strong evidence against): the fit stores a
 # neutral value per signal, halfway between the medians of the calibration copies and non-copies
-FILLED = ("edge_recall", "edge_precision")
+FILLED = ("edge_recall", "edge_precision", "distinct_edges")
 
 
 # Context signals describe the pair rather than the evidence (a flat icon's few keypoints): their weights

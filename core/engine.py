@@ -22,7 +22,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .agreement import agreement, query_edges
+from .agreement import compare, distinct_edges, likeness, query_edges, warp_reference
 from .calibrate import AnyCalibrator, calibrator_from_dict, default_calibrator, signal_names
 from .errors import CopyLensError, IndexFormatError
 from .features import VARIANTS, FeatureConfig, LocalFeatures, extract, rootsift
@@ -74,6 +74,10 @@ class QueryConfig:
     region_min_side: int = 480  # small regions are upscaled to this longer side before SIFT
     # candidates with at least this many inliers get the dense edge agreement signals (about 1 ms each)
     agreement_min_inliers: int = 4
+    # each of them is also compared with its most alike rival among this many best-verified candidates
+    # (core/agreement.distinct_edges): a copy shows what tells its reference from an indexed sibling
+    sibling_rivals: int = 8
+    sibling_likeness: float = 0.5  # mean share of each other's edges at which two references are siblings
     global_neighbours: int = 5  # nearest references looked up per global query variant
     global_candidates: int = 3  # references recalled by each global descriptor join the verified candidates
     # a global neighbour joins the candidates only at or above this rescaled similarity, per metric: PDQ
@@ -394,21 +398,36 @@ class Engine:
 
     def _edge_agreement(self, image: DecodedImage, cands: list[Candidate]) -> None:
         """Add ``edge_recall`` / ``edge_precision`` (core/agreement.py) to candidates with a homography: the
-        reference's stored thumbnail warped onto the query, edges compared over the overlap."""
+        reference's stored thumbnail warped onto the query, edges compared over the overlap; and
+        ``distinct_edges``: against the most alike of the best-verified other candidates (an indexed
+        sibling), whether the query shows what tells them apart; without a sibling among them, the
+        reference's edges all tell it apart, so the signal is its ``edge_recall``."""
+        cfg = self.config
         todo = [c for c in cands if c.evidence.homography is not None
-                and c.evidence.num_inliers >= self.config.agreement_min_inliers]
+                and c.evidence.num_inliers >= cfg.agreement_min_inliers]
         if not todo:
             return
         thumbs = self.store.thumbnails_of([c.row for c in todo])
         qedges = query_edges(image.pixels, image.scale_to_original)
+        warped = []
         for c in todo:
             if c.row not in thumbs:  # removed after the FAISS index was loaded
                 continue
             jpeg, width = thumbs[c.row]
             thumb = decode_jpeg(jpeg)
-            recall, precision = agreement(qedges, thumb, width / max(1, thumb.shape[1]), c.evidence.homography)
+            w = warp_reference(qedges, thumb, width / max(1, thumb.shape[1]), c.evidence.homography)
+            recall, precision = compare(qedges, w) if w is not None else (float("nan"), float("nan"))
             if recall == recall:  # NaN: too few edges to judge; the calibration's neutral value stands in
                 c.signals["edge_recall"], c.signals["edge_precision"] = recall, precision
+                warped.append((c, w))
+        rivals = sorted(warped, key=lambda cw: -cw[0].evidence.num_inliers)[:cfg.sibling_rivals]
+        for c, w in warped:
+            alike = [(0.5 * (likeness(w, v) + likeness(v, w)), v) for d, v in rivals if d is not c]
+            best, rival = max(alike, key=lambda a: a[0], default=(0.0, None))
+            c.signals["sibling_likeness"] = best
+            value = distinct_edges(qedges, w, rival) if best >= cfg.sibling_likeness else c.signals["edge_recall"]
+            if value == value:  # NaN: identical where they overlap, nothing tells them apart
+                c.signals["distinct_edges"] = value
 
     def _region_features(self, crop: np.ndarray, region: Region) -> LocalFeatures:
         """Features of a query region, keypoints in the region's own original-pixel frame."""

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from copylens.core.agreement import edge_agreement
+from copylens.core.agreement import distinct_edges, edge_agreement, likeness, query_edges, warp_reference
 from copylens.core.calibrate import Calibrator, feature_matrix, fit, neutral_fill
 from copylens.core.engine import Engine
 from copylens.core.imageio import from_array
@@ -34,6 +34,10 @@ def _graphic(part: str = "sun") -> np.ndarray:
             a = k * math.pi / 4
             d.line((335 + 42 * math.cos(a), 55 + 42 * math.sin(a), 335 + 58 * math.cos(a), 55 + 58 * math.sin(a)),
                    fill="black", width=3)
+    elif part == "star":
+        pts = [(335 + (40 if k % 2 == 0 else 16) * math.cos(k * math.pi / 5 - math.pi / 2),
+                55 + (40 if k % 2 == 0 else 16) * math.sin(k * math.pi / 5 - math.pi / 2)) for k in range(10)]
+        d.polygon(pts, fill=(250, 230, 60), outline="black", width=3)
     else:
         for x, y, r in ((300, 60, 28), (330, 50, 34), (360, 62, 26)):
             d.ellipse((x - r, y - r, x + r, y + r), fill=(180, 180, 190), outline="black", width=3)
@@ -61,6 +65,31 @@ def test_a_copy_agrees_and_a_sibling_does_not():
     big = cv2.resize(copy, (800, 600), interpolation=cv2.INTER_CUBIC)
     r2, _ = edge_agreement(big, 0.5, small, 2.0, h)
     assert abs(r2 - recall) < 0.1
+
+
+def test_what_tells_siblings_apart_decides_between_them():
+    """A copy shows the part that tells its reference from an indexed sibling; a third, unindexed sibling
+    (a star where the two have a sun and a cloud) shows neither part, though it shares nine tenths of both."""
+    sun, cloud = _graphic("sun"), _graphic("cloud")
+    unrelated = cv2.putText(np.full_like(sun, 255), "12345", (30, 180), cv2.FONT_HERSHEY_SIMPLEX, 3, (0, 0, 0), 6)
+
+    def verdicts(query: np.ndarray, h: np.ndarray) -> tuple[float, float]:
+        q = query_edges(query, 1.0)
+        a, b = warp_reference(q, sun, 1.0, h), warp_reference(q, cloud, 1.0, h)
+        return distinct_edges(q, a, b), distinct_edges(q, b, a)
+
+    copy, h = _rotate(sun, 12)
+    cv2.putText(copy, "LOL", (20, 40), cv2.FONT_HERSHEY_SIMPLEX, 1.2, (0, 0, 0), 3)
+    for_sun, for_cloud = verdicts(copy, h)
+    assert for_sun > 0.6 and for_cloud < -0.6
+    star, h = _rotate(_graphic("star"), 12)
+    for_sun, for_cloud = verdicts(star, h)
+    assert abs(for_sun) < 0.35 and abs(for_cloud) < 0.35
+    # siblings are alike, an unrelated picture is not; identical references give no verdict
+    q = query_edges(copy, 1.0)
+    a, b, u = (warp_reference(q, x, 1.0, np.eye(3)) for x in (sun, cloud, unrelated))
+    assert likeness(a, b) > 0.8 and likeness(b, a) > 0.8 and likeness(a, u) < 0.3
+    assert math.isnan(distinct_edges(q, a, warp_reference(q, sun.copy(), 1.0, np.eye(3))))
 
 
 def test_flat_overlap_gives_no_verdict():
@@ -107,3 +136,7 @@ def test_the_engine_measures_agreement_on_verified_candidates(tmp_path):
     by_id = {ids[c.row]: c.signals for c in cands}
     assert by_id["house-sun"]["edge_recall"] > 0.85
     assert by_id["house-cloud"].get("edge_recall", 0.0) < by_id["house-sun"]["edge_recall"] - 0.1
+    # each is compared with the other, its indexed sibling: the query shows the sun, not the cloud
+    assert by_id["house-sun"]["sibling_likeness"] > 0.5
+    assert by_id["house-sun"]["distinct_edges"] > 0.5
+    assert by_id["house-cloud"].get("distinct_edges", -1.0) < 0.0
