@@ -92,7 +92,7 @@ def warp_reference(q: QueryEdges, reference: np.ndarray, reference_scale: float,
     warped = cv2.warpPerspective(rgray, h, q.size, flags=cv2.INTER_AREA, borderValue=0)
     mask = cv2.warpPerspective(np.full(rgray.shape, 255, np.uint8), h, q.size, flags=cv2.INTER_NEAREST) > 0
     mask = cv2.erode(mask.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0  # the warped border is no edge
-    if mask.sum() < 64:
+    if np.count_nonzero(mask) < 64:
         return None
     er = _edges(warped) & mask
     return Warped(mask, er, _near(er))
@@ -120,18 +120,18 @@ def agreement(q: QueryEdges, reference: np.ndarray, reference_scale: float,
 def compare(q: QueryEdges, w: Warped) -> tuple[float, float]:
     """``(edge_recall, edge_precision)`` of a warped reference (see :func:`edge_agreement`)."""
     eq, er = q.edges & w.mask, w.edges
-    nr, nq = int(er.sum()), int(eq.sum())
+    nr, nq = np.count_nonzero(er), np.count_nonzero(eq)
     if nr < MIN_EDGES or nq < MIN_EDGES:
         return float("nan"), float("nan")
-    return float((er & q.near).sum()) / nr, float((eq & w.near).sum()) / nq
+    return float(np.count_nonzero(er & q.near)) / nr, float(np.count_nonzero(eq & w.near)) / nq
 
 
 def likeness(a: Warped, b: Warped) -> float:
     """The share of ``a``'s edges that ``b`` shows too where both cover the query: near 1 for
     near-identical siblings, low for unrelated references."""
     ea = a.edges & b.mask
-    n = int(ea.sum())
-    return float((ea & b.near).sum()) / n if n >= MIN_EDGES else 0.0
+    n = np.count_nonzero(ea)
+    return float(np.count_nonzero(ea & b.near)) / n if n >= MIN_EDGES else 0.0
 
 
 def distinct_edges(q: QueryEdges, a: Warped, b: Warped) -> float:
@@ -143,9 +143,9 @@ def distinct_edges(q: QueryEdges, a: Warped, b: Warped) -> float:
     both = a.mask & b.mask
     only_a = a.edges & both & ~b.near
     only_b = b.edges & both & ~a.near
-    na, nb = int(only_a.sum()), int(only_b.sum())
+    na, nb = np.count_nonzero(only_a), np.count_nonzero(only_b)
     if na < MIN_DISTINCT and nb < MIN_DISTINCT:
         return float("nan")
-    show_a = float((only_a & q.near).sum()) / na if na >= MIN_DISTINCT else 0.0
-    show_b = float((only_b & q.near).sum()) / nb if nb >= MIN_DISTINCT else 0.0
+    show_a = float(np.count_nonzero(only_a & q.near)) / na if na >= MIN_DISTINCT else 0.0
+    show_b = float(np.count_nonzero(only_b & q.near)) / nb if nb >= MIN_DISTINCT else 0.0
     return show_a - show_b
