@@ -77,7 +77,7 @@ class QueryConfig:
     # each of them is also compared with its most alike rival among this many best-verified candidates
     # (core/agreement.distinct_edges): a copy shows what tells its reference from an indexed sibling
     sibling_rivals: int = 8
-    sibling_likeness: float = 0.5  # mean share of each other's edges at which two references are siblings
+    sibling_likeness: float = 0.75  # mean share of each other's edges at which two references are siblings
     global_neighbours: int = 5  # nearest references looked up per global query variant
     global_candidates: int = 3  # references recalled by each global descriptor join the verified candidates
     # a global neighbour joins the candidates only at or above this rescaled similarity, per metric: PDQ
