@@ -57,6 +57,7 @@ def explain(match: Match, copy_threshold: float, possible_threshold: float) -> l
         lines.append("The reference's border maps to a plausible quadrilateral in the query (drawn as the outline).")
     elif inl:
         lines.append("The matched features do not map the reference to a plausible shape: no outline is drawn.")
+    lines += _edge_lines(s)
     variant = VARIANT_WORDS.get(ev.variant, ev.variant)
     if variant:
         lines.append(f"The copy is {variant}.")
@@ -66,6 +67,28 @@ def explain(match: Match, copy_threshold: float, possible_threshold: float) -> l
         if name.startswith("global:"):
             lines.append(f"Global similarity ({name[7:]}): {value:.2f} (1 = identical, 0 = unrelated).")
     return lines
+
+
+def _edge_lines(s: dict[str, float]) -> list[str]:
+    """The dense edge comparison under the transformation (core/agreement.py), in words."""
+    out = []
+    if "edge_recall" in s:
+        explained = (f"; the reference explains {_pct(s['edge_precision'])} of the query's edges there"
+                     if "edge_precision" in s else "")
+        out.append(f"Aligned by that transformation, the query shows {_pct(s['edge_recall'])} of the "
+                   f"reference's edges{explained}.")
+    if "sibling_likeness" in s and "distinct_edges" in s:
+        d = s["distinct_edges"]
+        shared = _pct(s["sibling_likeness"])
+        if d >= 0.3:
+            what = "the query shows the parts that tell this reference apart from it"
+        elif d <= -0.3:
+            what = "the query shows that reference's own parts rather than this one's"
+        else:
+            what = "the query shows neither one's distinct parts: it may be another variant of the same picture"
+        out.append(f"A near-identical indexed reference was verified too ({shared} of edges shared): {what} "
+                   f"(distinctness {d:+.2f}, from -1 to +1).")
+    return out
 
 
 def reference_tooltip(reference_id: str, details: dict) -> str:

@@ -10,6 +10,10 @@ reference is warped onto the query by the homography and their edges are compare
   reference's, and colour changes, inversion or grey keep edges; a sibling graphic misses whole parts.
 - ``edge_precision``: the share of the query's edges, inside the projected reference, that the reference
   explains (lowered by overlays; reported for the calibration to weigh).
+- ``distinct_edges`` (:func:`distinct_edges`): a sibling shares most edges with the reference, so both
+  signals above only say "this family". Against the most alike other verified candidate, it asks whether
+  the query shows the edges that tell the reference from that rival (a copy does; a third, unindexed
+  sibling shows neither side's) rather than those that tell the rival apart.
 
 Edges are taken on grey levels (Canny with thresholds from the median gradient), on both images resized
 so that the overlap is compared at about ``side`` pixels, which keeps the cost near 1 ms per candidate.

@@ -77,7 +77,11 @@ class QueryConfig:
     # each of them is also compared with its most alike rival among this many best-verified candidates
     # (core/agreement.distinct_edges): a copy shows what tells its reference from an indexed sibling
     sibling_rivals: int = 8
-    sibling_likeness: float = 0.75  # mean share of each other's edges at which two references are siblings
+    # the mean share of each other's edges at which two references count as siblings: 0.75 was the middle
+    # of the plateau (0.7-0.8) of the seen kinds' calibration (bench/contrast_experiment.py --signals, README);
+    # below it, a rival explains too little of the reference to tell them apart (photos' dense edges reach
+    # 0.5 by chance)
+    sibling_likeness: float = 0.75
     global_neighbours: int = 5  # nearest references looked up per global query variant
     global_candidates: int = 3  # references recalled by each global descriptor join the verified candidates
     # a global neighbour joins the candidates only at or above this rescaled similarity, per metric: PDQ
@@ -424,8 +428,11 @@ class Engine:
         for c, w in warped:
             alike = [(0.5 * (likeness(w, v) + likeness(v, w)), v) for d, v in rivals if d is not c]
             best, rival = max(alike, key=lambda a: a[0], default=(0.0, None))
-            c.signals["sibling_likeness"] = best
-            value = distinct_edges(qedges, w, rival) if best >= cfg.sibling_likeness else c.signals["edge_recall"]
+            if best < cfg.sibling_likeness:
+                c.signals["distinct_edges"] = c.signals["edge_recall"]
+                continue
+            value = distinct_edges(qedges, w, rival)
+            c.signals["sibling_likeness"] = best  # shown in the window's explanation
             if value == value:  # NaN: identical where they overlap, nothing tells them apart
                 c.signals["distinct_edges"] = value
 

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
+from copylens.app.explain import explain
 from copylens.core.agreement import distinct_edges, edge_agreement, likeness, query_edges, warp_reference
 from copylens.core.calibrate import Calibrator, feature_matrix, fit, neutral_fill
 from copylens.core.engine import Engine
@@ -133,6 +134,7 @@ def test_the_engine_measures_agreement_on_verified_candidates(tmp_path):
     with Engine.open(tmp_path / "idx") as eng:
         cands, _ = run_job(eng.candidates(from_array(query)))
         ids = eng.store.ids_of_rows([c.row for c in cands])
+        result = run_job(eng.search(query))
     by_id = {ids[c.row]: c.signals for c in cands}
     assert by_id["house-sun"]["edge_recall"] > 0.85
     assert by_id["house-cloud"].get("edge_recall", 0.0) < by_id["house-sun"]["edge_recall"] - 0.1
@@ -140,3 +142,9 @@ def test_the_engine_measures_agreement_on_verified_candidates(tmp_path):
     assert by_id["house-sun"]["sibling_likeness"] > 0.5
     assert by_id["house-sun"]["distinct_edges"] > 0.5
     assert by_id["house-cloud"].get("distinct_edges", -1.0) < 0.0
+    # the window's explanation of the top match says so, with the numbers
+    top = result.matches[0]
+    assert top.reference_id == "house-sun"
+    why = " ".join(explain(top, 0.8, 0.5))
+    assert "of the reference's edges" in why
+    assert "tell this reference apart" in why and f"{top.signals['distinct_edges']:+.2f}" in why
