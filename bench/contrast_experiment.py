@@ -12,6 +12,12 @@ second stage at several weights of the simulated distractor queries, per content
     python bench/calib_experiment.py pairs INDEX --n 160 --strategy stratified --out /tmp/pairs160s.json
     python bench/contrast_experiment.py /tmp/copylens-dev2 /tmp/cands.jsonl /tmp/pairs160.json /tmp/pairs160s.json
 
+``--signals`` fits the first stage on the listed signals instead of the index's model's, so a signal the
+index's model predates (collected with the new code) is compared with the same model without it:
+
+    python bench/contrast_experiment.py /tmp/copylens-dev2 /tmp/cands.jsonl /tmp/pairs.json --weights 0.5 \
+        --signals votes,inliers,...,edge_precision,global:pdq,global:copylens-sscd18,distinct_edges
+
 ``--context`` adds variants whose second stage also sees the candidate's reference keypoints (R) or the
 query's keypoints (Q) as context (either sign) and as a factor of the lead: R = [z, lead, r, r*lead],
 Q = [z, lead, q, q*lead], QZ = [z, lead, q*z] (r, q: log keypoints, scaled). None was adopted (README).
