@@ -93,7 +93,10 @@ def warp_reference(q: QueryEdges, reference: np.ndarray, reference_scale: float,
     from_ref = np.diag([reference_scale, reference_scale, 1.0])
     h = to_small @ homography @ from_ref
     rgray = _gray(reference)
-    warped = cv2.warpPerspective(rgray, h, q.size, flags=cv2.INTER_AREA, borderValue=0)
+    # the border replicated, not black: a black surround drew the strongest edge of a light graphic around
+    # it, the edge threshold (a percentile) rose to it and the graphic's own lines vanished whenever the
+    # reference covered only part of the query (a paste, a screenshot, padding)
+    warped = cv2.warpPerspective(rgray, h, q.size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     mask = cv2.warpPerspective(np.full(rgray.shape, 255, np.uint8), h, q.size, flags=cv2.INTER_NEAREST) > 0
     mask = cv2.erode(mask.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0  # the warped border is no edge
     if np.count_nonzero(mask) < 64:
@@ -130,26 +133,40 @@ def compare(q: QueryEdges, w: Warped) -> tuple[float, float]:
     return float(np.count_nonzero(er & q.near)) / nr, float(np.count_nonzero(eq & w.near)) / nq
 
 
+def _above_chance(hit: float, chance: float) -> float:
+    """``hit``, the share of some edge pixels that land near other edges, rescaled so that 0 is what
+    pixels at random places would score (``chance``: the share of the area near those edges) and 1 is
+    all of them."""
+    return 0.0 if chance >= 0.99 else (hit - chance) / (1.0 - chance)
+
+
 def likeness(a: Warped, b: Warped) -> float:
-    """The share of ``a``'s edges that ``b`` shows too where both cover the query: near 1 for
-    near-identical siblings, low for unrelated references."""
-    ea = a.edges & b.mask
-    n = np.count_nonzero(ea)
-    return float(np.count_nonzero(ea & b.near)) / n if n >= MIN_EDGES else 0.0
+    """The share of ``a``'s edges that ``b`` shows too where both cover the query, above chance: near 1
+    for near-identical siblings, near 0 for unrelated references. Without the chance correction a
+    photo's dense edges leave little of the area far from an edge, and unrelated photos looked alike."""
+    both = a.mask & b.mask
+    ea = a.edges & both
+    n, area = np.count_nonzero(ea), np.count_nonzero(both)
+    if n < MIN_EDGES:
+        return 0.0
+    return _above_chance(np.count_nonzero(ea & b.near) / n, np.count_nonzero(b.near & both) / area)
 
 
 def distinct_edges(q: QueryEdges, a: Warped, b: Warped) -> float:
     """Does the query show what tells ``a`` from its sibling ``b``? Over the overlap of both, the share of
     ``a``'s edges that ``b`` lacks which the query shows, minus the share of ``b``'s edges that ``a``
-    lacks which the query shows: in [-1, 1], high for a copy of ``a``, near 0 for a third sibling that
-    differs from both, negative for a copy of ``b``. NaN when either side has fewer than
-    ``MIN_DISTINCT`` distinct edge pixels (the two are identical where they overlap: no verdict)."""
+    lacks which the query shows, each above chance (the share of the overlap near a query edge, so that
+    a busy query, a photo pasted around the copy, shows nothing by chance): about [-1, 1], high for a copy
+    of ``a``, near 0 for a third sibling that differs from both, negative for a copy of ``b``. A side
+    with fewer than ``MIN_DISTINCT`` distinct edge pixels counts 0; NaN when both have (the two are
+    identical where they overlap: no verdict)."""
     both = a.mask & b.mask
     only_a = a.edges & both & ~b.near
     only_b = b.edges & both & ~a.near
     na, nb = np.count_nonzero(only_a), np.count_nonzero(only_b)
     if na < MIN_DISTINCT and nb < MIN_DISTINCT:
         return float("nan")
-    show_a = float(np.count_nonzero(only_a & q.near)) / na if na >= MIN_DISTINCT else 0.0
-    show_b = float(np.count_nonzero(only_b & q.near)) / nb if nb >= MIN_DISTINCT else 0.0
-    return show_a - show_b
+    chance = np.count_nonzero(q.near & both) / max(1, np.count_nonzero(both))
+    show_a = _above_chance(np.count_nonzero(only_a & q.near) / na, chance) if na >= MIN_DISTINCT else 0.0
+    show_b = _above_chance(np.count_nonzero(only_b & q.near) / nb, chance) if nb >= MIN_DISTINCT else 0.0
+    return float(np.clip(show_a - show_b, -1.0, 1.0))

@@ -77,11 +77,10 @@ class QueryConfig:
     # each of them is also compared with its most alike rival among this many best-verified candidates
     # (core/agreement.distinct_edges): a copy shows what tells its reference from an indexed sibling
     sibling_rivals: int = 8
-    # the mean share of each other's edges at which two references count as siblings: 0.75 was the middle
-    # of the plateau (0.7-0.8) of the seen kinds' calibration (bench/contrast_experiment.py --signals, README);
-    # below it, a rival explains too little of the reference to tell them apart (photos' dense edges reach
-    # 0.5 by chance)
-    sibling_likeness: float = 0.75
+    # the mean share of each other's edges (above chance) at which two references count as siblings:
+    # chosen on the seen kinds' calibration over three calibration seeds (bench/contrast_experiment.py
+    # --signals, README); 0.3 and 0.65-0.8 were about as good or slightly worse
+    sibling_likeness: float = 0.5
     global_neighbours: int = 5  # nearest references looked up per global query variant
     global_candidates: int = 3  # references recalled by each global descriptor join the verified candidates
     # a global neighbour joins the candidates only at or above this rescaled similarity, per metric: PDQ

@@ -93,6 +93,24 @@ def test_what_tells_siblings_apart_decides_between_them():
     assert math.isnan(distinct_edges(q, a, warp_reference(q, sun.copy(), 1.0, np.eye(3))))
 
 
+def test_a_graphic_pasted_into_a_busy_picture_is_judged_on_its_own_lines():
+    """The reference covers a quarter of the query: its surround must not draw an edge that drowns the
+    graphic's lines (a black border did: no verdict at all), and the busy picture around it must not
+    count as showing a sibling's parts."""
+    rng = np.random.default_rng(1)
+    busy = cv2.resize(rng.integers(0, 255, (60, 80, 3), dtype=np.uint8), (800, 600), interpolation=cv2.INTER_NEAREST)
+    busy[150:450, 200:600] = _graphic("sun")
+    h = np.array([[1.0, 0, 200], [0, 1, 150], [0, 0, 1]])
+    q = query_edges(busy, 1.0)
+    sun, cloud = warp_reference(q, _graphic("sun"), 1.0, h), warp_reference(q, _graphic("cloud"), 1.0, h)
+    recall, _ = edge_agreement(busy, 1.0, _graphic("sun"), 1.0, h)
+    assert recall > 0.9
+    assert likeness(sun, cloud) > 0.8 and distinct_edges(q, sun, cloud) > 0.8
+    # a rival misplaced over the busy part is no sibling (chance-corrected likeness)
+    shifted = warp_reference(q, _graphic("cloud"), 1.0, h @ np.array([[1.0, 0, 120], [0, 1, 60], [0, 0, 1]]))
+    assert likeness(sun, shifted) < 0.3
+
+
 def test_flat_overlap_gives_no_verdict():
     flat = np.full((300, 400, 3), 128, np.uint8)
     r, p = edge_agreement(flat, 1.0, flat, 1.0, np.eye(3))
@@ -136,8 +154,10 @@ def test_the_engine_measures_agreement_on_verified_candidates(tmp_path):
         ids = eng.store.ids_of_rows([c.row for c in cands])
         result = run_job(eng.search(query))
     by_id = {ids[c.row]: c.signals for c in cands}
-    assert by_id["house-sun"]["edge_recall"] > 0.85
-    assert by_id["house-cloud"].get("edge_recall", 0.0) < by_id["house-sun"]["edge_recall"] - 0.1
+    # (edges of the stored JPEG thumbnail, weak ones included since the warp's surround is no longer black:
+    # 0.85 against 0.75 here; the sibling is told apart by distinct_edges below)
+    assert by_id["house-sun"]["edge_recall"] > 0.8
+    assert by_id["house-cloud"].get("edge_recall", 0.0) < by_id["house-sun"]["edge_recall"] - 0.05
     # each is compared with the other, its indexed sibling: the query shows the sun, not the cloud
     assert by_id["house-sun"]["sibling_likeness"] > 0.5
     assert by_id["house-sun"]["distinct_edges"] > 0.5
