@@ -130,7 +130,7 @@ def compare(q: QueryEdges, w: Warped) -> tuple[float, float]:
     nr, nq = np.count_nonzero(er), np.count_nonzero(eq)
     if nr < MIN_EDGES or nq < MIN_EDGES:
         return float("nan"), float("nan")
-    return float(np.count_nonzero(er & q.near)) / nr, float(np.count_nonzero(eq & w.near)) / nq
+    return float(np.count_nonzero(er & q.near) / nr), float(np.count_nonzero(eq & w.near) / nq)
 
 
 def _above_chance(hit: float, chance: float) -> float:
@@ -149,7 +149,7 @@ def likeness(a: Warped, b: Warped) -> float:
     n, area = np.count_nonzero(ea), np.count_nonzero(both)
     if n < MIN_EDGES:
         return 0.0
-    return _above_chance(np.count_nonzero(ea & b.near) / n, np.count_nonzero(b.near & both) / area)
+    return float(_above_chance(np.count_nonzero(ea & b.near) / n, np.count_nonzero(b.near & both) / area))
 
 
 def distinct_edges(q: QueryEdges, a: Warped, b: Warped) -> float:
