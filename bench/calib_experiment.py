@@ -24,16 +24,23 @@ import numpy as np
 
 from copylens.core.bench.metrics import Prediction, calibration, evaluate, read_ground_truth
 from copylens.core.calibrate import Calibrator, calibrator_from_dict, fit
-from copylens.core.engine import Engine
+from copylens.core.engine import Engine, QueryConfig
 from copylens.core.imageio import load_image, scan_images
 from copylens.core.progress import ConsoleProgress, run_job
 from copylens.core.selfcal import calibration_pairs, fit_calibration
 
 
-def collect(bench: Path, index: Path, out: Path, threads: int = 2) -> None:
+def _config(sibling_likeness: float | None) -> QueryConfig | None:
+    """The engine's query settings, with a lower sibling threshold when scanning it: every rival at least
+    that alike then records its ``sibling_likeness``, and contrast_experiment.py --sibling-likeness
+    replays any stricter threshold on the stored signals."""
+    return None if sibling_likeness is None else QueryConfig(sibling_likeness=sibling_likeness)
+
+
+def collect(bench: Path, index: Path, out: Path, threads: int = 2, sibling_likeness: float | None = None) -> None:
     q_dir = bench / "queries"
     queries = scan_images(q_dir)
-    with Engine.open(index) as eng:
+    with Engine.open(index, _config(sibling_likeness)) as eng:
         ids = eng.store.ids_of_rows(eng.store.rows())
         kps = eng.store.keypoint_counts()
 
@@ -50,8 +57,9 @@ def collect(bench: Path, index: Path, out: Path, threads: int = 2) -> None:
                     print(f"{i}/{len(queries)}", file=sys.stderr)
 
 
-def pairs(index: Path, strategy: str, n: int, out: Path, seed: int = 0) -> None:
-    with Engine.open(index) as eng:
+def pairs(index: Path, strategy: str, n: int, out: Path, seed: int = 0,
+          sibling_likeness: float | None = None) -> None:
+    with Engine.open(index, _config(sibling_likeness)) as eng:
         kps = eng.store.keypoint_counts()
         signals, labels, sources, queries = run_job(
             calibration_pairs(eng, seed=seed, max_queries=n, min_queries=min(n, 60), workers=2, strategy=strategy),
@@ -187,15 +195,18 @@ def main() -> None:
     p.add_argument("--n", type=int, default=160)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, required=True)
+    for sp in (c, p):
+        sp.add_argument("--sibling-likeness", type=float, default=None,
+                        help="the engine's sibling threshold for this collection (default: the engine's own)")
     e = sub.add_parser("evaluate")
     e.add_argument("bench", type=Path)
     e.add_argument("cands", type=Path)
     e.add_argument("pairs", type=Path, nargs="+")
     a = ap.parse_args()
     if a.cmd == "collect":
-        collect(a.bench, a.index, a.out)
+        collect(a.bench, a.index, a.out, sibling_likeness=a.sibling_likeness)
     elif a.cmd == "pairs":
-        pairs(a.index, a.strategy, a.n, a.out, a.seed)
+        pairs(a.index, a.strategy, a.n, a.out, a.seed, a.sibling_likeness)
     else:
         evaluate_variants(a.bench, a.cands, a.pairs)
 

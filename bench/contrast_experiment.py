@@ -18,6 +18,11 @@ index's model predates (collected with the new code) is compared with the same m
     python bench/contrast_experiment.py /tmp/copylens-dev2 /tmp/cands.jsonl /tmp/pairs.json --weights 0.5 \
         --signals votes,inliers,...,edge_precision,global:pdq,global:copylens-sscd18,distinct_edges
 
+``--sibling-likeness T`` replays a stricter sibling threshold on candidates and pairs collected with a
+lower one (``calib_experiment.py collect|pairs --sibling-likeness 0.3``): a candidate whose recorded rival
+is less alike than T gets its ``edge_recall`` as ``distinct_edges``, as the engine would give it. The
+default 0.5 was chosen this way (0.3, 0.5, 0.65, 0.8 over calibration seeds 0-2; README).
+
 ``--context`` adds variants whose second stage also sees the candidate's reference keypoints (R) or the
 query's keypoints (Q) as context (either sign) and as a factor of the lead: R = [z, lead, r, r*lead],
 Q = [z, lead, q, q*lead], QZ = [z, lead, q*z] (r, q: log keypoints, scaled). None was adopted (README).
@@ -70,6 +75,13 @@ def context_variant(stage1, data: dict, queries: list[int], variant: str, dw: fl
     return _Context(stage1, weighted_logistic(x, y, w, non_negative=(0, 1)), variant)
 
 
+def replay_sibling_threshold(signals: dict, threshold: float) -> None:
+    """What Engine._edge_agreement gives a candidate at ``threshold`` (its signals collected at a lower one)."""
+    if signals.get("sibling_likeness", 0.0) < threshold and "edge_recall" in signals:
+        signals["distinct_edges"] = signals["edge_recall"]
+        signals.pop("sibling_likeness", None)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("bench", type=Path)
@@ -79,6 +91,8 @@ def main() -> None:
     ap.add_argument("--context", default="", help="comma-separated context variants (R, Q, QZ) to add")
     ap.add_argument("--signals", default="", help="comma-separated signals to fit the first stage on instead "
                     "of the index's model's (to compare a new signal with the model without it)")
+    ap.add_argument("--sibling-likeness", type=float, default=None,
+                    help="replay this (stricter) sibling threshold on the stored signals")
     a = ap.parse_args()
     gt = read_ground_truth(a.bench / "ground_truth.csv")
     unseen = set(json.loads((a.bench / "benchmark.json").read_text()).get("unseen_content", []))
@@ -88,10 +102,15 @@ def main() -> None:
     for rec in records:
         for c in rec["candidates"]:
             c[2].setdefault("reference_keypoints", float(c[1]))
+            if a.sibling_likeness is not None:
+                replay_sibling_threshold(c[2], a.sibling_likeness)
     print(f"{'variant':<34} {'μAP':>6} {'r@1':>6} {'ECE':>6} | "
           + " | ".join(f"{k + ('*' if k in unseen else ''):>16}" for k in kinds))
     for pf in a.pairs:
         data = json.loads(pf.read_text())
+        if a.sibling_likeness is not None:
+            for sig in data["signals"]:
+                replay_sibling_threshold(sig, a.sibling_likeness)
         queries = data.get("queries", data["sources"])  # older pair files: one query per source reference
         names = a.signals.split(",") if a.signals else list(data["names"])
         stage1 = calibrator_from_dict(fit_calibration(data["signals"], data["labels"], names))

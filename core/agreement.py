@@ -15,7 +15,7 @@ reference is warped onto the query by the homography and their edges are compare
   the query shows the edges that tell the reference from that rival (a copy does; a third, unindexed
   sibling shows neither side's) rather than those that tell the rival apart.
 
-Edges are taken on grey levels (Canny with thresholds from the median gradient), on both images resized
+Edges are taken on grey levels (Canny with thresholds from the upper quartile of the gradient), on both images resized
 so that the overlap is compared at about ``side`` pixels, which keeps the cost near 1 ms per candidate.
 """
 
@@ -57,7 +57,7 @@ def _near(edges: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True, slots=True)
 class QueryEdges:
-    """The query side of :func:`agreement`, computed once per query: its grey image at the comparison
+    """The query side of the comparison, computed once per query: its grey image at the comparison
     scale, that image's edges, and original query pixels -> comparison pixels."""
 
     size: tuple[int, int]  # (width, height) of the comparison image
@@ -111,15 +111,10 @@ def edge_agreement(query: np.ndarray, query_scale: float, reference: np.ndarray,
 
     ``query`` and ``reference`` are RGB or grey arrays; ``*_scale`` are their original pixels per array
     pixel (as ``DecodedImage.scale_to_original``); ``homography`` maps reference original pixels to query
-    original pixels. For several references against one query, :func:`query_edges` once and
-    :func:`agreement` per reference.
+    original pixels. For several references against one query, :func:`query_edges` once, then
+    :func:`warp_reference` and :func:`compare` per reference.
     """
-    return agreement(query_edges(query, query_scale), reference, reference_scale, homography)
-
-
-def agreement(q: QueryEdges, reference: np.ndarray, reference_scale: float,
-              homography: np.ndarray) -> tuple[float, float]:
-    """:func:`edge_agreement` with the query's side already computed."""
+    q = query_edges(query, query_scale)
     w = warp_reference(q, reference, reference_scale, homography)
     return (float("nan"), float("nan")) if w is None else compare(q, w)
 
