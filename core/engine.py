@@ -79,7 +79,7 @@ class QueryConfig:
     sibling_rivals: int = 8
     # the mean share of each other's edges (above chance) at which two references count as siblings:
     # chosen on the seen kinds' calibration over three calibration seeds (bench/contrast_experiment.py
-    # --signals, README); 0.3 and 0.65-0.8 were about as good or slightly worse
+    # --sibling-likeness, README); 0.3 and 0.65-0.8 were about as good or slightly worse
     sibling_likeness: float = 0.5
     global_neighbours: int = 5  # nearest references looked up per global query variant
     global_candidates: int = 3  # references recalled by each global descriptor join the verified candidates
