@@ -23,19 +23,22 @@ from copylens.core.train.checkpoint import CheckpointError
 from copylens.core.train.data import (
     TRAIN_FAMILIES,
     DataConfig,
+    TrainingDataError,
     TrainingImage,
     files_digest,
     list_training_files,
+    look_alikes,
     make_batch,
     read_excluded_ids,
     sampling_weights,
     split_validation,
     square,
+    unseen_keys,
 )
 from copylens.core.train.evaluate import descriptor_from_run, evaluate_descriptor
 from copylens.core.train.loss import info_nce, koleo
 from copylens.core.train.model import CopyNet, ModelConfig, export
-from copylens.core.train.trainer import TrainConfig, embed, learning_rate, load_trained, train
+from copylens.core.train.trainer import TrainConfig, embed, init_weights, learning_rate, load_trained, train
 
 from conftest import REFERENCE_NAMES, skimage_rgb
 
@@ -121,6 +124,86 @@ def test_batches_are_deterministic_per_step_and_pair_views():
     # with light_identity 1 the first view of each pair is the plain picture: it is one of the images
     squares = [square(im.pixels, 32) for im in images]
     assert all(any(np.array_equal(v, s) for s in squares) for v in batch[:3])
+
+
+def _sibling_family(rng: np.random.Generator) -> list[TrainingImage]:
+    """Three families of two near-identical graphics (one shape, then a small mark added), plus noise."""
+    images = []
+    for f, colour in enumerate(((200, 30, 30), (30, 160, 40), (40, 60, 210))):
+        base = np.full((64, 64, 3), 255, np.uint8)
+        base[8 + 6 * f:40 + 4 * f, 10:30 + 8 * f] = colour
+        marked = base.copy()
+        marked[50:56, 50:56] = 0
+        images += [TrainingImage(f"g/f{f}a", "g", base), TrainingImage(f"g/f{f}b", "g", marked)]
+    images += [TrainingImage(f"p/n{i}", "p", rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)) for i in range(6)]
+    return images
+
+
+def test_look_alikes_pair_near_identical_siblings():
+    images = _sibling_family(np.random.default_rng(1))
+    alikes = look_alikes(images)
+    assert [images[int(a)].key for a in alikes[:6]] == ["g/f0b", "g/f0a", "g/f1b", "g/f1a", "g/f2b", "g/f2a"]
+    assert all(int(a) != i for i, a in enumerate(alikes))
+
+
+def test_hard_negative_batches_hold_siblings_together():
+    images = _sibling_family(np.random.default_rng(1))
+    w = np.zeros(len(images))
+    w[[0, 2, 4, 6, 7, 8]] = 1 / 6  # only the first of each family and some noise are ever drawn at random
+    cfg = DataConfig(input_size=32, light_identity=1.0, hard_negatives=1.0)
+    alikes = look_alikes(images)
+    squares = [square(im.pixels, 32) for im in images]
+
+    def drawn(batch: np.ndarray, pairs: int) -> set[int]:
+        return {next(i for i, s in enumerate(squares) if np.array_equal(v, s)) for v in batch[:pairs]}
+
+    seen_marked = 0
+    for step in range(8):
+        batch = make_batch(images, w, 4, 0, step, cfg, alikes)
+        pairs = len(batch) // 2
+        got = drawn(batch, pairs)
+        # half of the 4 images are drawn at random, the other half are their look-alikes
+        assert pairs <= 4 and got <= set(range(len(images)))
+        seen_marked += len(got & {1, 3, 5})
+        assert np.array_equal(batch, make_batch(images, w, 4, 0, step, cfg, alikes))  # resumable
+    assert seen_marked >= 4  # the marked siblings are only ever drawn as look-alikes
+    plain = make_batch(images, w, 4, 0, 0, replace(cfg, hard_negatives=0.0), alikes)
+    assert not drawn(plain, 4) & {1, 3, 5}
+
+
+def test_unseen_kinds_are_kept_out_of_training(tmp_path):
+    refs = tmp_path / "bench" / "references"
+    for folder in ("photos", "lineart"):
+        (refs / folder).mkdir(parents=True)
+        for i in range(3):
+            Image.fromarray(np.full((20, 20, 3), 40 * i, np.uint8)).save(refs / folder / f"{i}.png")
+    meta = {"unseen_content": ["lineart"], "sources": [
+        {"path": str(tmp_path / "src" / "photos"), "name": "photos", "content": "photo"},
+        {"path": str(tmp_path / "src" / "lineart"), "name": "lineart", "content": "lineart"}]}
+    (tmp_path / "bench" / "benchmark.json").write_text(json.dumps(meta), encoding="utf-8")
+    keys = unseen_keys(tmp_path / "bench", [refs])
+    assert keys == {"lineart/0", "lineart/1", "lineart/2"}
+    assert {k for _, k, _ in list_training_files([refs], keys)} == {"photos/0", "photos/1", "photos/2"}
+    with pytest.raises(TrainingDataError, match="unseen source 'lineart'"):
+        unseen_keys(tmp_path / "bench" / "benchmark.json", [refs / "lineart"])
+
+
+def test_fine_tuning_starts_from_exported_weights(data_dir, tmp_path):
+    torch.manual_seed(3)
+    start = CopyNet(ModelConfig(ARCH, dim=16), SIZE)
+    paths = export(start, tmp_path, "start", SIZE)
+    fresh = CopyNet(ModelConfig(ARCH, dim=16), SIZE)
+    init_weights(fresh, str(paths["weights"]))
+    for k, v in start.state_dict().items():
+        torch.testing.assert_close(fresh.state_dict()[k], v, msg=k)
+    with pytest.raises(CheckpointError, match="do not fit"):
+        init_weights(CopyNet(ModelConfig(ARCH, dim=8), SIZE), str(paths["weights"]))
+    # a run started from them: its first step moves away from the exported weights, not from a random init
+    cfg = replace(tiny_config(steps=1, init=str(paths["weights"])), lr=1e-6, warmup=0)
+    run_job(train(tmp_path / "run", [data_dir], cfg))
+    tuned, _, _ = load_trained(tmp_path / "run")
+    w = "projection.weight"
+    assert torch.allclose(tuned.state_dict()[w], start.state_dict()[w], atol=1e-4)
 
 
 def test_sqrt_sampling_favours_small_folders():

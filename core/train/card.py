@@ -28,7 +28,9 @@ def model_card(name: str, run_dir: Path, cfg: TrainConfig, state: TrainState, we
         "self-supervised learning; no labels).",
         "",
         "## Model",
-        f"- Architecture: timm `{cfg.model.architecture}` from random initialisation, GeM pooling "
+        f"- Architecture: timm `{cfg.model.architecture}` "
+        + (f"fine-tuned from `{cfg.init}`" if cfg.init else "from random initialisation")
+        + f", GeM pooling "
         f"(p = {cfg.model.gem_p}), a linear projection to {cfg.model.dim} dimensions, L2 normalisation.",
         f"- Input: the whole image squashed to {cfg.data.input_size} x {cfg.data.input_size} RGB, ImageNet "
         "mean/std.",
@@ -45,7 +47,10 @@ def model_card(name: str, run_dir: Path, cfg: TrainConfig, state: TrainState, we
         f"{cfg.data.light_identity} (else an edit), the other always an edit from "
         "`copylens.core.edits` with training's own edit weights (`TRAIN_FAMILIES` in "
         f"`core/train/data.py`), plus a second edit with probability {cfg.data.second_edit}; paste "
-        "backgrounds are other training images.",
+        "backgrounds are other training images."
+        + (f" {cfg.data.hard_negatives:.0%} of each batch are the look-alikes of other images in it (nearest "
+           "by a 16-px colour thumbnail: near-identical siblings as hard negatives)." if cfg.data.hard_negatives
+           else ""),
         f"- Optimiser: AdamW, peak learning rate {cfg.lr}, weight decay {cfg.weight_decay}, {cfg.warmup} "
         f"warm-up steps, cosine decay over {cfg.steps} steps; seed {cfg.seed}.",
         f"- Trained {state.step} steps in {state.elapsed / 60:.1f} minutes (torch {run.get('torch', '?')}).",

@@ -28,6 +28,9 @@ RUN_FLAGS = {  # option -> (TrainConfig path, type, help)
     "sampling": ("data.sampling", str, "per-folder sampling: sqrt (default) or uniform"),
     "seed": ("seed", int, "random seed (default 0)"),
     "eval_every": ("eval_every", int, "validate every N steps (default 100)"),
+    "hard_negatives": ("data.hard_negatives", float, "share of each batch drawn as look-alikes of other "
+                       "images in it (near-identical siblings as hard negatives; default 0)"),
+    "init": ("init", str, "start from these weights: copylens-NAME or a .safetensors path (fine-tuning)"),
 }
 
 
@@ -52,6 +55,8 @@ def _command(args) -> str:
     words = ["copylens", "train", "run", *args.data, "--out", args.out]
     for gt in args.exclude_queried or []:
         words += ["--exclude-queried", gt]
+    for bench in args.exclude_unseen or []:
+        words += ["--exclude-unseen", bench]
     for key in RUN_FLAGS:
         if getattr(args, key) is not None:
             words += ["--" + key.replace("_", "-"), str(getattr(args, key))]
@@ -65,7 +70,7 @@ def cmd_run(args) -> int:
     import torch
 
     from copylens.core.train.checkpoint import read_run
-    from copylens.core.train.data import read_excluded_ids
+    from copylens.core.train.data import read_excluded_ids, unseen_keys
     from copylens.core.train.trainer import train
 
     if args.threads:
@@ -82,6 +87,8 @@ def cmd_run(args) -> int:
     exclude = set()
     for gt in args.exclude_queried or []:
         exclude |= read_excluded_ids(gt)
+    for bench in args.exclude_unseen or []:
+        exclude |= unseen_keys(bench, args.data)
     command = _command(args)
     bar = ConsoleProgress()
     result = run_job(train(args.out, args.data, cfg if (changed or not resuming) else None, exclude,
@@ -160,6 +167,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--exclude-queried", action="append", metavar="GT_CSV",
                    help="leave out the references a benchmark's ground_truth.csv names (ids are paths "
                         "relative to DATA without suffix); repeatable")
+    r.add_argument("--exclude-unseen", action="append", metavar="BENCH",
+                   help="leave out the images of a benchmark's unseen content kinds (its benchmark.json "
+                        "names them; the unseen sources' folders below DATA); repeatable")
     for key, (_, typ, help_) in RUN_FLAGS.items():
         r.add_argument("--" + key.replace("_", "-"), type=typ, default=None, help=help_)
     r.add_argument("--minutes", type=float, help="stop after this many minutes of this session (resumable)")

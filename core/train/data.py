@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import json
 import math
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -47,6 +48,10 @@ class DataConfig:
     second_edit: float = 0.3    # probability of a second edit on the strong view
     sampling: str = "sqrt"      # per top-level folder: "sqrt" (weight ~ sqrt(count)) or "uniform" (per image)
     val_images: int = 128       # held out from training, used for validation
+    # share of a batch's images that are the nearest look-alike of another image in it (see look_alikes):
+    # near-identical siblings (an icon with another label, a clip-art stamp in another colour) as hard
+    # negatives, which a random batch almost never holds
+    hard_negatives: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -66,6 +71,32 @@ def read_excluded_ids(ground_truth: str | Path) -> set[str]:
     if rows and "reference_id" not in rows[0]:
         raise TrainingDataError(f"{ground_truth}: no reference_id column (is it a ground_truth.csv?)")
     return {r["reference_id"] for r in rows if r.get("reference_id")}
+
+
+def unseen_keys(bench: str | Path, data_dirs: Sequence[str | Path]) -> set[str]:
+    """Keys of the images below ``data_dirs`` that belong to a benchmark's unseen content kinds.
+
+    ``bench``: a ``copylens bench make`` folder (or its ``benchmark.json``). A data folder that is an unseen
+    source itself is refused; inside a benchmark's ``references`` folder, the unseen sources' subfolders
+    (named as in ``benchmark.json``) are left out, so nothing of the unseen kind is trained on."""
+    path = Path(bench)
+    path = path / "benchmark.json" if path.is_dir() else path
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+        unseen = set(meta.get("unseen_content", []))
+        sources = [s for s in meta.get("sources", []) if s.get("content") in unseen]
+    except (OSError, ValueError, AttributeError) as exc:
+        raise TrainingDataError(f"{path}: cannot read the benchmark's description ({exc})") from exc
+    keys: set[str] = set()
+    for d in map(Path, data_dirs):
+        for s in sources:
+            if Path(s.get("path", "\0")).resolve() == d.resolve() or d.name == s.get("name"):
+                raise TrainingDataError(f"{d} is the benchmark's unseen source {s.get('name')!r} "
+                                        f"({s.get('content')}): it must stay out of training")
+            sub = d / str(s.get("name", ""))
+            if s.get("name") and sub.is_dir():
+                keys |= {p.relative_to(d).with_suffix("").as_posix() for p in scan_images(sub)}
+    return keys
 
 
 def list_training_files(data_dirs: Sequence[str | Path], exclude: set[str] = frozenset()
@@ -170,12 +201,46 @@ def light_view(pixels: np.ndarray, rng: np.random.Generator, background: np.ndar
     return strong_view(pixels, rng, background, cfg)
 
 
+LOOK_ALIKE_SIDE = 16  # thumbnail side of the look-alike signature
+
+
+def look_alikes(images: Sequence[TrainingImage]) -> np.ndarray:
+    """Per image, the index of the most similar other image by a tiny colour thumbnail (``LOOK_ALIKE_SIDE``
+    pixels square, centred and L2-normalised; cosine similarity): near-identical siblings find each other,
+    and the choice depends only on the images, so a resumed run finds the same ones."""
+    if len(images) < 2:
+        return np.zeros(len(images), np.int64)
+    sig = np.stack([cv2.resize(im.pixels, (LOOK_ALIKE_SIDE, LOOK_ALIKE_SIDE), interpolation=cv2.INTER_AREA)
+                    .astype(np.float32).reshape(-1) for im in images])
+    sig -= sig.mean(axis=1, keepdims=True)
+    sig /= np.maximum(np.linalg.norm(sig, axis=1, keepdims=True), 1e-6)
+    out = np.empty(len(images), np.int64)
+    for start in range(0, len(images), 1024):
+        sim = sig[start:start + 1024] @ sig.T
+        sim[np.arange(sim.shape[0]), np.arange(start, start + sim.shape[0])] = -np.inf
+        out[start:start + sim.shape[0]] = np.argmax(sim, axis=1)
+    return out
+
+
 def make_batch(images: Sequence[TrainingImage], weights: np.ndarray, pairs: int, seed: int, step: int,
-               cfg: DataConfig) -> np.ndarray:
-    """``[2 * pairs, S, S, 3]`` uint8: rows ``i`` and ``i + pairs`` are two views of one image."""
+               cfg: DataConfig, alikes: np.ndarray | None = None) -> np.ndarray:
+    """``[2 * pairs, S, S, 3]`` uint8: rows ``i`` and ``i + pairs`` are two views of one image.
+
+    With ``cfg.hard_negatives`` and ``alikes`` (:func:`look_alikes`), that share of the images are the
+    look-alikes of others drawn at random (fewer when a look-alike is already in the batch)."""
     rng = np.random.default_rng([seed, step])
     n = len(images)
-    idx = rng.choice(n, size=min(pairs, n), replace=False, p=weights)
+    k_hard = int(round(min(pairs, n) * cfg.hard_negatives / 2)) if alikes is not None else 0
+    idx = rng.choice(n, size=min(pairs, n) - k_hard, replace=False, p=weights)
+    if k_hard:
+        chosen = set(idx.tolist())
+        extra = []
+        for a in idx[:k_hard]:
+            b = int(alikes[a])
+            if b not in chosen:
+                chosen.add(b)
+                extra.append(b)
+        idx = np.concatenate([idx, np.array(extra, dtype=idx.dtype)])
     first, second = [], []
     for i in idx:
         bg = images[int(rng.integers(n))].pixels  # paste/screenshot background: another training image

@@ -5,6 +5,7 @@ checkpoint first; so does reaching the time budget. Running it again on the same
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Generator, Sequence
@@ -15,7 +16,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..globaldesc.neural import auto_device
+from ..globaldesc.models import copylens_model_files
+from ..globaldesc.neural import _load_safetensors, auto_device
 from ..progress import Progress
 from . import checkpoint
 from .checkpoint import CheckpointError, TrainState
@@ -25,6 +27,7 @@ from .data import (
     files_digest,
     list_training_files,
     load_images,
+    look_alikes,
     make_batch,
     sampling_weights,
     split_validation,
@@ -49,6 +52,9 @@ class TrainConfig:
     eval_every: int = 100           # validation every so many steps (and at the end)
     log_every: int = 10             # history entry every so many steps
     checkpoint_minutes: float = 5.0  # save at least this often
+    # start from an exported descriptor's weights (fine-tuning): "copylens-NAME" or a .safetensors path of
+    # the same architecture; "" starts from random initialisation
+    init: str = ""
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -100,6 +106,23 @@ def validate(model: CopyNet, refs: np.ndarray, queries: np.ndarray, device: torc
     neg = np.where(np.eye(n, dtype=bool), -np.inf, sims).max(axis=1)
     return {"val_recall1": float((sims.argmax(axis=1) == np.arange(n)).mean()),
             "val_margin": float(np.median(pos - neg)), "val_images": n}
+
+
+def init_weights(model: CopyNet, init: str) -> None:
+    """Load an exported descriptor's weights (``copylens-NAME`` or a .safetensors path) into ``model``."""
+    if init.startswith("copylens-"):
+        weights, meta_path = copylens_model_files(init.removeprefix("copylens-"))
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        if meta.get("architecture") != model.config.architecture or int(meta.get("dim", -1)) != model.config.dim:
+            raise CheckpointError(f"{init} is a {meta.get('architecture')} with {meta.get('dim')} dimensions; "
+                                  f"this run trains a {model.config.architecture} with {model.config.dim}")
+    else:
+        weights = Path(init)
+    state = {k: v.float() for k, v in _load_safetensors(weights).items()}
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise CheckpointError(f"{init}: its weights do not fit this run's network ({exc})") from exc
 
 
 def _load(files, load_side: int) -> Generator[Progress, None, list[TrainingImage]]:
@@ -165,6 +188,8 @@ def train(run_dir: str | Path, data_dirs: Sequence[str | Path] = (), config: Tra
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
         model = CopyNet(cfg.model, cfg.data.input_size)
+    if cfg.init:  # a checkpoint, when there is one, replaces these weights below
+        init_weights(model, cfg.init)
     model = model.to(dev).train()
     if cuda:
         model = model.to(memory_format=torch.channels_last)
@@ -174,8 +199,10 @@ def train(run_dir: str | Path, data_dirs: Sequence[str | Path] = (), config: Tra
     val_refs, val_queries = validation_views(val_images, cfg.data) if val_images else (None, None)
     last_val = next((h for h in reversed(state.history) if "val_recall1" in h), None)
 
+    alikes = look_alikes(train_images) if cfg.data.hard_negatives > 0 else None
+
     def batch_for(step: int) -> np.ndarray:
-        return make_batch(train_images, weights, cfg.pairs, cfg.seed, step, cfg.data)
+        return make_batch(train_images, weights, cfg.pairs, cfg.seed, step, cfg.data, alikes)
 
     session_start = time.perf_counter()
     last_save = session_start
