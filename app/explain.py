@@ -57,7 +57,7 @@ def explain(match: Match, copy_threshold: float, possible_threshold: float) -> l
         lines.append("The reference's border maps to a plausible quadrilateral in the query (drawn as the outline).")
     elif inl:
         lines.append("The matched features do not map the reference to a plausible shape: no outline is drawn.")
-    lines += _edge_lines(s)
+    lines += _edge_lines(s, match.sibling)
     variant = VARIANT_WORDS.get(ev.variant, ev.variant)
     if variant:
         lines.append(f"The copy is {variant}.")
@@ -69,7 +69,7 @@ def explain(match: Match, copy_threshold: float, possible_threshold: float) -> l
     return lines
 
 
-def _edge_lines(s: dict[str, float]) -> list[str]:
+def _edge_lines(s: dict[str, float], sibling: str = "") -> list[str]:
     """The dense edge comparison under the transformation (core/agreement.py), in words."""
     out = []
     if "edge_recall" in s:
@@ -86,8 +86,9 @@ def _edge_lines(s: dict[str, float]) -> list[str]:
             what = "the query shows that reference's own parts rather than this one's"
         else:
             what = "the query shows neither one's distinct parts: it may be another variant of the same picture"
-        out.append(f"A near-identical indexed reference was verified too ({shared} of edges shared): {what} "
-                   f"(distinctness {d:+.2f}, from -1 to +1).")
+        named = f" ({sibling})" if sibling else ""
+        out.append(f"A near-identical indexed reference{named} was verified too ({shared} of edges shared): "
+                   f"{what} (distinctness {d:+.2f}, from -1 to +1).")
     return out
 
 

@@ -65,7 +65,8 @@ def encode_result(result: QueryResult) -> tuple[str, bytes]:
             if value is not None:
                 arrays[f"{i}_{name}"] = np.asarray(value)
         matches.append({"reference_id": m.reference_id, "score": m.score, "signals": m.signals,
-                        "mirrored": ev.mirrored, "variant": ev.variant, "region": _region(ev.region)})
+                        "mirrored": ev.mirrored, "variant": ev.variant, "region": _region(ev.region),
+                        "sibling": m.sibling})
     meta = {"query_id": result.query_id, "source": result.source, "image_size": list(result.image_size),
             "regions": [_region(r) for r in result.regions], "timings_ms": result.timings_ms,
             "query_sha256": result.query_sha256, "matches": matches}
@@ -84,7 +85,8 @@ def decode_result(meta_json: str, blob: bytes) -> QueryResult:
         ev = Evidence(arrays.get(f"{i}_query_points", z2), arrays.get(f"{i}_reference_points", z2),
                       arrays.get(f"{i}_inlier_scores", np.zeros(0, np.float32)), arrays.get(f"{i}_homography"),
                       arrays.get(f"{i}_outline"), bool(m["mirrored"]), _unregion(m["region"]), str(m["variant"]))
-        matches.append(Match(m["reference_id"], float(m["score"]), ev, {k: float(v) for k, v in m["signals"].items()}))
+        matches.append(Match(m["reference_id"], float(m["score"]), ev, {k: float(v) for k, v in m["signals"].items()},
+                             str(m.get("sibling", ""))))  # sessions saved before 2026-12-04 have none
     return QueryResult(meta["query_id"], meta["source"], tuple(meta["image_size"]), matches,
                        [_unregion(r) for r in meta["regions"]], dict(meta["timings_ms"]), meta["query_sha256"])
 

@@ -197,6 +197,7 @@ def _evidence_json(m) -> dict:
         "query_points": ev.query_points.round(2).tolist(),
         "reference_points": ev.reference_points.round(2).tolist(),
         "signals": {k: round(v, 6) for k, v in m.signals.items()},
+        **({"sibling": m.sibling} if m.sibling else {}),
     }
 
 

@@ -129,6 +129,7 @@ class Candidate:
     row: int
     evidence: Evidence
     signals: dict[str, float]
+    sibling: int = -1  # row of the near-identical verified rival its distinct_edges compared it with
 
 
 def strongest_plausible(cands: list[Candidate]) -> float:
@@ -324,7 +325,7 @@ class Engine:
         t = time.perf_counter()
         scores = self.calibrator.predict_query([c.signals for c in candidates])
         ids = self.store.ids_of_rows([c.row for c in candidates])
-        matches = [Match(ids[c.row], float(s), c.evidence, c.signals)
+        matches = [Match(ids[c.row], float(s), c.evidence, c.signals, ids.get(c.sibling, ""))
                    for c, s in zip(candidates, scores, strict=True) if c.row in ids]
         matches.sort(key=lambda m: (-m.score, -m.num_inliers, m.reference_id))
         timings["score"] = (time.perf_counter() - t) * 1000
@@ -395,11 +396,11 @@ class Engine:
                                                          cfg.region_candidates, pixels=crop, late=False)))
         out = [dataclasses.replace(c, signals={**c.signals, **best_global[c.row]}) for _, c in best.values()]
         t = time.perf_counter()
-        self._edge_agreement(image, out)
+        out = self._edge_agreement(image, out)
         timings["agreement"] = (time.perf_counter() - t) * 1000
         return out, searched
 
-    def _edge_agreement(self, image: DecodedImage, cands: list[Candidate]) -> None:
+    def _edge_agreement(self, image: DecodedImage, cands: list[Candidate]) -> list[Candidate]:
         """Add ``edge_recall`` / ``edge_precision`` (core/agreement.py) to candidates with a homography: the
         reference's stored thumbnail warped onto the query, edges compared over the overlap; and
         ``distinct_edges``: against the most alike of the best-verified other candidates (an indexed
@@ -409,7 +410,7 @@ class Engine:
         todo = [c for c in cands if c.evidence.homography is not None
                 and c.evidence.num_inliers >= cfg.agreement_min_inliers]
         if not todo:
-            return
+            return cands
         thumbs = self.store.thumbnails_of([c.row for c in todo])
         qedges = query_edges(image.pixels, image.scale_to_original)
         warped = []
@@ -424,16 +425,19 @@ class Engine:
                 c.signals["edge_recall"], c.signals["edge_precision"] = recall, precision
                 warped.append((c, w))
         rivals = sorted(warped, key=lambda cw: -cw[0].evidence.num_inliers)[:cfg.sibling_rivals]
+        siblings: dict[int, int] = {}
         for c, w in warped:
-            alike = [(0.5 * (likeness(w, v) + likeness(v, w)), v) for d, v in rivals if d is not c]
-            best, rival = max(alike, key=lambda a: a[0], default=(0.0, None))
+            alike = [(0.5 * (likeness(w, v) + likeness(v, w)), v, d.row) for d, v in rivals if d is not c]
+            best, rival, rival_row = max(alike, key=lambda a: a[0], default=(0.0, None, -1))
             if best < cfg.sibling_likeness:
                 c.signals["distinct_edges"] = c.signals["edge_recall"]
                 continue
             value = distinct_edges(qedges, w, rival)
             c.signals["sibling_likeness"] = best  # shown in the window's explanation
+            siblings[id(c)] = rival_row
             if value == value:  # NaN: identical where they overlap, nothing tells them apart
                 c.signals["distinct_edges"] = value
+        return [dataclasses.replace(c, sibling=siblings[id(c)]) if id(c) in siblings else c for c in cands]
 
     def _region_features(self, crop: np.ndarray, region: Region) -> LocalFeatures:
         """Features of a query region, keypoints in the region's own original-pixel frame."""

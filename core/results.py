@@ -58,13 +58,15 @@ class Match:
 
     ``score`` is the calibrated probability that the query is a copy of this reference. ``signals`` holds
     the raw statistics the calibration used (votes, inliers, global similarities, ...), for display and
-    debugging.
+    debugging. ``sibling``: the near-identical indexed reference the query was compared with to tell them
+    apart (its ``distinct_edges`` signal), or "".
     """
 
     reference_id: str
     score: float
     evidence: Evidence
     signals: dict[str, float] = field(default_factory=dict)
+    sibling: str = ""
 
     @property
     def num_inliers(self) -> int:

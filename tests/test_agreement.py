@@ -12,6 +12,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from copylens.app.explain import explain
+from copylens.app.session import decode_result, encode_result
 from copylens.core.agreement import distinct_edges, edge_agreement, likeness, query_edges, warp_reference
 from copylens.core.calibrate import Calibrator, feature_matrix, fit, neutral_fill
 from copylens.core.engine import Engine
@@ -162,9 +163,12 @@ def test_the_engine_measures_agreement_on_verified_candidates(tmp_path):
     assert by_id["house-sun"]["sibling_likeness"] > 0.5
     assert by_id["house-sun"]["distinct_edges"] > 0.5
     assert by_id["house-cloud"].get("distinct_edges", -1.0) < 0.0
-    # the window's explanation of the top match says so, with the numbers
+    # the window's explanation of the top match says so, with the numbers, and names the sibling
     top = result.matches[0]
-    assert top.reference_id == "house-sun"
+    assert top.reference_id == "house-sun" and top.sibling == "house-cloud"
     why = " ".join(explain(top, 0.8, 0.5))
     assert "of the reference's edges" in why
     assert "tell this reference apart" in why and f"{top.signals['distinct_edges']:+.2f}" in why
+    assert "reference (house-cloud) was verified" in why
+    # a saved session keeps it
+    assert decode_result(*encode_result(result)).matches[0].sibling == "house-cloud"
