@@ -300,7 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "inventory_number, source_url, licence, ... shown beside each reference")
     b.add_argument("--global", dest="global_descriptors", default=None, metavar="NAME[,NAME...]",
                    help="global descriptors for dual retrieval: pdq, timm:<model>[:<weights>], "
-                        "torchscript:<path>, copylens-<name>, or none for SIFT only (default: pdq,copylens-sscd18; "
+                        "torchscript:<path>, copylens-<name>, or none for SIFT only (default: pdq,copylens-sscd18g; "
                         "pdq alone builds twice as fast)")
     b.add_argument("--no-calibrate", action="store_true", help="skip fitting the confidence model")
     b.add_argument("--shards", type=_positive_int, default=None, metavar="K",

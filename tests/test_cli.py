@@ -97,7 +97,7 @@ def test_info_add_remove(cli_index):
     copylens("index", "add", idx, extra / "chelsea.png")
     info = json.loads(copylens("index", "info", idx, "--json").stdout)
     assert info["references"] == 7 and info["descriptors"] == ["local:rootsift", "global:pdq",
-                                                                   "global:copylens-sscd18"]
+                                                                   "global:copylens-sscd18g"]
     copylens("index", "remove", idx, "chelsea")
     assert json.loads(copylens("index", "info", idx, "--json").stdout)["references"] == 6
 

@@ -213,13 +213,13 @@ def test_build_constructs_each_global_descriptor_once(tmp_path, monkeypatch):
     refs = write_references(tmp_path / "refs", ("astronaut", "rocket"))
     out = tmp_path / "idx"
     run_job(build_index(refs, out, workers=2, calibrate=False))
-    assert made == list(index_module.DEFAULT_GLOBAL) == ["pdq", "copylens-sscd18"]
+    assert made == list(index_module.DEFAULT_GLOBAL) == ["pdq", "copylens-sscd18g"]
     made.clear()
     write_references(refs, ("camera",))
     s = run_job(build_index(refs, out, workers=2, calibrate=False, global_descriptors=("none",)))
-    assert s.added == 1 and made == ["pdq", "copylens-sscd18"]  # resumed: the index keeps (and builds once) its own
+    assert s.added == 1 and made == ["pdq", "copylens-sscd18g"]  # resumed: the index keeps (and builds once) its own
     assert json.loads((out / MANIFEST).read_text())["descriptors"] == ["local:rootsift", "global:pdq",
-                                                                       "global:copylens-sscd18"]
+                                                                       "global:copylens-sscd18g"]
     made.clear()
     with pytest.raises(UnknownBackendError):
         run_job(build_index(refs, out, global_descriptors=("sift",)))  # even a resumed build checks names
