@@ -169,6 +169,8 @@ def test_hard_negative_batches_hold_siblings_together():
     assert seen_marked >= 4  # the marked siblings are only ever drawn as look-alikes
     plain = make_batch(images, w, 4, 0, 0, replace(cfg, hard_negatives=0.0), alikes)
     assert not drawn(plain, 4) & {1, 3, 5}
+    with pytest.raises(ValueError, match="from 0 to 1"):
+        DataConfig(hard_negatives=1.5)
 
 
 def test_unseen_kinds_are_kept_out_of_training(tmp_path):
@@ -317,7 +319,8 @@ def test_descriptor_alone_on_a_benchmark(mini_bench):
 def test_cli_trains_exports_and_evaluates(data_dir, mini_bench, tmp_path, capsys):
     run = tmp_path / "run"
     args = ["train", "run", str(data_dir), "--out", str(run), "--arch", ARCH, "--input-size", str(SIZE),
-            "--dim", "16", "--pairs", "4", "--steps", "2", "--eval-every", "2"]
+            "--dim", "16", "--pairs", "4", "--steps", "2", "--eval-every", "2", "--hard-negatives", "0.5",
+            "--exclude-unseen", str(mini_bench)]
     assert cli(args) == 0
     assert "step 2/2, finished" in capsys.readouterr().err
     assert cli(["train", "run", "--out", str(run), "--lr", "0.5"]) == 1
@@ -326,6 +329,9 @@ def test_cli_trains_exports_and_evaluates(data_dir, mini_bench, tmp_path, capsys
     assert "copylens-cli" in capsys.readouterr().err
     card = (tmp_path / "m" / "cli.md").read_text()
     assert "test_resnet" in card and "| 2 |" in card and "--steps 2" in card
+    assert "50% of each batch are the look-alikes" in card and "--exclude-unseen" in card
+    assert cli(["train", "run", str(data_dir), "--out", str(tmp_path / "bad"), "--hard-negatives", "2"]) == 1
+    assert "from 0 to 1" in capsys.readouterr().err
     assert cli(["train", "eval", str(mini_bench), "--run", str(run), "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert 0.0 <= out["micro_ap"] <= 1.0 and "photo" in out["per_content"]

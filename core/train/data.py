@@ -53,6 +53,10 @@ class DataConfig:
     # negatives, which a random batch almost never holds
     hard_negatives: float = 0.0
 
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.hard_negatives <= 1.0:
+            raise ValueError(f"hard_negatives is a share of the batch, from 0 to 1 (got {self.hard_negatives})")
+
 
 @dataclass(frozen=True)
 class TrainingImage:
