@@ -23,6 +23,9 @@ lower one (``calib_experiment.py collect|pairs --sibling-likeness 0.3``): a cand
 is less alike than T gets its ``edge_recall`` as ``distinct_edges``, as the engine would give it. The
 default 0.5 was chosen this way (0.3, 0.5, 0.65, 0.8 over calibration seeds 0-2; README).
 
+``--top1`` adds each second stage recalibrated on the calibration queries' top candidates only
+(``calibrate.fit_top1``, what builds fit since 2026-12-05).
+
 ``--context`` adds variants whose second stage also sees the candidate's reference keypoints (R) or the
 query's keypoints (Q) as context (either sign) and as a factor of the lead: R = [z, lead, r, r*lead],
 Q = [z, lead, q, q*lead], QZ = [z, lead, q*z] (r, q: log keypoints, scaled). None was adopted (README).
@@ -45,6 +48,7 @@ from copylens.core.calibrate import (
     calibrator_from_dict,
     contrast_rows,
     fit_contrast,
+    fit_top1,
     leads,
     weighted_logistic,
 )
@@ -91,6 +95,8 @@ def main() -> None:
     ap.add_argument("--context", default="", help="comma-separated context variants (R, Q, QZ) to add")
     ap.add_argument("--signals", default="", help="comma-separated signals to fit the first stage on instead "
                     "of the index's model's (to compare a new signal with the model without it)")
+    ap.add_argument("--top1", action="store_true",
+                    help="also report each second stage recalibrated on the calibration queries' top candidates")
     ap.add_argument("--sibling-likeness", type=float, default=None,
                     help="replay this (stricter) sibling threshold on the stored signals")
     a = ap.parse_args()
@@ -119,6 +125,10 @@ def main() -> None:
             cal = fit_contrast(stage1, data["signals"], data["labels"], queries, distractor_weight=dw)
             print(f"   weights {np.round(cal.weights, 3).tolist()} bias {cal.bias:.3f}")
             _report(f"{pf.stem}: + lead, distractors x{dw:g}", cal, records, gt, positives, kinds)
+            if a.top1:
+                top = fit_top1(cal, data["signals"], data["labels"], queries, distractor_weight=dw)
+                print(f"   top-1 recalibration {np.round(top.top1, 3).tolist()}")
+                _report(f"{pf.stem}: + lead + top-1, x{dw:g}", top, records, gt, positives, kinds)
             for v in filter(None, a.context.split(",")):
                 _report(f"{pf.stem}: + lead, {v}, x{dw:g}", context_variant(stage1, data, queries, v, dw), records,
                         gt, positives, kinds)
