@@ -215,29 +215,37 @@ class ContrastCalibrator:
         return out
 
 
-def contrast_rows(first_stage: np.ndarray, labels: Sequence[int], queries: Sequence[int],
-                  distractor_weight: float, features) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
-    """The second stage's training rows: per calibration query (``queries[i]`` names candidate i's), its
-    candidates as they are and, when its copy is among them, once more without the copy (all labels 0,
-    weight ``distractor_weight``): a query whose original is not indexed. ``features(idx, z)`` makes the
-    rows of candidates ``idx`` from their first-stage logits ``z`` (leads among exactly those). Returns
-    rows, labels, weights and the number of queries."""
+def query_views(labels: Sequence[int], queries: Sequence[int], distractor_weight: float
+                ) -> tuple[list[tuple[list[int], float]], int]:
+    """How the later stages see the calibration queries (``queries[i]`` names candidate i's): each query's
+    candidates as they are (weight 1) and, when its copy is among them, once more without the copy
+    (weight ``distractor_weight``): a query whose original is not indexed. Returns the views, as candidate
+    indices and a weight, and the number of queries."""
     groups: dict[int, list[int]] = {}
     for i, q in enumerate(queries):
         groups.setdefault(int(q), []).append(i)
+    views = []
+    for idx in groups.values():
+        views.append((idx, 1.0))
+        rest = [i for i in idx if not labels[i]]
+        if rest and len(rest) < len(idx):
+            views.append((rest, distractor_weight))
+    return views, len(groups)
+
+
+def contrast_rows(first_stage: np.ndarray, labels: Sequence[int], queries: Sequence[int],
+                  distractor_weight: float, features) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """The second stage's training rows: every candidate of every :func:`query_views` view, with the
+    view's weight. ``features(idx, z)`` makes the rows of candidates ``idx`` from their first-stage logits
+    ``z`` (leads among exactly those). Returns rows, labels, weights and the number of queries."""
+    views, n_queries = query_views(labels, queries, distractor_weight)
     y_all = np.asarray(labels, np.float64)
     xs, ys, ws = [], [], []
-    for idx in groups.values():
-        z, y = _logits(first_stage[idx], LOGIT_CLIP), y_all[idx]
-        xs.append(features(idx, z))
-        ys.append(y)
-        ws.append(np.ones(len(idx)))
-        rest = y == 0
-        if rest.any() and not rest.all():
-            xs.append(features([i for i, r in zip(idx, rest, strict=True) if r], z[rest]))
-            ys.append(np.zeros(int(rest.sum())))
-            ws.append(np.full(int(rest.sum()), distractor_weight))
-    return np.vstack(xs), np.concatenate(ys), np.concatenate(ws), len(groups)
+    for idx, w in views:
+        xs.append(features(idx, _logits(first_stage[idx], LOGIT_CLIP)))
+        ys.append(y_all[idx])
+        ws.append(np.full(len(idx), w))
+    return np.vstack(xs), np.concatenate(ys), np.concatenate(ws), n_queries
 
 
 def weighted_logistic(x: np.ndarray, y: np.ndarray, w: np.ndarray, non_negative: Sequence[int],
@@ -287,27 +295,18 @@ def fit_top1(cal: ContrastCalibrator, signals: Sequence[Mapping[str, float]], la
              queries: Sequence[int], distractor_weight: float = 1.0, l2: float = 1e-3) -> ContrastCalibrator:
     """``cal`` with its ``top1`` recalibration: logistic regression of "the query's top candidate is its
     copy" on that candidate's logit, over the calibration queries' top candidates, each query seen as it is
-    and, when its copy is among the candidates, once more without it (weight ``distractor_weight``), as in
-    :func:`contrast_rows`. The second stage is fitted on every candidate, most of them far from the top;
+    and, when its copy is among the candidates, once more without it (weight ``distractor_weight``): the
+    views of :func:`query_views`. The second stage is fitted on every candidate, most of them far from the top;
     the score a reviewer reads is the best one's (dev benchmark v2: icons' ECE 0.054 -> 0.045 on the
     build's calibration seed, μAP unchanged; bench/contrast_experiment.py --top1, README)."""
     cal = dataclasses.replace(cal, top1=(1.0, 0.0))  # refitting replaces an earlier recalibration
-    groups: dict[int, list[int]] = {}
-    for i, q in enumerate(queries):
-        groups.setdefault(int(q), []).append(i)
-    y_all = np.asarray(labels, np.float64)
     xs, ys, ws = [], [], []
-    for idx in groups.values():
-        views = [(idx, 1.0)]
-        rest = [i for i in idx if not y_all[i]]
-        if rest and len(rest) < len(idx):
-            views.append((rest, distractor_weight))
-        for ii, w in views:
-            p = cal.predict_query([signals[i] for i in ii])
-            j = int(np.argmax(p))
-            xs.append(_logits(p[j:j + 1], LOGIT_CLIP)[0])
-            ys.append(y_all[ii[j]])
-            ws.append(w)
+    for idx, w in query_views(labels, queries, distractor_weight)[0]:
+        p = cal.predict_query([signals[i] for i in idx])
+        j = int(np.argmax(p))
+        xs.append(_logits(p[j:j + 1], LOGIT_CLIP)[0])
+        ys.append(float(labels[idx[j]]))
+        ws.append(w)
     beta = weighted_logistic(np.array(xs)[:, None], np.array(ys), np.array(ws), non_negative=(0,), l2=l2)
     return dataclasses.replace(cal, top1=(float(beta[0]), float(beta[-1])),
                                source=f"{cal.source}; best candidate recalibrated on {len(ys)} top candidates")

@@ -125,19 +125,25 @@ def _query(rng, copy: bool, siblings: int):
     return sigs, labels
 
 
-def test_contrast_stage_lowers_siblings_that_match_equally_and_keeps_copies():
-    from copylens.core.calibrate import ContrastCalibrator, calibrator_from_dict, fit_contrast, leads
-
-    rng = np.random.default_rng(3)
+def _calibration_set(rng: np.random.Generator):
+    """300 calibration queries, edited copies, half of them in families of siblings: their candidates'
+    signals, labels and query numbers, and the first stage fitted on them as a build does."""
     sigs, labels, queries = [], [], []
-    for q in range(300):  # calibration queries are edited copies; half of them in families of siblings
+    for q in range(300):
         s, y = _query(rng, copy=True, siblings=int(rng.integers(0, 4)) if q % 2 else 0)
         sigs += s
         labels += y
         queries += [q] * len(s)
-    names = tuple(SIGNALS)
     share = np.mean(labels)
-    first = fit(sigs, labels, positive_prior=share / (2 - share), names=names)
+    return sigs, labels, queries, fit(sigs, labels, positive_prior=share / (2 - share), names=tuple(SIGNALS))
+
+
+def test_contrast_stage_lowers_siblings_that_match_equally_and_keeps_copies():
+    from copylens.core.calibrate import ContrastCalibrator, calibrator_from_dict, fit_contrast, leads
+
+    rng = np.random.default_rng(3)
+    sigs, labels, queries, first = _calibration_set(rng)
+    names = tuple(SIGNALS)
     cal = fit_contrast(first, sigs, labels, queries)
     assert cal.weights[1] > 0 and min(cal.weights) >= 0  # the lead is evidence, and never counts against
 
@@ -178,15 +184,8 @@ def test_top_candidate_recalibration_matches_how_often_the_best_is_right():
     from copylens.core.calibrate import ContrastCalibrator, calibrator_from_dict, fit_contrast, fit_top1
 
     rng = np.random.default_rng(5)
-    sigs, labels, queries = [], [], []
-    for q in range(300):
-        s, y = _query(rng, copy=True, siblings=int(rng.integers(0, 4)) if q % 2 else 0)
-        sigs += s
-        labels += y
-        queries += [q] * len(s)
+    sigs, labels, queries, first = _calibration_set(rng)
     names = tuple(SIGNALS)
-    share = np.mean(labels)
-    first = fit(sigs, labels, positive_prior=share / (2 - share), names=names)
     cal = fit_contrast(first, sigs, labels, queries, distractor_weight=0.5)
     # made deliberately over-confident: the refit must undo it (it starts from the second stage alone)
     skewed = dataclasses.replace(cal, top1=(3.0, 2.0))
