@@ -14,6 +14,7 @@ REGION_WORDS = {
     "border": "picture inside a border or padding",
     "caption": "picture inside a meme or caption frame",
     "edges": "pasted region",
+    "quad": "picture seen at an angle (searched upright)",
     "fixed": "central part",
 }
 

@@ -170,7 +170,11 @@ class InspectorCanvas(QWidget):
             used = r == d.match.evidence.region
             pen = QPen(REGION_COLOUR, 3 if used else 1.5, Qt.PenStyle.SolidLine if used else Qt.PenStyle.DashLine)
             pen.setCosmetic(True)
-            rect = scene.addRect(QRectF(x0, y0, x1 - x0, y1 - y0), pen)
+            if r.quad is not None:  # a picture seen at an angle: its own outline, searched upright
+                rect = scene.addPolygon(QPolygonF([QPointF(float(x) / qs, float(y) / qs)
+                                                   for x, y in np.reshape(r.quad, (4, 2))]), pen)
+            else:
+                rect = scene.addRect(QRectF(x0, y0, x1 - x0, y1 - y0), pen)
             label = scene.addSimpleText(region_label(r))
             label.setBrush(REGION_COLOUR)
             label.setPos(x0 + 2, y0 + 2)

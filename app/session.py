@@ -48,11 +48,16 @@ class SavedQuery:
 
 
 def _region(r: Region | None) -> list | None:
-    return None if r is None else [list(r.box), r.score, r.kind]
+    if r is None:
+        return None
+    return [list(r.box), r.score, r.kind] + ([list(r.quad)] if r.quad is not None else [])
 
 
 def _unregion(v) -> Region | None:
-    return None if v is None else Region(tuple(v[0]), float(v[1]), str(v[2]))
+    if v is None:
+        return None
+    quad = tuple(float(c) for c in v[3]) if len(v) > 3 and v[3] is not None else None  # sessions before 2026-12-05: none
+    return Region(tuple(v[0]), float(v[1]), str(v[2]), quad)
 
 
 def encode_result(result: QueryResult) -> tuple[str, bytes]:

@@ -263,7 +263,8 @@ def cmd_query(args) -> int:
                 else:
                     results.append({"query_id": r.query_id, "path": str(f), "image_size": list(r.image_size),
                                     "timings_ms": {k: round(v, 2) for k, v in r.timings_ms.items()},
-                                    "regions": [{"box": list(g.box), "score": g.score, "kind": g.kind}
+                                    "regions": [{"box": list(g.box), "score": g.score, "kind": g.kind,
+                                                 **({"quad": list(g.quad)} if g.quad is not None else {})}
                                                 for g in r.regions],
                                     "matches": [_evidence_json(m) for m in r.matches],
                                     "hash_matches": [_hash_json(h) for h in r.hash_matches]})

@@ -37,7 +37,8 @@ from .index.store import ReferenceStore
 from .progress import Job, Progress
 from .query_input import QueryInput, QuerySource, read_query
 from .recall import RecallConfig, vote
-from .regions import propose_regions
+from .regions import propose_regions, rectify, to_query
+from .regions.quads import frame_size
 from .resize import to_longest
 from .results import Evidence, Match, QueryResult, ReferenceInfo, Region
 from .verify import VerifyConfig, verify
@@ -137,15 +138,28 @@ def strongest_plausible(cands: list[Candidate]) -> float:
     return max((c.signals["inliers"] for c in cands if c.signals["plausible"]), default=0.0)
 
 
-def shift_evidence(ev: Evidence, dx: float, dy: float) -> Evidence:
-    """Evidence found in a query region, moved into whole-query pixels."""
+def map_evidence(ev: Evidence, to_query: np.ndarray) -> Evidence:
+    """Evidence found in a query region, moved into whole-query pixels by the region's ``[3 x 3]`` map."""
     if ev.num_inliers == 0:
         return dataclasses.replace(ev)
-    t = np.array([[1.0, 0.0, dx], [0.0, 1.0, dy], [0.0, 0.0, 1.0]])
-    off = np.array([dx, dy], np.float32)
-    return dataclasses.replace(ev, query_points=ev.query_points + off,
-                               homography=None if ev.homography is None else t @ ev.homography,
-                               outline=None if ev.outline is None else ev.outline + off)
+
+    def move(p: np.ndarray | None) -> np.ndarray | None:
+        if p is None or len(p) == 0:
+            return p
+        moved = cv2.perspectiveTransform(np.asarray(p, np.float64).reshape(-1, 1, 2), to_query)
+        return moved.reshape(-1, 2).astype(np.float32)
+
+    return dataclasses.replace(ev, query_points=move(ev.query_points),
+                               homography=None if ev.homography is None else to_query @ ev.homography,
+                               outline=move(ev.outline))
+
+
+def region_to_query(region: Region) -> np.ndarray:
+    """The ``[3 x 3]`` map from a searched region's own frame into whole-query pixels: a shift for a box,
+    the rectification's inverse for a quadrilateral."""
+    if region.quad is not None:
+        return to_query(region.quad)
+    return np.array([[1.0, 0.0, region.box[0]], [0.0, 1.0, region.box[1]], [0.0, 0.0, 1.0]])
 
 
 _POOL: ThreadPoolExecutor | None = None
@@ -384,11 +398,16 @@ class Engine:
             timings["regions"] = (time.perf_counter() - t) * 1000
             for r in proposals:
                 x0, y0, x1, y1 = (int(round(v)) for v in r.box)
-                crop = image.pixels[y0:y1, x0:x1]
+                if r.quad is not None:  # a picture seen at an angle: searched upright
+                    quad = tuple(float(v * scale) for v in r.quad)
+                    crop, size = rectify(image.pixels, quad, 1.0 / scale), frame_size(quad)
+                else:
+                    quad, crop = None, image.pixels[y0:y1, x0:x1]
+                    size = ((x1 - x0) * scale, (y1 - y0) * scale)
                 if min(crop.shape[:2]) < 16:
                     continue
-                region = Region(tuple(float(v * scale) for v in (x0, y0, x1, y1)), r.score, r.kind)
-                rfeats = self._region_features(crop, region)
+                region = Region(tuple(float(v * scale) for v in (x0, y0, x1, y1)), r.score, r.kind, quad)
+                rfeats = self._region_features(crop, size)
                 searched.append(region)
                 # a region is searched without the late (colour-inverted) variants: an inverted copy pasted
                 # into another picture is not worth their cost on every query without a strong match
@@ -439,10 +458,11 @@ class Engine:
                 c.signals["distinct_edges"] = value
         return [dataclasses.replace(c, sibling=siblings[id(c)]) if id(c) in siblings else c for c in cands]
 
-    def _region_features(self, crop: np.ndarray, region: Region) -> LocalFeatures:
-        """Features of a query region, keypoints in the region's own original-pixel frame."""
+    def _region_features(self, crop: np.ndarray, size: tuple[float, float]) -> LocalFeatures:
+        """Features of a query region's pixels, keypoints in the region's own original-pixel frame
+        (``size``: its width and height there)."""
         cfg = self.config
-        rw, rh = region.box[2] - region.box[0], region.box[3] - region.box[1]
+        rw, rh = size
         if max(crop.shape[:2]) < cfg.region_min_side:
             crop, _ = to_longest(crop, cfg.region_min_side, cv2.INTER_CUBIC)
         return self.query_features(DecodedImage(np.ascontiguousarray(crop), (round(rw), round(rh)), "<region>"))
@@ -556,6 +576,6 @@ class Engine:
                 signals[signal_name(g.name)] = g.similarity(qv, vectors[g.name].get(row))
             ev = v.evidence
             if region is not None and region.kind != "full":
-                ev = shift_evidence(ev, region.box[0], region.box[1])
+                ev = map_evidence(ev, region_to_query(region))
             out.append(Candidate(row, ev, signals))
         return out

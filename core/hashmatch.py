@@ -27,6 +27,7 @@ from .index.globalindex import GlobalIndex
 from .index.hashlists import PDQ_BITS, entries_of_rows
 from .index.layout import HASHLISTS_FAISS
 from .index.store import ReferenceStore
+from .regions import rectify
 from .results import HashMatch, Region
 
 # query variant k (pdqhash.compute_dihedral's order) matches a listed hash when the query is the listed
@@ -87,7 +88,10 @@ class HashListMatcher:
             pixels, box = image.pixels, None
             if region is not None and region.kind != "full":
                 x0, y0, x1, y1 = (int(round(v / s)) for v in region.box)
-                pixels = image.pixels[max(0, y0): max(0, y1), max(0, x0): max(0, x1)]
+                if region.quad is not None:  # a picture seen at an angle: hashed upright
+                    pixels = rectify(image.pixels, region.quad, 1.0 / s)
+                else:
+                    pixels = image.pixels[max(0, y0): max(0, y1), max(0, x0): max(0, x1)]
                 box = region.box
                 if min(pixels.shape[:2]) < 32:
                     continue

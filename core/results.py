@@ -14,11 +14,17 @@ import numpy as np
 
 @dataclass(frozen=True, slots=True)
 class Region:
-    """A rectangle of the query, ``(x0, y0, x1, y1)`` in query pixels, with a proposal score in [0, 1]."""
+    """A rectangle of the query, ``(x0, y0, x1, y1)`` in query pixels, with a proposal score in [0, 1].
+
+    ``quad``: a picture seen at an angle (kind ``"quad"``) also has its four corners, clockwise from the
+    top left, as 8 numbers in query pixels; ``box`` is then their bounding box, and the region is searched
+    rectified (core/regions/quads.py).
+    """
 
     box: tuple[float, float, float, float]
     score: float
     kind: str = "full"  # "full" (whole image), or the proposal method that made it
+    quad: tuple[float, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)

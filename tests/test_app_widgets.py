@@ -7,6 +7,7 @@ import os
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 import argparse  # noqa: E402
+import dataclasses  # noqa: E402
 import json  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
@@ -248,3 +249,29 @@ def test_build_dialog_says_resume_for_a_partial_index_after_typing_pauses(qtbot,
     qtbot.waitUntil(lambda: dlg.start_button.text() == "Resume", timeout=2000)
     dlg.out_edit.setText(str(tmp_path / "other"))
     qtbot.waitUntil(lambda: dlg.start_button.text() == "Build", timeout=2000)
+
+
+def test_a_picture_seen_at_an_angle_is_drawn_as_its_quad_and_sessions_keep_it(qtbot):
+    from PySide6.QtWidgets import QGraphicsPolygonItem
+
+    from copylens.app.session import decode_result, encode_result
+
+    data = _hand_made_pair(5)
+    quad = (20.0, 10.0, 150.0, 20.0, 140.0, 90.0, 30.0, 80.0)
+    region = Region((20.0, 10.0, 150.0, 90.0), 0.8, "quad", quad)
+    result = dataclasses.replace(data.outcome.result, regions=[data.outcome.result.regions[0], region])
+    data = dataclasses.replace(data, outcome=dataclasses.replace(data.outcome, result=result))
+    insp = Inspector()
+    qtbot.addWidget(insp)
+    insp.resize(900, 500)
+    insp.show()
+    qtbot.waitExposed(insp)
+    insp.show_data(data)
+    drawn = [it for k, it in insp.canvas._annotations if k == "region" and isinstance(it, QGraphicsPolygonItem)]
+    assert len(drawn) == 1
+    corners = [(p.x(), p.y()) for p in drawn[0].polygon()]
+    assert np.allclose(corners, np.reshape(quad, (4, 2)))  # its corners, not its bounding box
+    labels = [it.text() for k, it in insp.canvas._annotations if k == "region" and hasattr(it, "text")]
+    assert labels == ["picture seen at an angle (searched upright) (80%)"]
+    again = decode_result(*encode_result(result))
+    assert again.regions[1] == region and again.regions[0].quad is None

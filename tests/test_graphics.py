@@ -83,3 +83,36 @@ def test_rotated_line_drawing_found_among_near_identical_variants(tmp_path):
     scores = {m.reference_id: m for m in result.matches}
     assert scores["spiro-6"].signals.get("edge_recall", 0) > max(
         scores[s].signals.get("edge_recall", 0) for s in ("spiro-5", "spiro-7") if s in scores)
+
+
+def test_flat_icon_seen_at_an_angle_is_found_through_its_rectified_outline(tmp_path):
+    """A printed icon photographed at an angle on a table (the dev benchmark's perspective edit): a box
+    around it holds the photo too, and the icon inside is warped, but searched upright it is found, and
+    its outline lands on the icon's corners in the query."""
+    import cv2
+
+    refs = write_references(tmp_path / "refs", ("astronaut", "chelsea", "rocket", "camera", "coins"))
+    for v in range(3):
+        _icon(v).save(refs / f"icon-{v}.png")
+    run_job(build_index(refs, tmp_path / "idx", workers=2, calibrate=False))
+    icon = Image.new("RGB", (128, 128), (255, 255, 255))
+    icon.paste(_icon(0), (0, 0), _icon(0))
+    sheet = cv2.copyMakeBorder(np.asarray(icon.resize((240, 240), Image.Resampling.LANCZOS)), 20, 20, 20, 20,
+                               cv2.BORDER_CONSTANT, value=(255, 255, 255))  # the print and its margin
+    corners = np.float32([[220, 40], [520, 120], [500, 300], [160, 370]])  # a strong tilt
+    m = cv2.getPerspectiveTransform(np.float32([[0, 0], [280, 0], [280, 280], [0, 280]]), corners)
+    photo = skimage_rgb("coffee")
+    warped = cv2.warpPerspective(sheet, m, (photo.shape[1], photo.shape[0]), flags=cv2.INTER_AREA)
+    inside = cv2.warpPerspective(np.full((280, 280), 255, np.uint8), m, (photo.shape[1], photo.shape[0])) > 127
+    query = photo.copy()
+    query[inside] = warped[inside]
+    with Engine.open(tmp_path / "idx") as eng:
+        result = run_job(eng.query(from_array(query)))
+    best = result.best
+    assert best is not None and best.reference_id == "icon-0", [(m.reference_id, m.score) for m in result.matches]
+    assert best.evidence.region is not None and best.evidence.region.kind == "quad"
+    # the icon's own corners (inside the margin), where its outline must land in the query
+    want = cv2.perspectiveTransform(np.float32([[[20, 20], [260, 20], [260, 260], [20, 260]]]), m)[0]
+    outline = best.evidence.outline
+    assert outline is not None
+    assert np.abs(outline - want).max() < 12, (outline, want)

@@ -33,7 +33,7 @@ def _check_valid(regions: list[Region], shape, config: ProposalConfig = DEFAULT)
         x0, y0, x1, y1 = r.box
         assert 0 <= x0 < x1 <= w and 0 <= y0 < y1 <= h
         assert 0.0 <= r.score <= 1.0
-        assert r.kind in ("border", "caption", "edges", "fixed")
+        assert r.kind in ("border", "caption", "edges", "quad", "fixed")
         assert box_iou(r.box, (0, 0, w, h)) < 0.95  # never the whole image
 
 
@@ -192,3 +192,76 @@ def test_non_max_suppression_keeps_the_better_of_overlapping_boxes():
     assert non_max_suppression([b, c, a], 0.6) == [a, c]
     assert box_iou((0, 0, 10, 10), (5, 0, 15, 10)) == pytest.approx(1 / 3)
     assert box_iou((0, 0, 10, 10), (10, 10, 20, 20)) == 0.0
+
+
+def _in_perspective(pic: np.ndarray, background: np.ndarray, corners) -> np.ndarray:
+    """``pic`` warped onto ``corners`` (clockwise from the top left) of ``background``: a print or a screen
+    photographed at an angle."""
+    h, w = pic.shape[:2]
+    src = np.float32([[0, 0], [w, 0], [w, h], [0, h]])
+    m = cv2.getPerspectiveTransform(src, np.float32(corners))
+    bh, bw = background.shape[:2]
+    warped = cv2.warpPerspective(pic, m, (bw, bh), flags=cv2.INTER_AREA)
+    mask = cv2.warpPerspective(np.full((h, w), 255, np.uint8), m, (bw, bh)) > 127
+    out = background.copy()
+    out[mask] = warped[mask]
+    return out
+
+
+@pytest.mark.parametrize("corners", [
+    [(150, 60), (470, 95), (440, 350), (120, 320)],  # seen from the left and above
+    [(90, 110), (520, 40), (560, 380), (60, 300)],  # a stronger tilt
+])
+@pytest.mark.parametrize("frame", [
+    12,  # a print with a white margin, a screen with its bezel, a framed painting
+    pytest.param(0, marks=pytest.mark.xfail(strict=True, reason=(
+        "known limit: a borderless photo on a photo; its outline's edges join the background's and the "
+        "inside's, so no contour simplifies to four corners (both tilts)"))),
+])
+def test_picture_seen_at_an_angle_is_found_with_its_corners_and_rectified(corners, frame):
+    from copylens.core.regions import rectify
+
+    pic = cv2.copyMakeBorder(_resize(data.astronaut(), 300 - 2 * frame, 300 - 2 * frame), frame, frame, frame,
+                             frame, cv2.BORDER_CONSTANT, value=(250, 250, 250))
+    query = _in_perspective(pic, data.coffee(), corners)
+    regions = propose_regions(query)
+    _check_valid(regions, query.shape)
+    quads = [r for r in regions if r.kind == "quad"]
+    assert quads, regions
+    q = np.asarray(quads[0].quad).reshape(4, 2)
+    # the outline of the print, or of the picture inside its margin: either, corners in order
+    m = cv2.getPerspectiveTransform(np.float32([[0, 0], [300, 0], [300, 300], [0, 300]]), np.float32(corners))
+    inner = cv2.perspectiveTransform(np.float32([[[frame, frame], [300 - frame, frame], [300 - frame, 300 - frame],
+                                                  [frame, 300 - frame]]]), m)[0]
+    outline, shown = min(((np.float32(corners), pic), (inner, pic[frame:300 - frame, frame:300 - frame])),
+                         key=lambda o: np.abs(q - o[0]).max())
+    assert np.abs(q - outline).max() < 8, (q, outline)
+    upright = rectify(query, quads[0].quad)
+    # the rectified region is the picture again (up to the scale the frame chose)
+    again = _resize(upright, shown.shape[1], shown.shape[0]).astype(np.float32)
+    assert np.corrcoef(again.ravel(), shown.astype(np.float32).ravel())[0, 1] > 0.9
+
+
+def test_rectified_frame_maps_back_onto_the_quad():
+    from copylens.core.regions import rectify, to_query
+    from copylens.core.regions.quads import frame_size
+
+    quad = (40.0, 30.0, 300.0, 50.0, 280.0, 220.0, 60.0, 200.0)
+    fw, fh = frame_size(quad)
+    t = to_query(quad)
+    corners = np.array([[0, 0, 1], [fw, 0, 1], [fw, fh, 1], [0, fh, 1]], np.float64) @ t.T
+    assert np.allclose(corners[:, :2] / corners[:, 2:], np.reshape(quad, (4, 2)), atol=1e-6)
+    # a half-size working copy rectifies to half the frame, with the same content
+    pixels = np.zeros((240, 320, 3), np.uint8)
+    cv2.fillConvexPoly(pixels, np.int32(np.reshape(quad, (4, 2))), (200, 60, 30))
+    half = cv2.resize(pixels, (160, 120), interpolation=cv2.INTER_AREA)
+    upright = rectify(half, quad, 0.5)
+    assert abs(upright.shape[1] - fw / 2) <= 1 and abs(upright.shape[0] - fh / 2) <= 1
+    inner = upright[3:-3, 3:-3].reshape(-1, 3).astype(int)
+    assert np.abs(inner - (200, 60, 30)).max(1).mean() < 12  # all of it is the filled quad
+
+
+def test_axis_aligned_photos_give_no_strong_quad():
+    for name in ("chelsea", "astronaut", "coffee"):
+        img = getattr(data, name)()
+        assert all(r.score < 0.5 for r in propose_regions(img) if r.kind == "quad"), name

@@ -11,6 +11,8 @@ Methods need no training (the ISC2021 winners' ideas) and are chosen by name fro
   foreground blob inside it is the picture. ``"caption"`` when the background also carries text or marks.
 - ``"edges"`` (:mod:`.edges`): long straight horizontal and vertical step edges that stand out
   from their neighbourhood and close an axis-aligned rectangle (a paste onto another photo).
+- ``"quad"`` (:mod:`.quads`): a convex quadrilateral with a colour step all around it (a picture seen at
+  an angle); it carries its corners, and the pipeline searches it rectified.
 - ``"fixed"``: centre crops at a few scales with a low score, as a fallback.
 
 All work runs on a copy whose longer side is :attr:`ProposalConfig.work_side`; boxes map back to input
@@ -29,8 +31,10 @@ from ..results import Region
 from .background import propose_background
 from .common import Box, Method, ProposalConfig, WorkImage, box_iou, non_max_suppression
 from .edges import propose_edges
+from .quads import propose_quads, rectify, to_query
 
-__all__ = ["REGISTRY", "ProposalConfig", "box_iou", "non_max_suppression", "propose_regions"]
+__all__ = ["REGISTRY", "ProposalConfig", "box_iou", "non_max_suppression", "propose_regions", "rectify",
+           "to_query"]
 
 
 def _fixed(work: WorkImage, config: ProposalConfig) -> list[Region]:
@@ -45,7 +49,8 @@ def _fixed(work: WorkImage, config: ProposalConfig) -> list[Region]:
 DEFAULT_CONFIG = ProposalConfig()  # the tuned values
 
 # method name -> proposer (regions in working-copy pixels)
-REGISTRY: dict[str, Method] = {"border": propose_background, "edges": propose_edges, "fixed": _fixed}
+REGISTRY: dict[str, Method] = {"border": propose_background, "edges": propose_edges, "quad": propose_quads,
+                               "fixed": _fixed}
 
 
 def _valid(box: Box, w: int, h: int, config: ProposalConfig) -> bool:
@@ -102,5 +107,6 @@ def propose_regions(pixels: np.ndarray, config: ProposalConfig = DEFAULT_CONFIG)
         # a side on the working copy's border stays on the input's border (the downscale may crop a few pixels)
         box = (max(0.0, x0 * sx), max(0.0, y0 * sy), float(w0) if x1 >= w else min(float(w0), x1 * sx),
                float(h0) if y1 >= h else min(float(h0), y1 * sy))
-        out.append(Region(box, float(np.clip(r.score, 0.0, 1.0)), r.kind))
+        quad = None if r.quad is None else tuple(float(v * (sx if i % 2 == 0 else sy)) for i, v in enumerate(r.quad))
+        out.append(Region(box, float(np.clip(r.score, 0.0, 1.0)), r.kind, quad))
     return out

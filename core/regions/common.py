@@ -14,7 +14,7 @@ from ..results import Region
 class ProposalConfig:
     """Settings of :func:`propose_regions`; the defaults are the tuned values."""
 
-    methods: tuple[str, ...] = ("border", "edges", "fixed")  # names in regions.REGISTRY, run in this order
+    methods: tuple[str, ...] = ("border", "edges", "quad", "fixed")  # names in regions.REGISTRY, run in this order
     max_regions: int = 5  # most regions returned, best first (fixed fallback crops included)
     work_side: int = 512  # longer side of the downscaled working copy (never upscaled)
     min_side: int = 24  # images whose shorter side is below this (input pixels) get no proposals
@@ -32,6 +32,8 @@ class ProposalConfig:
     edge_window: float = 0.08  # window along a line that seeds it as a candidate, fraction of the longer side
     edge_min_line: float = 0.3  # least line strength (coverage minus neighbours) in that window for a candidate
     edge_per_method: int = 3  # best rectangles kept from the edge method
+    # "quad"
+    quad_per_method: int = 3  # best quadrilaterals kept
     # "fixed"
     fixed_scales: tuple[float, ...] = (0.6,)  # centre crops, side as a fraction of the image side
     fixed_score: float = 0.05  # their score: a fallback, never mistaken for a detection
