@@ -37,7 +37,7 @@ from .index.store import ReferenceStore
 from .progress import Job, Progress
 from .query_input import QueryInput, QuerySource, read_query
 from .recall import RecallConfig, vote
-from .regions import propose_regions, rectify, to_query
+from .regions import ProposalConfig, propose_regions, rectify, to_query
 from .regions.quads import frame_size
 from .resize import to_longest
 from .results import Evidence, Match, QueryResult, ReferenceInfo, Region
@@ -73,6 +73,8 @@ class QueryConfig:
     region_skip_inliers: int = 40  # a plausible whole-image match with this many inliers makes regions unnecessary
     region_candidates: int = 6  # candidates verified per region
     region_min_side: int = 480  # small regions are upscaled to this longer side before SIFT
+    # proposal methods (core/regions REGISTRY), best proposals of all of them searched
+    region_methods: tuple[str, ...] = ProposalConfig().methods
     # candidates with at least this many inliers get the dense edge agreement signals (about 1 ms each)
     agreement_min_inliers: int = 4
     # each of them is also compared with its most alike rival among this many best-verified candidates
@@ -394,7 +396,8 @@ class Engine:
         if cfg.regions > 0 and top < cfg.region_skip_inliers:
             t = time.perf_counter()
             scale = image.scale_to_original
-            proposals = [r for r in propose_regions(image.pixels) if r.score >= cfg.region_min_score][: cfg.regions]
+            proposals = [r for r in propose_regions(image.pixels, ProposalConfig(methods=cfg.region_methods))
+                         if r.score >= cfg.region_min_score][: cfg.regions]
             timings["regions"] = (time.perf_counter() - t) * 1000
             for r in proposals:
                 x0, y0, x1, y1 = (int(round(v)) for v in r.box)
