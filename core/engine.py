@@ -37,8 +37,7 @@ from .index.store import ReferenceStore
 from .progress import Job, Progress
 from .query_input import QueryInput, QuerySource, read_query
 from .recall import RecallConfig, vote
-from .regions import ProposalConfig, propose_regions, rectify, to_query
-from .regions.quads import frame_size
+from .regions import ProposalConfig, frame_size, propose_regions, rectify, to_query
 from .resize import to_longest
 from .results import Evidence, Match, QueryResult, ReferenceInfo, Region
 from .verify import VerifyConfig, verify

@@ -243,8 +243,7 @@ def test_picture_seen_at_an_angle_is_found_with_its_corners_and_rectified(corner
 
 
 def test_rectified_frame_maps_back_onto_the_quad():
-    from copylens.core.regions import rectify, to_query
-    from copylens.core.regions.quads import frame_size
+    from copylens.core.regions import frame_size, rectify, to_query
 
     quad = (40.0, 30.0, 300.0, 50.0, 280.0, 220.0, 60.0, 200.0)
     fw, fh = frame_size(quad)
