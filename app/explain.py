@@ -15,6 +15,7 @@ REGION_WORDS = {
     "caption": "picture inside a meme or caption frame",
     "edges": "pasted region",
     "quad": "picture seen at an angle (searched upright)",
+    "denoised": "whole image with salt-and-pepper noise removed",
     "fixed": "central part",
 }
 

@@ -24,6 +24,7 @@ import numpy as np
 
 from .agreement import compare, distinct_edges, likeness, query_edges, warp_reference
 from .calibrate import AnyCalibrator, calibrator_from_dict, default_calibrator, signal_names
+from .denoise import remove_impulses
 from .errors import CopyLensError, IndexFormatError
 from .features import VARIANTS, FeatureConfig, LocalFeatures, extract, rootsift
 from .fileio import file_sha256
@@ -72,6 +73,9 @@ class QueryConfig:
     region_skip_inliers: int = 40  # a plausible whole-image match with this many inliers makes regions unnecessary
     region_candidates: int = 6  # candidates verified per region
     region_min_side: int = 480  # small regions are upscaled to this longer side before SIFT
+    # a query with more isolated black/white pixels than this share, and no conclusive match, is searched
+    # again with them removed (core/denoise.py: salt-and-pepper noise hides a flat graphic); 0 disables
+    impulse_share: float = 0.003
     # proposal methods (core/regions REGISTRY), best proposals of all of them searched
     region_methods: tuple[str, ...] = ProposalConfig().methods
     # candidates with at least this many inliers get the dense edge agreement signals (about 1 ms each)
@@ -392,6 +396,17 @@ class Engine:
         top = merge((yield from self.search_and_verify(feats, full, exclude_rows, timings, pixels=image.pixels,
                                                        glob=glob_first)))
         searched = [full]
+        if cfg.impulse_share > 0 and top < cfg.region_skip_inliers:
+            clean = remove_impulses(image.pixels, cfg.impulse_share)
+            if clean is not image.pixels:
+                t = time.perf_counter()
+                cleaned = DecodedImage(clean, image.original_size, image.source)
+                cfeats = self.query_features(cleaned)
+                timings["denoise"] = (time.perf_counter() - t) * 1000
+                region = Region(full.box, 1.0, "denoised")
+                searched.append(region)
+                top = max(top, merge((yield from self.search_and_verify(cfeats, region, exclude_rows, timings,
+                                                                        pixels=clean, late=False))))
         if cfg.regions > 0 and top < cfg.region_skip_inliers:
             t = time.perf_counter()
             scale = image.scale_to_original

@@ -237,7 +237,7 @@ def test_global_signal_is_the_best_over_the_whole_image_and_its_regions(engine, 
         return [cand(1, 12.0, 0.8, "border"), cand(2, 20.0, 0.1, "border")]
 
     monkeypatch.setattr(engine, "search_and_verify", fake_search)
-    monkeypatch.setattr(engine_module, "propose_regions", lambda pixels: [Region((8, 8, 120, 120), 0.9, "border")])
+    monkeypatch.setattr(engine_module, "propose_regions", lambda pixels, config=None: [Region((8, 8, 120, 120), 0.9, "border")])
     image = from_array(skimage_rgb("rocket"), "<test>", max_side=engine.config.query_max_side)
     cands, regions = run_job(engine.candidates(image))
     assert searched == ["full", "border"] and [r.kind for r in regions] == ["full", "border"]
