@@ -70,7 +70,10 @@ class QueryConfig:
     late_candidates: int = 4  # references the late variants' search passes to verification at most
     regions: int = 2  # proposed regions (overlay detection) searched besides the whole query; 0 disables
     region_min_score: float = 0.2  # proposals scoring below this are not searched
-    region_skip_inliers: int = 40  # a plausible whole-image match with this many inliers makes regions unnecessary
+    region_skip_inliers: int = 40  # a plausible whole-image match with this many inliers makes regions unnecessary ...
+    # ... except the best proposal when it scores at least this: a picture clearly pasted or framed inside a
+    # query whose background is itself a known image (a meme template, a near-duplicate photo); 1.01 disables
+    region_strong_score: float = 0.45
     region_candidates: int = 6  # candidates verified per region
     region_min_side: int = 480  # small regions are upscaled to this longer side before SIFT
     # a query with more isolated black/white pixels than this share, and no conclusive match, is searched
@@ -407,11 +410,13 @@ class Engine:
                 searched.append(region)
                 top = max(top, merge((yield from self.search_and_verify(cfeats, region, exclude_rows, timings,
                                                                         pixels=clean, late=False))))
-        if cfg.regions > 0 and top < cfg.region_skip_inliers:
+        if cfg.regions > 0 and (top < cfg.region_skip_inliers or cfg.region_strong_score <= 1.0):
             t = time.perf_counter()
             scale = image.scale_to_original
             proposals = [r for r in propose_regions(image.pixels, ProposalConfig(methods=cfg.region_methods))
                          if r.score >= cfg.region_min_score][: cfg.regions]
+            if top >= cfg.region_skip_inliers:  # a conclusive whole image: only a clearly pasted picture
+                proposals = [r for r in proposals[:1] if r.score >= cfg.region_strong_score]
             timings["regions"] = (time.perf_counter() - t) * 1000
             for r in proposals:
                 x0, y0, x1, y1 = (int(round(v)) for v in r.box)

@@ -116,3 +116,34 @@ def test_flat_icon_seen_at_an_angle_is_found_through_its_rectified_outline(tmp_p
     outline = best.evidence.outline
     assert outline is not None
     assert np.abs(outline - want).max() < 12, (outline, want)
+
+
+def test_a_graphic_pasted_onto_a_known_photo_is_found_besides_the_photo(tmp_path):
+    """A meme template or a near-duplicate photo matches the whole query conclusively; the picture pasted
+    onto it is still searched through its region, and both are reported."""
+    from copylens.core.engine import QueryConfig
+
+    refs = write_references(tmp_path / "refs", ("astronaut", "chelsea", "rocket", "camera", "coffee"))
+    for v in range(3):
+        _icon(v).save(refs / f"icon-{v}.png")
+    run_job(build_index(refs, tmp_path / "idx", workers=2, calibrate=False))
+    photo = Image.fromarray(skimage_rgb("coffee"))  # the indexed photo itself is the background
+    icon = _icon(1).resize((90, 90), Image.Resampling.LANCZOS)
+    photo.paste(icon, (440, 40), icon)
+    query = from_array(np.asarray(photo))
+    with Engine.open(tmp_path / "idx") as eng:
+        result = run_job(eng.query(query))
+    got = {m.reference_id: m for m in result.matches}
+    assert "coffee" in got and got["coffee"].num_inliers >= 40  # the whole image: conclusive on its own
+    assert "icon-1" in got and got["icon-1"].evidence.region.kind != "full"
+    assert got["icon-1"].num_inliers > max((got[s].num_inliers for s in ("icon-0", "icon-2") if s in got), default=0)
+    outline = got["icon-1"].evidence.outline
+    assert outline is not None
+    box = (outline[:, 0].min(), outline[:, 1].min(), outline[:, 0].max(), outline[:, 1].max())
+    assert _iou(box, (440, 40, 530, 130)) > 0.6, box
+    with Engine.open(tmp_path / "idx", QueryConfig(region_strong_score=1.01)) as eng:
+        before = run_job(eng.query(query))  # the old rule: a conclusive whole image searches no region
+    assert [r.kind for r in before.regions] == ["full"]
+    old = {m.reference_id: m for m in before.matches}
+    # there the icon's few keypoints among the photo's gave it no more evidence than its siblings
+    assert "icon-1" not in old or old["icon-1"].num_inliers < got["icon-1"].num_inliers / 2
