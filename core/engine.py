@@ -71,8 +71,9 @@ class QueryConfig:
     regions: int = 2  # proposed regions (overlay detection) searched besides the whole query; 0 disables
     region_min_score: float = 0.2  # proposals scoring below this are not searched
     region_skip_inliers: int = 40  # a plausible whole-image match with this many inliers makes regions unnecessary ...
-    # ... except the best proposal when it scores at least this: a picture clearly pasted or framed inside a
-    # query whose background is itself a known image (a meme template, a near-duplicate photo); 1.01 disables
+    # ... except the best proposal when it scores at least this and the match's inliers avoid it: a picture
+    # clearly pasted over a background that is itself a known image (a meme template, a near-duplicate
+    # photo); 1.01 disables
     region_strong_score: float = 0.45
     region_candidates: int = 6  # candidates verified per region
     region_min_side: int = 480  # small regions are upscaled to this longer side before SIFT
@@ -160,6 +161,20 @@ def map_evidence(ev: Evidence, to_query: np.ndarray) -> Evidence:
     return dataclasses.replace(ev, query_points=move(ev.query_points),
                                homography=None if ev.homography is None else to_query @ ev.homography,
                                outline=move(ev.outline))
+
+
+def _hides(cands: list[Candidate], region: Region, scale: float) -> bool:
+    """Whether ``region`` (working pixels) hides the whole query's best plausible match: at most 2% of its
+    inliers fall inside it, as under a picture pasted over that match's image. A region of the matched
+    picture itself holds its share of the inliers, and searching it would only add weaker rivals."""
+    plausible = [c for c in cands if c.signals["plausible"]]
+    if not plausible:
+        return True
+    best = max(plausible, key=lambda c: c.signals["inliers"])
+    pts = best.evidence.query_points / scale
+    x0, y0, x1, y1 = region.box
+    inside = (pts[:, 0] >= x0) & (pts[:, 0] <= x1) & (pts[:, 1] >= y0) & (pts[:, 1] <= y1)
+    return int(inside.sum()) <= 0.02 * len(pts)
 
 
 def region_to_query(region: Region) -> np.ndarray:
@@ -396,8 +411,9 @@ class Engine:
                         top[name] = c.signals[name]
             return strongest_plausible(cands)
 
-        top = merge((yield from self.search_and_verify(feats, full, exclude_rows, timings, pixels=image.pixels,
-                                                       glob=glob_first)))
+        first = yield from self.search_and_verify(feats, full, exclude_rows, timings, pixels=image.pixels,
+                                                  glob=glob_first)
+        top = merge(first)
         searched = [full]
         if cfg.impulse_share > 0 and top < cfg.region_skip_inliers:
             clean = remove_impulses(image.pixels, cfg.impulse_share)
@@ -416,7 +432,8 @@ class Engine:
             proposals = [r for r in propose_regions(image.pixels, ProposalConfig(methods=cfg.region_methods))
                          if r.score >= cfg.region_min_score][: cfg.regions]
             if top >= cfg.region_skip_inliers:  # a conclusive whole image: only a clearly pasted picture
-                proposals = [r for r in proposals[:1] if r.score >= cfg.region_strong_score]
+                proposals = [r for r in proposals[:1]
+                             if r.score >= cfg.region_strong_score and _hides(first, r, scale)]
             timings["regions"] = (time.perf_counter() - t) * 1000
             for r in proposals:
                 x0, y0, x1, y1 = (int(round(v)) for v in r.box)

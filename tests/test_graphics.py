@@ -147,3 +147,23 @@ def test_a_graphic_pasted_onto_a_known_photo_is_found_besides_the_photo(tmp_path
     old = {m.reference_id: m for m in before.matches}
     # there the icon's few keypoints among the photo's gave it no more evidence than its siblings
     assert "icon-1" not in old or old["icon-1"].num_inliers < got["icon-1"].num_inliers / 2
+
+
+def test_a_conclusive_copy_is_not_searched_again_through_a_region_of_itself(tmp_path):
+    """A copy of a reference that itself holds a framed picture: the frame is a strong proposal, but the
+    whole-image match's inliers cover it, so it is not searched (it would only add weaker rivals)."""
+    from copylens.core.regions import propose_regions
+
+    refs = write_references(tmp_path / "refs", ("astronaut", "chelsea", "rocket", "camera"))
+    composite = skimage_rgb("coffee").copy()
+    composite[60:300, 300:540] = np.asarray(Image.fromarray(skimage_rgb("astronaut")).resize((240, 240)))
+    Image.fromarray(composite).save(refs / "coffee-with-astronaut.png")
+    run_job(build_index(refs, tmp_path / "idx", workers=2, calibrate=False))
+    query = np.asarray(Image.fromarray(composite).resize((480, 320), Image.Resampling.LANCZOS))
+    best_proposal = propose_regions(query)[0]
+    assert best_proposal.score >= 0.45 and _iou(best_proposal.box, (240, 48, 432, 240)) > 0.7  # the frame
+    with Engine.open(tmp_path / "idx") as eng:
+        result = run_job(eng.query(from_array(query)))
+    assert result.best is not None and result.best.reference_id == "coffee-with-astronaut"
+    assert result.best.num_inliers >= 40
+    assert [r.kind for r in result.regions] == ["full"]
