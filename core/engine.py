@@ -38,7 +38,7 @@ from .index.store import ReferenceStore
 from .progress import Job, Progress
 from .query_input import QueryInput, QuerySource, read_query
 from .recall import RecallConfig, vote
-from .regions import ProposalConfig, frame_size, propose_regions, rectify, to_query
+from .regions import ProposalConfig, frame_size, propose_regions, region_pixels, to_query
 from .resize import to_longest
 from .results import Evidence, Match, QueryResult, ReferenceInfo, Region
 from .verify import VerifyConfig, verify
@@ -437,15 +437,12 @@ class Engine:
             timings["regions"] = (time.perf_counter() - t) * 1000
             for r in proposals:
                 x0, y0, x1, y1 = (int(round(v)) for v in r.box)
-                if r.quad is not None:  # a picture seen at an angle: searched upright
-                    quad = tuple(float(v * scale) for v in r.quad)
-                    crop, size = rectify(image.pixels, quad, 1.0 / scale), frame_size(quad)
-                else:
-                    quad, crop = None, image.pixels[y0:y1, x0:x1]
-                    size = ((x1 - x0) * scale, (y1 - y0) * scale)
+                quad = None if r.quad is None else tuple(float(v * scale) for v in r.quad)
+                region = Region(tuple(float(v * scale) for v in (x0, y0, x1, y1)), r.score, r.kind, quad)
+                crop = region_pixels(image.pixels, region, 1.0 / scale)  # a quadrilateral searched upright
                 if min(crop.shape[:2]) < 16:
                     continue
-                region = Region(tuple(float(v * scale) for v in (x0, y0, x1, y1)), r.score, r.kind, quad)
+                size = frame_size(quad) if quad is not None else ((x1 - x0) * scale, (y1 - y0) * scale)
                 rfeats = self._region_features(crop, size)
                 searched.append(region)
                 # a region is searched without the late (colour-inverted) variants: an inverted copy pasted

@@ -27,7 +27,7 @@ from .index.globalindex import GlobalIndex
 from .index.hashlists import PDQ_BITS, entries_of_rows
 from .index.layout import HASHLISTS_FAISS
 from .index.store import ReferenceStore
-from .regions import rectify
+from .regions import region_pixels
 from .results import HashMatch, Region
 
 # query variant k (pdqhash.compute_dihedral's order) matches a listed hash when the query is the listed
@@ -87,11 +87,7 @@ class HashListMatcher:
         for region in regions or [None]:
             pixels, box = image.pixels, None
             if region is not None and region.kind != "full":
-                x0, y0, x1, y1 = (int(round(v / s)) for v in region.box)
-                if region.quad is not None:  # a picture seen at an angle: hashed upright
-                    pixels = rectify(image.pixels, region.quad, 1.0 / s)
-                else:
-                    pixels = image.pixels[max(0, y0): max(0, y1), max(0, x0): max(0, x1)]
+                pixels = region_pixels(image.pixels, region, 1.0 / s)  # a quadrilateral upright
                 box = region.box
                 if min(pixels.shape[:2]) < 32:
                     continue

@@ -31,10 +31,10 @@ from ..results import Region
 from .background import propose_background
 from .common import Box, Method, ProposalConfig, WorkImage, box_iou, non_max_suppression
 from .edges import propose_edges
-from .quads import frame_size, propose_quads, rectify, to_query
+from .quads import frame_size, propose_quads, rectify, region_pixels, to_query
 
 __all__ = ["REGISTRY", "ProposalConfig", "box_iou", "frame_size", "non_max_suppression", "propose_regions",
-           "rectify", "to_query"]
+           "rectify", "region_pixels", "to_query"]
 
 
 def _fixed(work: WorkImage, config: ProposalConfig) -> list[Region]:

@@ -143,3 +143,12 @@ def rectify(pixels: np.ndarray, quad: tuple[float, ...], scale: float = 1.0) -> 
     size = (max(1, round(fw * scale)), max(1, round(fh * scale)))
     return cv2.warpPerspective(pixels, to_pixels, size, flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
                                borderMode=cv2.BORDER_REPLICATE)
+
+
+def region_pixels(pixels: np.ndarray, region: Region, scale: float = 1.0) -> np.ndarray:
+    """What a search describes of ``region`` (its box in the frame ``pixels`` is downscaled from by
+    ``scale``, pixels per frame unit): the quadrilateral rectified, else the box cropped."""
+    if region.quad is not None:
+        return rectify(pixels, region.quad, scale)
+    x0, y0, x1, y1 = (int(round(v * scale)) for v in region.box)
+    return pixels[max(0, y0): max(0, y1), max(0, x0): max(0, x1)]
