@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import numpy as np
 from PySide6.QtCore import QPointF, QRectF, Qt, QTimer, Signal
-from PySide6.QtGui import QColor, QFont, QImage, QPainter, QPen, QPixmap, QPolygonF
+from PySide6.QtGui import QColor, QFont, QImage, QPainter, QPen, QPixmap, QPolygonF, QTransform
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
     QGraphicsPixmapItem,
+    QGraphicsRectItem,
     QGraphicsScene,
+    QGraphicsSimpleTextItem,
     QGraphicsView,
     QHBoxLayout,
     QLabel,
@@ -175,10 +177,7 @@ class InspectorCanvas(QWidget):
                                                    for x, y in np.reshape(r.quad, (4, 2))]), pen)
             else:
                 rect = scene.addRect(QRectF(x0, y0, x1 - x0, y1 - y0), pen)
-            label = scene.addSimpleText(region_label(r))
-            label.setBrush(REGION_COLOUR)
-            label.setPos(x0 + 2, y0 + 2)
-            label.setFlag(label.GraphicsItemFlag.ItemIgnoresTransformations)
+            label = self._region_tag(scene, region_label(r), x0, x1, y0, d.query.width() / 2)
             for it in (rect, label):
                 it.setZValue(3)
                 self._annotations.append(("region", it))
@@ -190,6 +189,26 @@ class InspectorCanvas(QWidget):
             item = scene.addPolygon(poly, pen)
             item.setZValue(2)
             self._annotations.append(("outline", item))
+
+    @staticmethod
+    def _region_tag(scene: QGraphicsScene, text: str, x0: float, x1: float, y0: float, mid_x: float
+                    ) -> QGraphicsSimpleTextItem:
+        """A region's name as a tag that stays legible at any zoom and on any picture: region-coloured text
+        on a dark plate, inside the region's top corner nearer the image's middle, so a region at the right
+        edge does not push its tag out of the picture."""
+        label = scene.addSimpleText(text)
+        label.setBrush(REGION_COLOUR)
+        label.setFlag(label.GraphicsItemFlag.ItemIgnoresTransformations)
+        w = label.boundingRect().width()
+        right = (x0 + x1) / 2 > mid_x
+        label.setPos(x1 - 3 if right else x0 + 3, y0 + 3)
+        if right:  # zoom-independent: the shift is in the tag's own (screen) pixels
+            label.setTransform(QTransform.fromTranslate(-w, 0))
+        plate = QGraphicsRectItem(label.boundingRect().adjusted(-3, -1, 3, 1), label)
+        plate.setBrush(QColor(0, 0, 0, 175))
+        plate.setPen(Qt.PenStyle.NoPen)
+        plate.setFlag(plate.GraphicsItemFlag.ItemStacksBehindParent)
+        return label
 
     # ---- display options -------------------------------------------------------------------------------
     def apply_mode(self) -> None:

@@ -14,7 +14,7 @@ import time  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
-from PySide6.QtCore import QSettings  # noqa: E402
+from PySide6.QtCore import QPointF, QSettings  # noqa: E402
 
 from copylens.app.images import qimage_to_rgb, rgb_to_qimage  # noqa: E402
 from copylens.app.index_dialog import BuildIndexDialog  # noqa: E402
@@ -249,6 +249,33 @@ def test_build_dialog_says_resume_for_a_partial_index_after_typing_pauses(qtbot,
     qtbot.waitUntil(lambda: dlg.start_button.text() == "Resume", timeout=2000)
     dlg.out_edit.setText(str(tmp_path / "other"))
     qtbot.waitUntil(lambda: dlg.start_button.text() == "Build", timeout=2000)
+
+
+def test_a_region_at_the_right_edge_keeps_its_tag_inside_the_picture_on_a_dark_plate(qtbot):
+    data = _hand_made_pair(5)
+    right = Region((120.0, 30.0, 200.0, 90.0), 0.8, "quad", (120.0, 30.0, 200.0, 30.0, 200.0, 90.0, 120.0, 90.0))
+    left = Region((0.0, 30.0, 80.0, 90.0), 0.6, "caption")
+    result = dataclasses.replace(data.outcome.result, regions=[data.outcome.result.regions[0], right, left])
+    data = dataclasses.replace(data, outcome=dataclasses.replace(data.outcome, result=result))
+    insp = Inspector()
+    qtbot.addWidget(insp)
+    insp.resize(900, 500)
+    insp.show()
+    qtbot.waitExposed(insp)
+    insp.show_data(data)
+    view = insp.canvas.query_view
+    picture = view.mapFromScene(view.sceneRect()).boundingRect()
+    tags = {it.text(): it for k, it in insp.canvas._annotations if k == "region" and hasattr(it, "text")}
+    assert len(tags) == 2
+    for text, tag in tags.items():
+        on_screen = tag.deviceTransform(view.viewportTransform()).mapRect(tag.boundingRect())
+        assert picture.left() - 1 <= on_screen.left() and on_screen.right() <= picture.right() + 1, text
+        plate = tag.childItems()[0]
+        assert plate.brush().color().value() < 60 and plate.brush().color().alpha() > 120  # dark, opaque
+    # the right-hand region's tag ends at its right edge, the left one's starts at its left edge
+    rt = tags["picture seen at an angle (searched upright) (80%)"]
+    r_screen = rt.deviceTransform(view.viewportTransform()).mapRect(rt.boundingRect())
+    assert abs(r_screen.right() - (view.mapFromScene(QPointF(200.0 - 3, 0)).x())) <= 3
 
 
 def test_a_picture_seen_at_an_angle_is_drawn_as_its_quad_and_sessions_keep_it(qtbot):
