@@ -79,7 +79,7 @@ def main() -> None:
             dist_scores.append(best.score if best else 0.0)
     print(f"queries {len(rows)}  total ms p50 {np.median(totals):.0f} p95 {np.percentile(totals, 95):.0f}")
     for k, v in stages.items():
-        print(f"  {k:>10}: median {np.median(v):7.1f} ms  mean {np.mean(v):7.1f}")
+        print(f"  {k:>10}: median {np.median(v):7.1f} ms  mean {np.mean(v):7.1f}  (run on {len(v)} queries)")
     for k in sorted(hits):
         print(f"  recall@1 {k:>20}: {np.mean(hits[k]):.3f}  (n={len(hits[k])})")
     d = np.array(dist_scores)
