@@ -56,17 +56,16 @@ def _line_maps(px: np.ndarray, threshold: int) -> tuple[np.ndarray, np.ndarray]:
     return horiz, vert
 
 
-def _candidate_lines(lines: np.ndarray, window: int, k: int, min_strength: float) -> np.ndarray:
-    """Up to ``k`` line indices (rows of ``lines``) holding the strongest straight edge windows.
+def _candidate_lines(csum: np.ndarray, window: int, k: int, min_strength: float) -> np.ndarray:
+    """Up to ``k`` line indices (rows of the line map whose :func:`_cumsum` is ``csum``) holding the
+    strongest straight edge windows.
 
     A window of ``window`` pixels along a line scores its coverage (best of the line and its two
     neighbours) minus the mean coverage of the parallel lines at :data:`NEIGHBOUR_OFFSETS`; a line scores
     its best window. Lines closer than 3 to a chosen one, or to the image border, are skipped.
     """
-    n, length = lines.shape
+    n, length = csum.shape[0], csum.shape[1] - 1
     window = min(window, length)
-    csum = np.zeros((n, length + 1), np.float32)
-    np.cumsum(lines, axis=1, dtype=np.float32, out=csum[:, 1:])
     win = (csum[:, window:] - csum[:, :-window]) / window  # [n x (length - window + 1)]
 
     pad = max(abs(o) for o in NEIGHBOUR_OFFSETS) + 1
@@ -119,40 +118,44 @@ def _side_strength(csum: np.ndarray, at: np.ndarray, span: np.ndarray) -> np.nda
     return strength
 
 
-def _segment_strength(csum: np.ndarray, line: int, a: int, b: int) -> float:
-    """:func:`_side_strength` of one segment ``[a, b)`` of one line (0 for an empty segment)."""
-    if b - a < 2:
-        return 0.0
+def _segment_strengths(csum: np.ndarray, line: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """:func:`_side_strength` of segments ``[a[k], b[k])`` of lines ``line[k]`` (0 for a segment shorter than 2)."""
     n = csum.shape[0]
+    width = (b - a).astype(np.float64)
 
-    def coverage(offset: int) -> float:
-        r = min(max(line + offset, 0), n - 1)
-        return float(csum[r, b] - csum[r, a]) / (b - a)
+    def coverage(offset: int) -> np.ndarray:
+        r = np.clip(line + offset, 0, n - 1)
+        return (csum[r, b] - csum[r, a]).astype(np.float64) / np.maximum(width, 1.0)
 
-    cov = max(coverage(-1), coverage(0), coverage(1))
-    nbr = sum(coverage(o) for o in NEIGHBOUR_OFFSETS) / len(NEIGHBOUR_OFFSETS)
-    return min(1.0, max(0.0, float(_ridge(cov, nbr))))
+    cov = np.maximum(np.maximum(coverage(-1), coverage(0)), coverage(1))
+    parts = [coverage(o) for o in NEIGHBOUR_OFFSETS]
+    nbr = parts[0]
+    for part in parts[1:]:
+        nbr = nbr + part
+    strength = np.minimum(1.0, np.maximum(0.0, _ridge(cov, nbr / len(NEIGHBOUR_OFFSETS))))
+    return np.where(width >= 2, strength, 0.0)
 
 
-def _overshoot(hcs: np.ndarray, vcs: np.ndarray, box: tuple[int, int, int, int]) -> float:
-    """Mean, over the box's inner sides, of the line strength just beyond the side's two ends.
+def _overshoot(hcs: np.ndarray, vcs: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """Per box ``[M x 4]`` (x0, y0, x1, y1), the mean over its inner sides of the line strength just beyond
+    the side's two ends (0 for a box without an inner side).
 
     A pasted picture's outline stops at its corners; the edge of a stripe, a shelf or a letter's stroke
     runs on past the box.
     """
-    x0, y0, x1, y1 = box
+    x0, y0, x1, y1 = (boxes[:, k].astype(np.int64) for k in range(4))
     h, w = vcs.shape[1] - 1, hcs.shape[1] - 1
-    ext_x, ext_y = max(6, (x1 - x0) // 4), max(6, (y1 - y0) // 4)
-    over = []
-    for y in (y0, y1):
-        if 0 < y < h:
-            over.append(max(_segment_strength(hcs, y, max(0, x0 - ext_x), x0),
-                            _segment_strength(hcs, y, x1, min(w, x1 + ext_x))))
-    for x in (x0, x1):
-        if 0 < x < w:
-            over.append(max(_segment_strength(vcs, x, max(0, y0 - ext_y), y0),
-                            _segment_strength(vcs, x, y1, min(h, y1 + ext_y))))
-    return float(np.mean(over)) if over else 0.0
+    ext_x, ext_y = np.maximum(6, (x1 - x0) // 4), np.maximum(6, (y1 - y0) // 4)
+    total = np.zeros(len(boxes))
+    count = np.zeros(len(boxes))
+    for csum, at, lo, hi, ext, end in ((hcs, y0, x0, x1, ext_x, w), (hcs, y1, x0, x1, ext_x, w),
+                                       (vcs, x0, y0, y1, ext_y, h), (vcs, x1, y0, y1, ext_y, h)):
+        inner = (at > 0) & (at < (h if csum is hcs else w))
+        side = np.maximum(_segment_strengths(csum, at, np.maximum(0, lo - ext), lo),
+                          _segment_strengths(csum, at, hi, np.minimum(end, hi + ext)))
+        total = total + np.where(inner, side, 0.0)
+        count += inner
+    return np.where(count > 0, total / np.maximum(count, 1), 0.0)
 
 
 def _rectangles(hs: np.ndarray, vs: np.ndarray) -> np.ndarray:
@@ -199,13 +202,13 @@ def propose_edges(work: WorkImage, config: ProposalConfig) -> list[Region]:
         return []
     horiz, vert = _line_maps(px, config.edge_threshold)
     window = max(8, int(config.edge_window * max(h, w)))
-    rows = _candidate_lines(horiz, window, config.edge_lines, config.edge_min_line)
-    cols = _candidate_lines(vert.T, window, config.edge_lines, config.edge_min_line)
+    hcs, vcs = _cumsum(horiz), _cumsum(np.ascontiguousarray(vert.T))  # running counts along each line
+    rows = _candidate_lines(hcs, window, config.edge_lines, config.edge_min_line)
+    cols = _candidate_lines(vcs, window, config.edge_lines, config.edge_min_line)
     if len(rows) + len(cols) < 2:
         return []
     ys = np.unique(np.concatenate([[0], rows, [h]]))
     xs = np.unique(np.concatenate([[0], cols, [w]]))
-    hcs, vcs = _cumsum(horiz), _cumsum(vert.T)
     busy = cv2.integral((horiz[:-1] | vert[:, :-1]).astype(np.uint8))  # [h+1 x w+1] edge-pixel counts
     ev = _rectangles(_side_strength(hcs, ys, xs), _side_strength(vcs, xs, ys))
     # geometric limits: size, and never the whole image
@@ -216,13 +219,14 @@ def propose_edges(work: WorkImage, config: ProposalConfig) -> list[Region]:
     ok &= (bh >= config.min_box_side * h) & (bw >= config.min_box_side * w)
     ev = np.where(ok, ev, -1.0).ravel()
     top = np.argpartition(-ev, min(TOP_RECTANGLES, ev.size - 1))[:TOP_RECTANGLES]
+    top = top[ev[top] > 0]
+    i, j, a, b = np.unravel_index(top, (len(ys), len(ys), len(xs), len(xs)))
+    boxes = np.stack([xs[a], ys[i], xs[b], ys[j]], 1)
+    over = _overshoot(hcs, vcs, boxes)
     scored = []
-    for idx in top:
-        if ev[idx] <= 0:
-            continue
-        i, j, a, b = np.unravel_index(idx, (len(ys), len(ys), len(xs), len(xs)))
-        box = (int(xs[a]), int(ys[i]), int(xs[b]), int(ys[j]))
-        e = float(ev[idx]) * (1.0 - OVERSHOOT_WEIGHT * _overshoot(hcs, vcs, box)) * _content(busy, box)
+    for k, idx in enumerate(top):
+        box = tuple(int(v) for v in boxes[k])
+        e = float(ev[idx]) * (1.0 - OVERSHOOT_WEIGHT * float(over[k])) * _content(busy, box)
         scored.append((e, box))
     scored.sort(key=lambda t: -t[0])
     out: list[Region] = []
