@@ -19,6 +19,16 @@ REGION_WORDS = {
     "fixed": "central part",
 }
 
+# the same kinds, short, for the tag drawn on the picture (its tooltip has the words above)
+REGION_TAGS = {
+    "border": "in a border",
+    "caption": "in a caption frame",
+    "edges": "pasted",
+    "quad": "seen at an angle",
+    "denoised": "denoised",
+    "fixed": "central part",
+}
+
 VARIANT_WORDS = {
     "direct": "",
     "mirror": "mirrored",
@@ -31,6 +41,11 @@ def region_label(region: Region) -> str:
     """``"pasted region (82%)"``: the kind in words and how sure the proposal was."""
     words = REGION_WORDS.get(region.kind, region.kind)
     return words if region.kind == "full" else f"{words} ({region.score:.0%})"
+
+
+def region_tag(region: Region) -> str:
+    """``"pasted 82%"``: :func:`region_label` short enough to sit on the picture."""
+    return f"{REGION_TAGS.get(region.kind, region.kind)} {region.score:.0%}"
 
 
 def _pct(x: float) -> str:

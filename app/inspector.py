@@ -24,7 +24,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from .explain import region_label
+from copylens.core.results import Region
+
+from .explain import region_label, region_tag
 from .jobs import InspectData, display_homography
 
 MODES = ("Side by side", "Blend", "Flicker")
@@ -127,9 +129,11 @@ class InspectorCanvas(QWidget):
         self._syncing = False
         self._query_item = self._ref_item = self._warp_item = None
         self._annotations: list = []
+        self._tags: list = []  # (region tag, anchored at its region's right edge)
         self._h = None  # display homography reference -> query
         for src, dst in ((self.query_view, self.ref_view), (self.ref_view, self.query_view)):
             src.zoomed.connect(lambda f, _a, d=dst: self._follow_zoom(d, f))
+            src.zoomed.connect(lambda _f, _a: self._place_tags())
             src.moved.connect(lambda s=src, d=dst: self._follow_pan(s, d))
         self._flicker = QTimer(self)
         self._flicker.setInterval(FLICKER_MS)
@@ -141,6 +145,7 @@ class InspectorCanvas(QWidget):
         for view in (self.query_view, self.ref_view):
             view.scene().clear()
         self._annotations = []
+        self._tags = []
         self._query_item = self._ref_item = self._warp_item = None
         self._h = None
         if data is not None:
@@ -177,7 +182,7 @@ class InspectorCanvas(QWidget):
                                                    for x, y in np.reshape(r.quad, (4, 2))]), pen)
             else:
                 rect = scene.addRect(QRectF(x0, y0, x1 - x0, y1 - y0), pen)
-            label = self._region_tag(scene, region_label(r), x0, x1, y0, d.query.width() / 2)
+            label = self._region_tag(scene, r, x0, x1, y0, d.query.width() / 2)
             for it in (rect, label):
                 it.setZValue(3)
                 self._annotations.append(("region", it))
@@ -190,25 +195,37 @@ class InspectorCanvas(QWidget):
             item.setZValue(2)
             self._annotations.append(("outline", item))
 
-    @staticmethod
-    def _region_tag(scene: QGraphicsScene, text: str, x0: float, x1: float, y0: float, mid_x: float
+    def _region_tag(self, scene: QGraphicsScene, region: Region, x0: float, x1: float, y0: float, mid_x: float
                     ) -> QGraphicsSimpleTextItem:
-        """A region's name as a tag that stays legible at any zoom and on any picture: region-coloured text
-        on a dark plate, inside the region's top corner nearer the image's middle, so a region at the right
-        edge does not push its tag out of the picture."""
-        label = scene.addSimpleText(text)
+        """A region's short name as a tag that stays legible at any zoom and on any picture: region-coloured
+        text on a dark plate, inside the region's top corner nearer the image's middle, kept inside the
+        picture as the view zooms (:meth:`_place_tags`); its tooltip has the full name."""
+        label = scene.addSimpleText(region_tag(region))
+        label.setToolTip(region_label(region))
         label.setBrush(REGION_COLOUR)
         label.setFlag(label.GraphicsItemFlag.ItemIgnoresTransformations)
-        w = label.boundingRect().width()
         right = (x0 + x1) / 2 > mid_x
-        label.setPos(x1 - 3 if right else x0 + 3, y0 + 3)
-        if right:  # zoom-independent: the shift is in the tag's own (screen) pixels
-            label.setTransform(QTransform.fromTranslate(-w, 0))
+        label.setPos(x1 if right else x0, y0)
         plate = QGraphicsRectItem(label.boundingRect().adjusted(-3, -1, 3, 1), label)
         plate.setBrush(QColor(0, 0, 0, 175))
         plate.setPen(Qt.PenStyle.NoPen)
         plate.setFlag(plate.GraphicsItemFlag.ItemStacksBehindParent)
+        self._tags.append((label, right))
         return label
+
+    def _place_tags(self) -> None:
+        """Shift each tag, in screen pixels, to its region's corner and then into the picture: a tag does
+        not scale with the view, so at a small zoom it would run past the picture's edge."""
+        if self.data is None:
+            return
+        s = self.query_view.transform().m11()  # the views scale uniformly, without rotation
+        width = self.data.query.width()
+        for label, right in self._tags:
+            w = label.boundingRect().width()
+            x = label.pos().x()
+            dx = -w - 3 if right else 3.0
+            lo, hi = -x * s + 3, (width - x) * s - w - 3
+            label.setTransform(QTransform.fromTranslate(max(lo, min(dx, hi)) if hi >= lo else lo, 3))
 
     # ---- display options -------------------------------------------------------------------------------
     def apply_mode(self) -> None:
@@ -234,6 +251,7 @@ class InspectorCanvas(QWidget):
             if view.scene().items():
                 view.resetTransform()
                 view.fitInView(view.sceneRect(), Qt.AspectRatioMode.KeepAspectRatio)
+        self._place_tags()
         self.overlay.update()
 
     # ---- synchronisation -------------------------------------------------------------------------------
@@ -352,6 +370,7 @@ class Inspector(QWidget):
         c.query_view.scale(factor, factor)
         if c.ref_view.isVisible():
             c.ref_view.scale(factor, factor)
+        c._place_tags()
         c.overlay.update()
 
     def _set_mode(self, index: int) -> None:
