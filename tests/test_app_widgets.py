@@ -252,11 +252,10 @@ def test_build_dialog_says_resume_for_a_partial_index_after_typing_pauses(qtbot,
     qtbot.waitUntil(lambda: dlg.start_button.text() == "Build", timeout=2000)
 
 
-def test_region_tags_stay_inside_the_picture_at_any_zoom_on_a_dark_plate(qtbot):
+def _inspector_with_regions(qtbot, *regions: Region) -> tuple[Inspector, InspectData]:
+    """An inspector, shown at 900 x 500, on the hand-made pair whose result also searched ``regions``."""
     data = _hand_made_pair(5)
-    right = Region((100.0, 30.0, 130.0, 90.0), 0.8, "quad", (100.0, 30.0, 130.0, 30.0, 130.0, 90.0, 100.0, 90.0))
-    left = Region((0.0, 30.0, 80.0, 90.0), 0.6, "caption")
-    result = dataclasses.replace(data.outcome.result, regions=[data.outcome.result.regions[0], right, left])
+    result = dataclasses.replace(data.outcome.result, regions=[data.outcome.result.regions[0], *regions])
     data = dataclasses.replace(data, outcome=dataclasses.replace(data.outcome, result=result))
     insp = Inspector()
     qtbot.addWidget(insp)
@@ -264,6 +263,13 @@ def test_region_tags_stay_inside_the_picture_at_any_zoom_on_a_dark_plate(qtbot):
     insp.show()
     qtbot.waitExposed(insp)
     insp.show_data(data)
+    return insp, data
+
+
+def test_region_tags_stay_inside_the_picture_at_any_zoom_on_a_dark_plate(qtbot):
+    right = Region((100.0, 30.0, 130.0, 90.0), 0.8, "quad", (100.0, 30.0, 130.0, 30.0, 130.0, 90.0, 100.0, 90.0))
+    left = Region((0.0, 30.0, 80.0, 90.0), 0.6, "caption")
+    insp, _ = _inspector_with_regions(qtbot, right, left)
     view = insp.canvas.query_view
     tags = {it.text(): it for k, it in insp.canvas._annotations if k == "region" and hasattr(it, "text")}
     assert set(tags) == {"seen at an angle 80%", "in a caption frame 60%"}
@@ -298,17 +304,10 @@ def test_a_picture_seen_at_an_angle_is_drawn_as_its_quad_and_sessions_keep_it(qt
 
     from copylens.app.session import decode_result, encode_result
 
-    data = _hand_made_pair(5)
     quad = (20.0, 10.0, 150.0, 20.0, 140.0, 90.0, 30.0, 80.0)
     region = Region((20.0, 10.0, 150.0, 90.0), 0.8, "quad", quad)
-    result = dataclasses.replace(data.outcome.result, regions=[data.outcome.result.regions[0], region])
-    data = dataclasses.replace(data, outcome=dataclasses.replace(data.outcome, result=result))
-    insp = Inspector()
-    qtbot.addWidget(insp)
-    insp.resize(900, 500)
-    insp.show()
-    qtbot.waitExposed(insp)
-    insp.show_data(data)
+    insp, data = _inspector_with_regions(qtbot, region)
+    result = data.outcome.result
     drawn = [it for k, it in insp.canvas._annotations if k == "region" and isinstance(it, QGraphicsPolygonItem)]
     assert len(drawn) == 1
     corners = [(p.x(), p.y()) for p in drawn[0].polygon()]
