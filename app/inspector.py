@@ -132,8 +132,7 @@ class InspectorCanvas(QWidget):
         self._tags: list = []  # (region tag, anchored at its region's right edge)
         self._h = None  # display homography reference -> query
         for src, dst in ((self.query_view, self.ref_view), (self.ref_view, self.query_view)):
-            src.zoomed.connect(lambda f, _a, d=dst: self._follow_zoom(d, f))
-            src.zoomed.connect(lambda _f, _a: self._place_tags())
+            src.zoomed.connect(lambda f, _a, d=dst: self._follow_zoom(d, f))  # places the tags too
             src.moved.connect(lambda s=src, d=dst: self._follow_pan(s, d))
         self._flicker = QTimer(self)
         self._flicker.setInterval(FLICKER_MS)
@@ -260,6 +259,7 @@ class InspectorCanvas(QWidget):
             self._syncing = True
             dst.scale(factor, factor)
             self._syncing = False
+            self._place_tags()
 
     def _follow_pan(self, src: SyncedView, dst: SyncedView) -> None:
         self.overlay.update()

@@ -297,6 +297,13 @@ def test_region_tags_stay_inside_the_picture_at_any_zoom_on_a_dark_plate(qtbot):
     assert view.mapFromScene(view.sceneRect()).boundingRect().width() > on_screen(tag).width()
     assert view.mapFromScene(QPointF(130.0, 0)).x() - on_screen(tag).width() < view.mapFromScene(QPointF(0, 0)).x()
     assert all(inside(t) for t in tags.values())
+    # the same when the zoom comes from the wheel over the reference (the query view follows it)
+    insp.canvas.fit()
+    while view.mapFromScene(view.sceneRect()).boundingRect().width() > 1.25 * on_screen(tag).width():
+        insp.canvas.ref_view.scale(0.9, 0.9)
+        insp.canvas.ref_view.zoomed.emit(0.9, QPointF())
+    assert view.mapFromScene(view.sceneRect()).boundingRect().width() > on_screen(tag).width()
+    assert all(inside(t) for t in tags.values())
 
 
 def test_a_picture_seen_at_an_angle_is_drawn_as_its_quad_and_sessions_keep_it(qtbot):
