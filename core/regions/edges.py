@@ -148,9 +148,11 @@ def _overshoot(hcs: np.ndarray, vcs: np.ndarray, boxes: np.ndarray) -> np.ndarra
     ext_x, ext_y = np.maximum(6, (x1 - x0) // 4), np.maximum(6, (y1 - y0) // 4)
     total = np.zeros(len(boxes))
     count = np.zeros(len(boxes))
-    for csum, at, lo, hi, ext, end in ((hcs, y0, x0, x1, ext_x, w), (hcs, y1, x0, x1, ext_x, w),
-                                       (vcs, x0, y0, y1, ext_y, h), (vcs, x1, y0, y1, ext_y, h)):
-        inner = (at > 0) & (at < (h if csum is hcs else w))
+    # per side: its lines' running counts, the line it lies on (inner when strictly inside the image, of
+    # whose side ``limit`` is the far end), its span, and how far beyond the span's ends to look
+    for csum, at, limit, lo, hi, ext, end in ((hcs, y0, h, x0, x1, ext_x, w), (hcs, y1, h, x0, x1, ext_x, w),
+                                              (vcs, x0, w, y0, y1, ext_y, h), (vcs, x1, w, y0, y1, ext_y, h)):
+        inner = (at > 0) & (at < limit)
         side = np.maximum(_segment_strengths(csum, at, np.maximum(0, lo - ext), lo),
                           _segment_strengths(csum, at, hi, np.minimum(end, hi + ext)))
         total = total + np.where(inner, side, 0.0)
