@@ -142,9 +142,15 @@ class Candidate:
     sibling: int = -1  # row of the near-identical verified rival its distinct_edges compared it with
 
 
+def best_plausible(cands: list[Candidate]) -> Candidate | None:
+    """The candidate with the most inliers among those whose geometry is plausible (None when none is)."""
+    return max((c for c in cands if c.signals["plausible"]), key=lambda c: c.signals["inliers"], default=None)
+
+
 def strongest_plausible(cands: list[Candidate]) -> float:
     """The most inliers among candidates whose geometry is plausible (0 when none is)."""
-    return max((c.signals["inliers"] for c in cands if c.signals["plausible"]), default=0.0)
+    best = best_plausible(cands)
+    return 0.0 if best is None else best.signals["inliers"]
 
 
 def map_evidence(ev: Evidence, to_query: np.ndarray) -> Evidence:
@@ -167,10 +173,9 @@ def _hides(cands: list[Candidate], region: Region, scale: float) -> bool:
     """Whether ``region`` (working pixels) hides the whole query's best plausible match: at most 2% of its
     inliers fall inside it, as under a picture pasted over that match's image. A region of the matched
     picture itself holds its share of the inliers, and searching it would only add weaker rivals."""
-    plausible = [c for c in cands if c.signals["plausible"]]
-    if not plausible:
+    best = best_plausible(cands)
+    if best is None:
         return True
-    best = max(plausible, key=lambda c: c.signals["inliers"])
     pts = best.evidence.query_points / scale
     x0, y0, x1, y1 = region.box
     inside = (pts[:, 0] >= x0) & (pts[:, 0] <= x1) & (pts[:, 1] >= y0) & (pts[:, 1] <= y1)

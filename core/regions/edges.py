@@ -98,6 +98,15 @@ def _cumsum(lines: np.ndarray) -> np.ndarray:
     return csum
 
 
+def _line_strength(coverage) -> np.ndarray:
+    """Line strength from ``coverage(offset)``, the edge coverage of the line ``offset`` away (any shape):
+    the best of the line and its two neighbours minus the mean of the lines at :data:`NEIGHBOUR_OFFSETS`,
+    clipped to [0, 1]."""
+    cov = np.maximum(np.maximum(coverage(-1), coverage(0)), coverage(1))
+    nbr = np.mean([coverage(o) for o in NEIGHBOUR_OFFSETS], axis=0)
+    return np.clip(_ridge(cov, nbr), 0.0, 1.0)
+
+
 def _side_strength(csum: np.ndarray, at: np.ndarray, span: np.ndarray) -> np.ndarray:
     """Line strength ``[len(at) x len(span) x len(span)]`` of line ``at[i]`` from ``span[a]`` to ``span[b]``.
 
@@ -111,9 +120,7 @@ def _side_strength(csum: np.ndarray, at: np.ndarray, span: np.ndarray) -> np.nda
         c = csum[np.clip(at + offset, 0, n - 1)][:, span]  # [len(at) x len(span)]
         return (c[:, None, :] - c[:, :, None]) / width
 
-    cov = np.maximum(np.maximum(coverage(-1), coverage(0)), coverage(1))
-    nbr = np.mean([coverage(o) for o in NEIGHBOUR_OFFSETS], axis=0)
-    strength = np.clip(_ridge(cov, nbr), 0.0, 1.0)
+    strength = _line_strength(coverage)
     strength[(at <= 0) | (at >= n - 1)] = np.nan
     return strength
 
@@ -127,13 +134,7 @@ def _segment_strengths(csum: np.ndarray, line: np.ndarray, a: np.ndarray, b: np.
         r = np.clip(line + offset, 0, n - 1)
         return (csum[r, b] - csum[r, a]).astype(np.float64) / np.maximum(width, 1.0)
 
-    cov = np.maximum(np.maximum(coverage(-1), coverage(0)), coverage(1))
-    parts = [coverage(o) for o in NEIGHBOUR_OFFSETS]
-    nbr = parts[0]
-    for part in parts[1:]:
-        nbr = nbr + part
-    strength = np.minimum(1.0, np.maximum(0.0, _ridge(cov, nbr / len(NEIGHBOUR_OFFSETS))))
-    return np.where(width >= 2, strength, 0.0)
+    return np.where(width >= 2, _line_strength(coverage), 0.0)
 
 
 def _overshoot(hcs: np.ndarray, vcs: np.ndarray, boxes: np.ndarray) -> np.ndarray:
