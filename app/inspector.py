@@ -198,7 +198,7 @@ class InspectorCanvas(QWidget):
                     ) -> QGraphicsSimpleTextItem:
         """A region's short name as a tag that stays legible at any zoom and on any picture: region-coloured
         text on a dark plate, inside the region's top corner nearer the image's middle, kept inside the
-        picture as the view zooms (:meth:`_place_tags`); its tooltip has the full name."""
+        picture as the view zooms (:meth:`place_tags`); its tooltip has the full name."""
         label = scene.addSimpleText(region_tag(region))
         label.setToolTip(region_label(region))
         label.setBrush(REGION_COLOUR)
@@ -212,7 +212,7 @@ class InspectorCanvas(QWidget):
         self._tags.append((label, right))
         return label
 
-    def _place_tags(self) -> None:
+    def place_tags(self) -> None:
         """Shift each tag, in screen pixels, to its region's corner and then into the picture: a tag does
         not scale with the view, so at a small zoom it would run past the picture's edge."""
         if self.data is None:
@@ -250,7 +250,7 @@ class InspectorCanvas(QWidget):
             if view.scene().items():
                 view.resetTransform()
                 view.fitInView(view.sceneRect(), Qt.AspectRatioMode.KeepAspectRatio)
-        self._place_tags()
+        self.place_tags()
         self.overlay.update()
 
     # ---- synchronisation -------------------------------------------------------------------------------
@@ -259,7 +259,7 @@ class InspectorCanvas(QWidget):
             self._syncing = True
             dst.scale(factor, factor)
             self._syncing = False
-            self._place_tags()
+            self.place_tags()
 
     def _follow_pan(self, src: SyncedView, dst: SyncedView) -> None:
         self.overlay.update()
@@ -370,7 +370,7 @@ class Inspector(QWidget):
         c.query_view.scale(factor, factor)
         if c.ref_view.isVisible():
             c.ref_view.scale(factor, factor)
-        c._place_tags()
+        c.place_tags()
         c.overlay.update()
 
     def _set_mode(self, index: int) -> None:
