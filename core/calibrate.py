@@ -193,6 +193,9 @@ class ContrastCalibrator:
     # (fit_top1), so the confidence a reader sees beside the best match is calibrated as what it claims;
     # a >= 0, so no order changes. (1, 0) in indexes calibrated before 2026-12-05.
     top1: tuple[float, float] = (1.0, 0.0)
+    # the share of copies among queries its confidences are right for (core/prior.py): the copy views'
+    # share of the views fit_top1 was fitted on; None before top1 existed (no query-level share)
+    copy_share: float | None = None
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -212,6 +215,8 @@ class ContrastCalibrator:
                "bias": self.bias, "signals": list(self.names), "source": self.source}
         if self.top1 != (1.0, 0.0):
             out["top1"] = list(self.top1)
+        if self.copy_share is not None:
+            out["copy_share"] = self.copy_share
         return out
 
 
@@ -301,14 +306,17 @@ def fit_top1(cal: ContrastCalibrator, signals: Sequence[Mapping[str, float]], la
     build's calibration seed, μAP unchanged; bench/contrast_experiment.py --top1, README)."""
     cal = dataclasses.replace(cal, top1=(1.0, 0.0))  # refitting replaces an earlier recalibration
     xs, ys, ws = [], [], []
-    for idx, w in query_views(labels, queries, distractor_weight)[0]:
+    views, n_queries = query_views(labels, queries, distractor_weight)
+    for idx, w in views:
         p = cal.predict_query([signals[i] for i in idx])
         j = int(np.argmax(p))
         xs.append(_logits(p[j:j + 1], LOGIT_CLIP)[0])
         ys.append(float(labels[idx[j]]))
         ws.append(w)
     beta = weighted_logistic(np.array(xs)[:, None], np.array(ys), np.array(ws), non_negative=(0,), l2=l2)
-    return dataclasses.replace(cal, top1=(float(beta[0]), float(beta[-1])),
+    # every calibration query is a copy; its views without the copy stand for queries that are not
+    share = n_queries / float(sum(ws))
+    return dataclasses.replace(cal, top1=(float(beta[0]), float(beta[-1])), copy_share=share,
                                source=f"{cal.source}; best candidate recalibrated on {len(ys)} top candidates")
 
 
@@ -328,8 +336,12 @@ def calibrator_from_dict(d: Mapping, expected: Sequence[str] | None = None) -> A
         top1 = tuple(float(v) for v in d.get("top1", (1.0, 0.0)))
         if len(top1) != 2 or top1[0] < 0 or not all(math.isfinite(v) for v in top1):
             raise ValueError("the calibration's top-candidate recalibration is damaged")
+        # records of 2026-12-05 have top1 without copy_share: fitted at distractor weight 0.5, two in three
+        share = d.get("copy_share", 2 / 3 if "top1" in d else None)
+        if share is not None and not (isinstance(share, (int, float)) and 0 < share < 1):
+            raise ValueError("the calibration's share of copies is damaged")
         return ContrastCalibrator(base, (weights[0], weights[1]), float(d["bias"]), str(d["source"]),
-                                  (top1[0], top1[1]))
+                                  (top1[0], top1[1]), None if share is None else float(share))
     if d.get("kind") == "noisy-or":
         parts = tuple(Calibrator.from_dict(p, expected) for p in d["parts"])
         if not parts:

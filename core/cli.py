@@ -115,7 +115,7 @@ def cmd_index_info(args) -> int:
             "descriptors": info.descriptors, "size_bytes": info.size_bytes, "format_version": info.format_version,
             "created": info.created, "updated": m.get("updated"), "reference_root": m.get("reference_root"),
             "features": m["features"], "local_index": m["local_index"], "counts": m["counts"],
-            "calibration": info.calibration, "shards": m.get("shards", 0),
+            "calibration": info.calibration, "calibrated_copy_share": info.copy_share, "shards": m.get("shards", 0),
             "hash_lists": [{"name": h.name, "entries": h.entries, "format": h.format, "source": h.source,
                             "imported": h.imported} for h in lists]}
     if args.json:
@@ -223,23 +223,61 @@ def unique_query_ids(files: list[Path]) -> dict[Path, str]:
     return {f: f.stem if stems[f.stem] == 1 else f.name if names[f.name] == 1 else str(f) for f in files}
 
 
+def _copy_share(text: str) -> float | str:
+    """``--copy-share``: "auto", a share such as 0.1, or a percentage such as 10%."""
+    from .prior import check_share
+
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        value = float(text.strip()[:-1]) / 100 if text.strip().endswith("%") else float(text)
+        return check_share(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc) if "between" in str(exc) else
+                                         f"expected 'auto', a share such as 0.1 or a percentage such as 10%, "
+                                         f"got {text!r}") from None
+
+
+def _write_result(r, f: Path, writer, results: list, tty: bool) -> None:
+    """One query's result as CSV rows (``writer``) or as an entry of ``results`` (JSON)."""
+    if writer:
+        rows = [[r.query_id, m.reference_id, f"{m.score:.6f}"] for m in r.matches]
+        rows += [[r.query_id, f"hashlist:{h.list_name}:{h.entry_id}", f"{h.confidence:.6f}"]
+                 for h in r.hash_matches]
+        for row in rows:
+            writer.writerow([safe(c) for c in row] if tty else row)
+    else:
+        results.append({"query_id": r.query_id, "path": str(f), "image_size": list(r.image_size),
+                        "timings_ms": {k: round(v, 2) for k, v in r.timings_ms.items()},
+                        "regions": [{"box": list(g.box), "score": g.score, "kind": g.kind,
+                                     **({"quad": list(g.quad)} if g.quad is not None else {})}
+                                    for g in r.regions],
+                        "matches": [_evidence_json(m) for m in r.matches],
+                        "hash_matches": [_hash_json(h) for h in r.hash_matches]})
+
+
 def cmd_query(args) -> int:
-    from .engine import Engine
+    from .engine import Engine, QueryConfig
+    from .prior import estimate_share, shift_result
 
     files = _query_files(args.paths)
     if not files:
         print("copylens query: no image files given", file=sys.stderr)
         return 1
     qids = unique_query_ids(files)
+    auto = args.copy_share == "auto"
+    config = QueryConfig(copy_share=None if auto or args.copy_share is None else args.copy_share)
     try:
         out = open(args.out, "w", newline="", encoding="utf-8") if args.out else sys.stdout
     except OSError as exc:
         print(safe(f"copylens query: cannot write {args.out}: {exc.strerror or exc}"), file=sys.stderr)
         return 2
     ok = failed = 0
-    results = []
+    results: list[dict] = []
+    held = []  # with --copy-share auto: every result, written once the queries' share is known
     try:
-        with Engine.open(args.index, ray=args.ray) as eng:
+        with Engine.open(args.index, config, ray=args.ray) as eng:
+            calibrated = eng.require_calibrated_share() if auto else None
             if eng.hashlists is not None and args.hash_max_distance is not None:
                 eng.hashlists.config = dataclasses.replace(eng.hashlists.config, max_distance=args.hash_max_distance)
             writer = csv.writer(out) if args.format == "csv" else None
@@ -254,24 +292,26 @@ def cmd_query(args) -> int:
                     failed += 1
                     continue
                 ok += 1
-                if writer:
-                    rows = [[r.query_id, m.reference_id, f"{m.score:.6f}"] for m in r.matches]
-                    rows += [[r.query_id, f"hashlist:{h.list_name}:{h.entry_id}", f"{h.confidence:.6f}"]
-                             for h in r.hash_matches]
-                    for row in rows:
-                        writer.writerow([safe(c) for c in row] if tty else row)
+                if auto:
+                    held.append((r, f))
                 else:
-                    results.append({"query_id": r.query_id, "path": str(f), "image_size": list(r.image_size),
-                                    "timings_ms": {k: round(v, 2) for k, v in r.timings_ms.items()},
-                                    "regions": [{"box": list(g.box), "score": g.score, "kind": g.kind,
-                                                 **({"quad": list(g.quad)} if g.quad is not None else {})}
-                                                for g in r.regions],
-                                    "matches": [_evidence_json(m) for m in r.matches],
-                                    "hash_matches": [_hash_json(h) for h in r.hash_matches]})
+                    _write_result(r, f, writer, results, tty)
                 if not args.quiet and len(files) > 1:
                     print(f"\rquery {i + 1}/{len(files)}", end="", file=sys.stderr)
             if not args.quiet and len(files) > 1:
                 print(file=sys.stderr)
+            if auto:
+                share = calibrated
+                try:
+                    est = estimate_share([r.best.score if r.best else 0.0 for r, _ in held], calibrated)
+                    share = est.share
+                    print(f"copylens query: copies estimated at {share:.0%} of these {est.queries} queries "
+                          f"(the index's confidence assumes {calibrated:.0%}); scores are for {share:.0%}",
+                          file=sys.stderr)
+                except ValueError as exc:
+                    print(f"copylens query: {exc}; scores are for the index's {calibrated:.0%}", file=sys.stderr)
+                for r, f in held:
+                    _write_result(shift_result(r, calibrated, share), f, writer, results, tty)
         if args.format == "json":
             json.dump(results, out, indent=1)
             out.write("\n")
@@ -357,6 +397,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="PDQ distance up to which a hash-list entry matches (default 31, Meta's guidance)")
     q.add_argument("--ray", default=None, metavar="auto|ADDRESS",
                    help="a sharded index's shards are held by Ray actors on this cluster (default: in this process)")
+    q.add_argument("--copy-share", type=_copy_share, default=None, metavar="auto|SHARE",
+                   help="the share of copies among these queries, such as 10%% or 0.1 (default: the share the "
+                        "index was calibrated for, shown by 'copylens index info'); 'auto' estimates it from "
+                        "the queries' own scores (20 or more) and writes every result at the end. Scores move "
+                        "by Bayes' rule; rankings never change")
     q.add_argument("-q", "--quiet", action="store_true")
     q.set_defaults(func=cmd_query)
 

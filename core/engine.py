@@ -35,6 +35,7 @@ from .index.local import LocalIndex
 from .index.open import open_index
 from .index.shards import ShardedGlobalIndex, is_sharded, open_sharded
 from .index.store import ReferenceStore
+from .prior import check_share, shift_scores
 from .progress import Job, Progress
 from .query_input import QueryInput, QuerySource, read_query
 from .recall import RecallConfig, vote
@@ -98,6 +99,10 @@ class QueryConfig:
     # copylens-sscd18's right top-1s passed on the dev benchmark, at 0.3 63% with 1.2% of distractor top-1s
     # (bench/global_alone.py); verification decides after recall either way
     global_recall_floor: tuple[tuple[str, float], ...] = (("hamming", 0.5), ("ip", 0.3))
+    # the share of copies among the queries of this queue (core/prior.py); None: the share the index's
+    # confidence was calibrated for (Engine.calibrated_share, two in three). Scores move by Bayes' rule,
+    # rankings never change
+    copy_share: float | None = None
     recall: RecallConfig = RecallConfig()
     verify: VerifyConfig = VerifyConfig()
 
@@ -112,6 +117,7 @@ class IndexInfo:
     descriptors: list[str]
     created: str
     calibration: str
+    copy_share: float | None = None  # the share of copies the confidence is calibrated for (None: unknown)
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,6 +242,12 @@ class Engine:
         self.tombstones = store.tombstones()  # removed rows whose vectors an approximate index still holds
         self.keypoint_counts = store.keypoint_counts()  # row -> keypoints, for vote normalisation
         self.hashlists = hashlists  # imported PDQ hash lists, when the index holds any
+        if config.copy_share is not None:
+            try:
+                self.set_copy_share(config.copy_share)  # checked now, not at the first query
+            except (ValueError, CopyLensError):
+                store.close()
+                raise
 
     @classmethod
     def open(cls, index_dir: str | Path, config: QueryConfig | None = None, device: str | None = None,
@@ -287,6 +299,28 @@ class Engine:
             raise
         return cls(index_dir, manifest, store, opened.local, calibrator, config or QueryConfig(), globals_)
 
+    @property
+    def calibrated_share(self) -> float | None:
+        """The share of copies among queries that the index's confidences are right for (None: an index
+        calibrated before 2026-12-05, or not at all, which knows no such share)."""
+        return getattr(self.calibrator, "copy_share", None)
+
+    def require_calibrated_share(self) -> float:
+        share = self.calibrated_share
+        if share is None:
+            raise CopyLensError(f"{self.index_dir}: this index's confidence model does not record the share of "
+                                "copies it was calibrated for, so it cannot be moved to another share; rebuild "
+                                "the index ('copylens index build') to recalibrate it")
+        return share
+
+    def set_copy_share(self, share: float | None) -> None:
+        """Score later queries for a queue with this share of copies (None: as calibrated). ValueError for
+        a share outside 1-99%, CopyLensError when the index's calibration records no share."""
+        if share is not None:
+            share = check_share(share)
+            self.require_calibrated_share()
+        self.config = dataclasses.replace(self.config, copy_share=share)
+
     def close(self) -> None:
         self.store.close()
 
@@ -302,7 +336,8 @@ class Engine:
         return IndexInfo(name=m.get("name", self.index_dir.name), path=str(self.index_dir),
                          num_references=int(m["counts"]["references"]), size_bytes=_dir_size(self.index_dir),
                          format_version=int(m["format_version"]), descriptors=list(m.get("descriptors", [])),
-                         created=str(m.get("created", "")), calibration=self.calibrator.source)
+                         created=str(m.get("created", "")), calibration=self.calibrator.source,
+                         copy_share=self.calibrated_share)
 
     # --- references ------------------------------------------------------------------------------
     def references(self) -> list[ReferenceInfo]:
@@ -366,6 +401,8 @@ class Engine:
         candidates, regions = yield from self.candidates(image, timings=timings)
         t = time.perf_counter()
         scores = self.calibrator.predict_query([c.signals for c in candidates])
+        if self.config.copy_share is not None:
+            scores = shift_scores(scores, self.require_calibrated_share(), self.config.copy_share)
         ids = self.store.ids_of_rows([c.row for c in candidates])
         matches = [Match(ids[c.row], float(s), c.evidence, c.signals, ids.get(c.sibling, ""))
                    for c, s in zip(candidates, scores, strict=True) if c.row in ids]

@@ -222,8 +222,16 @@ def test_top_candidate_recalibration_matches_how_often_the_best_is_right():
     for s, _ in held[:30]:
         order = np.argsort(-cal.predict_query(s), kind="stable")
         assert np.all(np.diff(top.predict_query(s)[order]) <= 1e-12)
+    # the share of copies it is right for: copy views against half-weight views without the copy, as held out
+    assert top.copy_share == pytest.approx(sum(w for w in weights if w == 1.0) / sum(weights), abs=0.03)
+    assert np.average(y, weights=weights) <= top.copy_share
     again = calibrator_from_dict(top.to_dict(), names)
-    assert isinstance(again, ContrastCalibrator) and again.top1 == top.top1
+    assert isinstance(again, ContrastCalibrator) and again.top1 == top.top1 and again.copy_share == top.copy_share
+    legacy = {k: v for k, v in top.to_dict().items() if k != "copy_share"}  # recorded on 2026-12-05, at weight 0.5
+    assert calibrator_from_dict(legacy, names).copy_share == pytest.approx(2 / 3)
+    assert calibrator_from_dict(cal.to_dict(), names).copy_share is None  # before top1: no query-level share
+    with pytest.raises(ValueError, match="share of copies"):
+        calibrator_from_dict({**top.to_dict(), "copy_share": 1.5}, names)
     assert calibrator_from_dict(cal.to_dict(), names).top1 == (1.0, 0.0)  # indexes calibrated before it
     with pytest.raises(ValueError, match="top-candidate"):
         calibrator_from_dict({**top.to_dict(), "top1": [-1.0, 0.0]}, names)
