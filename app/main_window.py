@@ -223,6 +223,7 @@ class MainWindow(ExportsAndSession, QMainWindow):
         self.setWindowTitle(f"CopyLens: {info.name}")
         st.remember_index(self.store, path)
         self._refresh_recent()
+        self.apply_copy_share()  # before queries run on it
         self.queue.set_engine(engine, self.settings.top_k)
         self.session.set_meta("index", str(Path(path).resolve()))
         self._fill_thumbnails(engine)
@@ -415,6 +416,7 @@ class MainWindow(ExportsAndSession, QMainWindow):
         st.save_settings(self.store, new)
         self.queue.top_k = new.top_k
         self.pool.pool.setMaxThreadCount(max(2, new.workers + 2))
+        self.apply_copy_share()
         item = self.current_item()
         if item is not None and item.outcome is not None:
             self.results.outcome = None  # force a re-render with the new thresholds

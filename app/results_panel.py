@@ -105,6 +105,9 @@ class ResultsPanel(QWidget):
         n_above = self.num_above()
         ms = sum(outcome.result.timings_ms.values()) if outcome.result.timings_ms else 0.0
         took = f" in {ms:.0f} ms" if ms else ""
+        share = outcome.result.copy_share
+        if settings.copy_share and share is not None:  # a share of copies set by the user, not the index's
+            took += f" · scores for a queue with {share:.0%} copies"
         listed = (f"<b>{len(hashes)} hash-list match{'es' if len(hashes) != 1 else ''}</b> and "
                   if hashes else "")
         if n_above:

@@ -74,7 +74,7 @@ def encode_result(result: QueryResult) -> tuple[str, bytes]:
                         "sibling": m.sibling})
     meta = {"query_id": result.query_id, "source": result.source, "image_size": list(result.image_size),
             "regions": [_region(r) for r in result.regions], "timings_ms": result.timings_ms,
-            "query_sha256": result.query_sha256, "matches": matches}
+            "query_sha256": result.query_sha256, "matches": matches, "copy_share": result.copy_share}
     buf = io.BytesIO()
     np.savez(buf, **arrays)
     return json.dumps(meta), buf.getvalue()
@@ -93,7 +93,12 @@ def decode_result(meta_json: str, blob: bytes) -> QueryResult:
         matches.append(Match(m["reference_id"], float(m["score"]), ev, {k: float(v) for k, v in m["signals"].items()},
                              str(m.get("sibling", ""))))  # sessions saved before 2026-12-04 have none
     return QueryResult(meta["query_id"], meta["source"], tuple(meta["image_size"]), matches,
-                       [_unregion(r) for r in meta["regions"]], dict(meta["timings_ms"]), meta["query_sha256"])
+                       [_unregion(r) for r in meta["regions"]], dict(meta["timings_ms"]), meta["query_sha256"],
+                       copy_share=_share(meta.get("copy_share")))  # sessions saved before 2026-12-05 have none
+
+
+def _share(v) -> float | None:
+    return float(v) if isinstance(v, (int, float)) and 0 < v < 1 else None
 
 
 class SessionStore:

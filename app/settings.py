@@ -22,6 +22,9 @@ class AppSettings:
     device: str = "auto"  # "auto", "cpu" or "cuda": where the engine runs its networks
     workers: int = 2  # threads for index builds; queries run one at a time beside inspector work
     reviewer: str = ""  # name written into reports and exports ("" = the operating-system user)
+    # the share of copies among the queries reviewed (core/prior.py): scores are moved to it by Bayes' rule;
+    # 0 = the share the open index's confidence was calibrated for
+    copy_share: float = 0.0
 
     @property
     def reviewer_name(self) -> str:
@@ -58,6 +61,8 @@ def load_settings(store: QSettings) -> AppSettings:
     s = AppSettings(**values)
     if s.device not in DEVICES:
         s = AppSettings(**{**asdict(s), "device": "auto"})
+    if not 0.01 <= s.copy_share <= 0.99:
+        s = AppSettings(**{**asdict(s), "copy_share": 0.0})
     return s
 
 

@@ -1,4 +1,4 @@
-"""Settings dialog: top-k, verdict thresholds, device, worker count."""
+"""Settings dialog: top-k, verdict thresholds, the queue's share of copies, device, worker count."""
 
 from __future__ import annotations
 
@@ -34,6 +34,15 @@ class SettingsDialog(QDialog):
         self.device = QComboBox()
         self.device.addItems(DEVICES)
         self.device.setCurrentText(current.device)
+        self.copy_share = QSpinBox()
+        self.copy_share.setRange(0, 99)
+        self.copy_share.setSuffix(" %")
+        self.copy_share.setSpecialValueText("as the index was calibrated")  # shown at 0
+        self.copy_share.setValue(round(100 * current.copy_share))
+        self.copy_share.setToolTip(
+            "How many of the queries you review are copies of indexed images. Confidence depends on it: "
+            "in a queue where copies are rare, the same evidence is less often a copy. Scores move by "
+            "Bayes' rule, rankings never change. 'copylens query --copy-share auto' estimates it from a batch.")
         self.workers = QSpinBox()
         self.workers.setRange(1, 64)
         self.workers.setValue(current.workers)
@@ -41,6 +50,7 @@ class SettingsDialog(QDialog):
         form.addRow("Results per query (top-k)", self.top_k)
         form.addRow("“Copy” at confidence ≥", self.copy_t)
         form.addRow("“Possible” at confidence ≥", self.possible_t)
+        form.addRow("Share of copies in your queue", self.copy_share)
         form.addRow("Device (takes effect on next open)", self.device)
         form.addRow("Worker threads (index builds)", self.workers)
         form.addRow("Reviewer name (reports)", self.reviewer)
@@ -54,4 +64,4 @@ class SettingsDialog(QDialog):
         return AppSettings(top_k=self.top_k.value(), copy_threshold=copy_t,
                            possible_threshold=min(self.possible_t.value() / 100, copy_t),
                            device=self.device.currentText(), workers=self.workers.value(),
-                           reviewer=self.reviewer.text().strip())
+                           reviewer=self.reviewer.text().strip(), copy_share=self.copy_share.value() / 100)

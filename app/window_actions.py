@@ -9,6 +9,9 @@ from pathlib import Path
 
 from PySide6.QtWidgets import QFileDialog, QMessageBox
 
+from copylens.core.errors import CopyLensError
+from copylens.core.prior import shift_result
+
 from .exports import result_rows
 from .jobs import restored_thumbnails_job
 from .query_queue import describe_error
@@ -67,9 +70,47 @@ class ExportsAndSession:
             self.statusBar().showMessage(f"Saved {out}", 4000)
         return out
 
+    # ---- the queue's share of copies -------------------------------------------------------------------
+    def target_share(self) -> float | None:
+        """The share of copies that scores are shown for: the setting's, else the open index's calibrated
+        one (None: no index open, or one that records none)."""
+        eng = self.engine
+        if eng is None:
+            return None
+        return eng.config.copy_share if eng.config.copy_share is not None else eng.calibrated_share
+
+    def apply_copy_share(self) -> None:
+        """Score queries for the settings' share of copies, and move every finished result to it."""
+        if self.engine is None:
+            return
+        try:
+            self.engine.set_copy_share(self.settings.copy_share or None)
+        except (CopyLensError, ValueError) as exc:
+            self.engine.set_copy_share(None)
+            self.notifications.notify("share of copies", f"{exc}; scores stay as the index was calibrated",
+                                      level="warning")
+        moved = [row for row in range(len(self.queue.items)) if self._align_scores(row)]
+        current = self.queue_panel.current_row()
+        if current in moved:
+            self.results.outcome = None  # force a re-render with the moved scores
+            self.show_query(current)
+
+    def _align_scores(self, row: int) -> bool:
+        """Move a finished query's scores to :meth:`target_share` when they are for another share (a result
+        restored from an earlier session, or one that finished as the setting changed)."""
+        item, target = self.queue.items[row], self.target_share()
+        result = item.outcome.result if item.outcome is not None else None
+        if result is None or result.copy_share is None or target is None or abs(result.copy_share - target) < 1e-9:
+            return False
+        item.outcome = dataclasses.replace(item.outcome, result=shift_result(result, target))
+        self.session.save(row, item)
+        self.queue.item_changed.emit(row)  # the queue panel shows the best score
+        return True
+
     # ---- session: nothing is lost on close or crash ----------------------------------------------------
     def _save_item(self, row: int) -> None:
-        self.session.save(row, self.queue.items[row])
+        if not self._align_scores(row):  # (which saves what it moves)
+            self.session.save(row, self.queue.items[row])
 
     def restore_session(self) -> int:
         """Queue the previous session's queries again (finished ones with their results) and reopen the

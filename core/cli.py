@@ -248,7 +248,7 @@ def _write_result(r, f: Path, writer, results: list, tty: bool) -> None:
             writer.writerow([safe(c) for c in row] if tty else row)
     else:
         results.append({"query_id": r.query_id, "path": str(f), "image_size": list(r.image_size),
-                        "timings_ms": {k: round(v, 2) for k, v in r.timings_ms.items()},
+                        "copy_share": r.copy_share, "timings_ms": {k: round(v, 2) for k, v in r.timings_ms.items()},
                         "regions": [{"box": list(g.box), "score": g.score, "kind": g.kind,
                                      **({"quad": list(g.quad)} if g.quad is not None else {})}
                                     for g in r.regions],
@@ -311,7 +311,7 @@ def cmd_query(args) -> int:
                 except ValueError as exc:
                     print(f"copylens query: {exc}; scores are for the index's {calibrated:.0%}", file=sys.stderr)
                 for r, f in held:
-                    _write_result(shift_result(r, calibrated, share), f, writer, results, tty)
+                    _write_result(shift_result(r, share), f, writer, results, tty)
         if args.format == "json":
             json.dump(results, out, indent=1)
             out.write("\n")

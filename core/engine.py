@@ -413,8 +413,9 @@ class Engine:
             t = time.perf_counter()
             hash_matches = self.hashlists.match(image, regions)[:top_k]
             timings["hashlists"] = (time.perf_counter() - t) * 1000
+        share = self.config.copy_share if self.config.copy_share is not None else self.calibrated_share
         return QueryResult(query_id, image.source, image.original_size, matches[:top_k], regions, timings,
-                           hash_matches=hash_matches)
+                           hash_matches=hash_matches, copy_share=share)
 
     def candidates(self, image: DecodedImage, exclude_rows: frozenset[int] = frozenset(),
                    timings: dict[str, float] | None = None) -> Job[tuple[list[Candidate], list[Region]]]:

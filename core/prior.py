@@ -86,9 +86,12 @@ def estimate_share(top_scores: Sequence[float] | np.ndarray, calibrated: float, 
     return ShareEstimate(share, int(top.size), max_iterations, False)
 
 
-def shift_result(result: QueryResult, calibrated: float, share: float) -> QueryResult:
-    """``result`` with its matches' scores moved from the ``calibrated`` share of copies to ``share``
-    (imported hash-list matches keep theirs: they are not the index's calibrated confidence)."""
-    scores = shift_scores([m.score for m in result.matches], calibrated, share)
+def shift_result(result: QueryResult, share: float) -> QueryResult:
+    """``result`` with its matches' scores moved to a queue with ``share`` copies, from the share they are
+    for (``result.copy_share``; ValueError when it is unknown). Imported hash-list matches keep theirs: they
+    are not the index's calibrated confidence."""
+    if result.copy_share is None:
+        raise ValueError("the result does not say which share of copies its scores are for")
+    scores = shift_scores([m.score for m in result.matches], result.copy_share, share)
     matches = [dataclasses.replace(m, score=float(s)) for m, s in zip(result.matches, scores, strict=True)]
-    return dataclasses.replace(result, matches=matches)
+    return dataclasses.replace(result, matches=matches, copy_share=share)

@@ -106,6 +106,9 @@ class QueryResult:
     timings_ms: dict[str, float] = field(default_factory=dict)
     query_sha256: str = ""  # of the file bytes / encoded data / array bytes (set by Engine.search)
     hash_matches: list[HashMatch] = field(default_factory=list)  # imported hash lists (no image evidence)
+    # the share of copies among queries that the matches' scores are for (core/prior.py); None: unknown (an
+    # index calibrated before 2026-12-05, or not at all)
+    copy_share: float | None = None
 
     @property
     def best(self) -> Match | None:

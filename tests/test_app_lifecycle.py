@@ -28,6 +28,11 @@ class FakeEngine:
         self.info = SimpleNamespace(name=name, num_references=3, descriptors=["local:rootsift"], path=name,
                                     size_bytes=0)
         self.closed = 0
+        self.config = SimpleNamespace(copy_share=None)
+        self.calibrated_share = None  # an uncalibrated index: no share of copies to move scores from
+
+    def set_copy_share(self, share) -> None:
+        self.config.copy_share = share
 
     def close(self) -> None:
         self.closed += 1

@@ -404,3 +404,72 @@ def test_a_sharded_index_opens_and_answers_like_any_other(qtbot, tmp_path, queri
         assert win.results.table.item(0, 0).text() == "astronaut"
     finally:
         win.close()
+
+
+def test_share_of_copies_moves_every_shown_score_and_survives_a_restart(qtbot, tmp_path, small_index, queries):
+    """Settings' share of copies: finished results move to it (ranking kept), new queries score for it, the
+    results title says so, and a restart with the setting cleared moves restored results back."""
+    from copylens.app.settings import AppSettings
+    from copylens.core.prior import shift_scores
+
+    store = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
+    win = MainWindow(store=store, data_dir=tmp_path / "data")
+    qtbot.addWidget(win)
+    with qtbot.waitSignal(win.engine_opened, timeout=20000):
+        win.open_index(str(small_index))
+    calibrated = win.engine.calibrated_share
+    assert calibrated is not None and win.target_share() == calibrated
+    win.add_paths([queries["astro"]])
+    _wait_idle(qtbot, win)
+    first = win.queue.items[0].outcome.result
+    assert first.best.reference_id == "astronaut" and first.copy_share == calibrated
+    plain = [m.score for m in first.matches]
+    win.queue_panel.select(0)
+    qtbot.waitUntil(lambda: win.results.outcome is win.queue.items[0].outcome)
+
+    win.apply_settings(AppSettings(copy_share=0.1))
+    moved = win.queue.items[0].outcome.result
+    assert moved.copy_share == 0.1 and [m.reference_id for m in moved.matches] == [m.reference_id for m in first.matches]
+    assert np.allclose([m.score for m in moved.matches], shift_scores(plain, calibrated, 0.1))
+    assert win.results.outcome is win.queue.items[0].outcome  # re-rendered with the moved scores
+    assert "queue with 10% copies" in win.results.title.text()
+    win.add_paths([queries["astro"]])  # the same query again: scored for the new share by the engine
+    _wait_idle(qtbot, win)
+    again = win.queue.items[1].outcome.result
+    assert again.copy_share == 0.1 and again.best.score == pytest.approx(moved.best.score, abs=1e-9)
+    win.close()
+
+    store.setValue("search/copy_share", 0.0)  # back to the index's own share before the next start
+    second = MainWindow(store=store, data_dir=tmp_path / "data")
+    qtbot.addWidget(second)
+    with qtbot.waitSignal(second.engine_opened, timeout=20000):
+        assert second.restore_session() == 2
+    for it in second.queue.items:
+        assert it.outcome.result.copy_share == pytest.approx(calibrated)
+        assert np.allclose([m.score for m in it.outcome.result.matches], plain)
+    second.close()
+
+
+def test_share_of_copies_on_an_index_that_records_none_warns_and_keeps_scores(qtbot, window, tiny_index, queries):
+    from copylens.app.settings import AppSettings
+
+    with qtbot.waitSignal(window.inspector_ready, timeout=30000):
+        window.add_paths([queries["astro"]])
+        _wait_idle(qtbot, window)
+    before = [m.score for m in window.queue.items[0].outcome.result.matches]
+    window.apply_settings(AppSettings(copy_share=0.1))
+    assert any(lv == "warning" and s == "share of copies" and "rebuild the index" in r
+               for lv, s, r in window.notifications.messages)
+    assert [m.score for m in window.queue.items[0].outcome.result.matches] == before
+    assert window.engine.config.copy_share is None
+
+
+def test_settings_dialog_share_of_copies(qtbot):
+    from copylens.app.settings import AppSettings
+    from copylens.app.settings_dialog import SettingsDialog
+
+    dlg = SettingsDialog(AppSettings())
+    qtbot.addWidget(dlg)
+    assert dlg.copy_share.text() == "as the index was calibrated" and dlg.value().copy_share == 0.0
+    dlg.copy_share.setValue(25)
+    assert dlg.value().copy_share == 0.25
