@@ -22,6 +22,7 @@ from copylens.core.fileio import file_sha256
 from copylens.core.progress import Job, Progress
 
 from .explain import explain, region_label
+from .exports import share_cell
 from .jobs import display_image
 from .review_log import write_rows
 from .settings import AppSettings
@@ -114,7 +115,8 @@ def report_job(items: Sequence, engine, decisions: Mapping[tuple[str, str], str]
         query_decision = decisions.get((sha, ""), "")
         base = {"query": it.request.path or it.request.label, "query_sha256": sha, "review": it.review,
                 "query_decision": query_decision, "reviewer": info.reviewer, "index": info.index_name,
-                "index_fingerprint": info.index_fingerprint, "reported": created}
+                "index_fingerprint": info.index_fingerprint, "reported": created,
+                "copy_share": share_cell(it.outcome.result.copy_share)}  # the share of copies the scores are for
         pairs = _pairs(it, decisions, settings)
         if not pairs:
             best = it.outcome.result.best

@@ -437,6 +437,8 @@ def test_share_of_copies_moves_every_shown_score_and_survives_a_restart(qtbot, t
     _wait_idle(qtbot, win)
     again = win.queue.items[1].outcome.result
     assert again.copy_share == 0.1 and again.best.score == pytest.approx(moved.best.score, abs=1e-9)
+    rows = json.loads(win.export_results(str(tmp_path / "results.json")).read_text())
+    assert rows and all(r["copy_share"] == 0.1 for r in rows)  # an export says which share its scores are for
     win.close()
 
     store.setValue("search/copy_share", 0.0)  # back to the index's own share before the next start
