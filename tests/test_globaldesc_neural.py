@@ -254,3 +254,26 @@ def test_cuda_half_matches_cpu(weights):
     a, b = gpu.extract(_images()).vectors, cpu.extract(_images()).vectors
     assert a.dtype == np.float32 and np.allclose(a, b, atol=2e-2)
     assert gpu.fingerprint() == cpu.fingerprint()
+
+
+def test_a_flat_image_has_no_reliable_descriptor(weights):
+    """One flat colour (even JPEG-compressed) is flagged unreliable, as PDQ flags featureless hashes; a white
+    page with one thin grey line, a photo and every query variant of them are not."""
+    import io
+
+    from PIL import Image
+
+    from copylens.core.globaldesc.neural import is_flat
+
+    _, path = weights
+    desc = create_descriptor(f"timm:{ARCH}:{path}", query_variants=(0, 5, 8))
+    white = np.full((200, 260, 3), 255, np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(np.full((200, 260, 3), (40, 90, 160), np.uint8)).save(buf, "JPEG", quality=30)
+    blue = np.asarray(Image.open(buf).convert("RGB"))
+    line = white.copy()
+    line[20:180, 128:130] = 150  # a line drawing's thinnest stroke
+    b = desc.extract([white, blue, line, _images()[0]])
+    assert b.low_quality.tolist() == [True, True, False, False] and b.quality.tolist() == [0, 0, 1, 1]
+    assert desc.extract_query(blue).low_quality.all() and not desc.extract_query(line).low_quality.any()
+    assert is_flat(white) and not is_flat(line)

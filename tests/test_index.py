@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image
@@ -178,6 +179,7 @@ def test_approximate_index_add_remove_with_tombstones(tmp_path, monkeypatch):
 def test_neural_global_descriptor_in_the_pipeline(tmp_path):
     """A timm backbone (random init, tiny test model: no download) as the global branch, end to end."""
     refs = write_references(tmp_path / "refs", ("astronaut", "rocket", "camera", "coins"))
+    Image.new("RGB", (300, 260), "white").save(refs / "blank.png")  # one flat colour: nothing to identify
     out = tmp_path / "idx"
     run_job(build_index(refs, out, workers=2, calibrate=False, global_descriptors=("timm:test_resnet",)))
     m = json.loads((out / MANIFEST).read_text())
@@ -189,6 +191,12 @@ def test_neural_global_descriptor_in_the_pipeline(tmp_path):
         sig = r.best.signals["global:timm:test_resnet"]
         assert sig == pytest.approx(1.0, abs=0.02)  # the reference itself: identical embedding
         assert sig > max((x.signals["global:timm:test_resnet"] for x in r.matches[1:]), default=-1.0)
+        # a blank reference is no neighbour of anything: neither of a blank query (whose descriptor is not
+        # used either) nor of a nearly blank one, such as a white sheet with one thin line
+        sheet = np.full((240, 320, 3), 250, np.uint8)
+        assert not run_job(eng.query(from_array(sheet))).matches
+        cv2.line(sheet, (40, 200), (120, 30), (90, 80, 70), 2)
+        assert all(x.reference_id != "blank" for x in run_job(eng.query(from_array(sheet))).matches)
     # 4 references are far too few to fit whitening or a background: the manifest says so, nothing is stored
     assert "needs at least 384 (4 per dimension)" in m["global"][0]["whitening"]["skipped"]
     assert "needs at least 11" in m["global"][0]["normalization"]["skipped"]

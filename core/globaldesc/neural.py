@@ -142,7 +142,9 @@ class NeuralDescriptor:
         return v.float()
 
     def _forward(self, images: Sequence[np.ndarray], whiten: bool = True) -> np.ndarray:
-        prepared = [self._resize(check_image(im)) for im in images]
+        return self._forward_prepared([self._resize(check_image(im)) for im in images], whiten)
+
+    def _forward_prepared(self, prepared: list[np.ndarray], whiten: bool = True) -> np.ndarray:
         out: list[np.ndarray | None] = [None] * len(prepared)
         groups: dict[tuple[int, ...], list[int]] = {}
         for i, a in enumerate(prepared):
@@ -159,18 +161,34 @@ class NeuralDescriptor:
             return self.whitening.apply(v)  # fitted on L2-normalised descriptors; normalises again
         return v
 
+    def _batch(self, prepared: list[np.ndarray], variant: Sequence[int]) -> DescriptorBatch:
+        """Descriptors of prepared images; a flat one (:func:`is_flat`) is flagged unreliable, quality 0."""
+        flat = np.array([is_flat(a) for a in prepared], bool)
+        return DescriptorBatch(self._forward_prepared(prepared), (~flat).astype(np.float32),
+                               np.asarray(variant, dtype=np.int64), flat)
+
     def extract(self, images: Sequence[np.ndarray]) -> DescriptorBatch:
         if len(images) == 0:
             return DescriptorBatch.empty(self.dim, self.metric)
-        v = self._forward(images)
-        n = len(v)
-        return DescriptorBatch(v, np.ones(n, np.float32), np.arange(n, dtype=np.int64))
+        return self._batch([self._resize(check_image(im)) for im in images], range(len(images)))
 
     def extract_query(self, image: np.ndarray) -> DescriptorBatch:
         image = check_image(image)
         variants = list(self.config.query_variants)
-        v = self._forward([variant_pixels(image, k) for k in variants])
-        return DescriptorBatch(v, np.ones(len(v), np.float32), np.asarray(variants, dtype=np.int64))
+        return self._batch([self._resize(variant_pixels(image, k)) for k in variants], variants)
+
+
+# A network describes a flat image too, and every flat image alike: a blank white reference (one in dev v2's
+# 3,316, a Tux Paint stamp drawn white on white) was the nearest neighbour of nearly blank queries, a
+# blank print photographed at an angle scoring 0.94 against it. Below this spread of every colour channel
+# (0-255, at the network's input size) an image is one flat colour and its descriptor is not used, as PDQ
+# does below its quality 50. Dev v2's next flattest reference spreads 8.8 (a glass drawn in thin grey lines).
+FLAT_SPREAD = 2.0
+
+
+def is_flat(image: np.ndarray) -> bool:
+    """True for an image that is one flat colour: no channel's standard deviation reaches FLAT_SPREAD."""
+    return bool(image.reshape(-1, image.shape[-1]).std(axis=0).max() < FLAT_SPREAD)
 
 
 def _l2(v: np.ndarray) -> np.ndarray:
