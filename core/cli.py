@@ -273,6 +273,7 @@ def cmd_query(args) -> int:
         print(safe(f"copylens query: cannot write {args.out}: {exc.strerror or exc}"), file=sys.stderr)
         return 2
     ok = failed = 0
+    interrupted = False
     results: list[dict] = []
     held = []  # with --copy-share auto: every result, written once the queries' share is known
     try:
@@ -284,20 +285,23 @@ def cmd_query(args) -> int:
             tty = out.isatty()  # to a terminal, ids are shown safely; to a file or a pipe, exactly
             if writer:
                 writer.writerow(["query_id", "reference_id", "score"])
-            for i, f in enumerate(files):
-                try:
-                    r = run_job(eng.search(f, query_id=qids[f], top_k=args.top_k))
-                except ImageLoadError as exc:
-                    print(safe(f"copylens query: skipped {exc.path}: {exc.reason}"), file=sys.stderr)
-                    failed += 1
-                    continue
-                ok += 1
-                if auto:
-                    held.append((r, f))
-                else:
-                    _write_result(r, f, writer, results, tty)
-                if not args.quiet and len(files) > 1:
-                    print(f"\rquery {i + 1}/{len(files)}", end="", file=sys.stderr)
+            try:
+                for i, f in enumerate(files):
+                    try:
+                        r = run_job(eng.search(f, query_id=qids[f], top_k=args.top_k))
+                    except ImageLoadError as exc:
+                        print(safe(f"copylens query: skipped {exc.path}: {exc.reason}"), file=sys.stderr)
+                        failed += 1
+                        continue
+                    ok += 1
+                    if auto:
+                        held.append((r, f))
+                    else:
+                        _write_result(r, f, writer, results, tty)
+                    if not args.quiet and len(files) > 1:
+                        print(f"\rquery {i + 1}/{len(files)}", end="", file=sys.stderr)
+            except KeyboardInterrupt:  # the queries done so far are still written (and re-raised below)
+                interrupted = True
             if not args.quiet and len(files) > 1:
                 print(file=sys.stderr)
             if auto:
@@ -318,6 +322,10 @@ def cmd_query(args) -> int:
     finally:
         if args.out:
             out.close()
+    if interrupted:
+        print(f"copylens query: interrupted after {ok + failed} of {len(files)} queries; their results are written",
+              file=sys.stderr)
+        raise KeyboardInterrupt
     if failed:
         print(f"copylens query: {ok} processed, {failed} skipped", file=sys.stderr)
     return 0 if ok else 1

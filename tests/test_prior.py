@@ -153,3 +153,36 @@ def test_query_command_estimates_the_share_of_its_queries(small_index, tmp_path)
     assert _copy_share("5%") == pytest.approx(0.05) and _copy_share("0.3") == 0.3 and _copy_share("AUTO") == "auto"
     bad = copylens("query", small_index, queries, "--copy-share", "150%", check=False)
     assert bad.returncode == 2 and "between 1% and 99%" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_an_interrupted_query_command_still_writes_what_it_found(small_index, tmp_path, monkeypatch, capsys):
+    """Ctrl+C during a batch: the queries done so far are written (JSON, and --copy-share auto, which holds
+    its results until the end), then the command stops as interrupted (exit 130)."""
+    import json
+
+    from copylens.core import cli
+    from copylens.core.engine import Engine
+
+    for name in REFERENCE_NAMES[:4]:
+        Image.fromarray(skimage_rgb(name)).save(tmp_path / f"{name}.png")
+    real, calls = Engine.search, []
+
+    def search(self, *a, **kw):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(self, *a, **kw)
+
+    monkeypatch.setattr(Engine, "search", search)
+    for extra in ([], ["--copy-share", "auto"]):
+        calls.clear()
+        out = tmp_path / f"out{len(extra)}.json"
+        code = cli.main(["query", str(small_index), str(tmp_path), "--format", "json", "--out", str(out), "-q", *extra])
+        assert code == 130
+        rows = json.loads(out.read_text())
+        assert [r["query_id"] for r in rows] == sorted(REFERENCE_NAMES[:4])[:2]
+        assert all(r["matches"][0]["reference_id"] == r["query_id"] for r in rows)
+        err = capsys.readouterr().err
+        assert "interrupted after 2 of 4 queries" in err
+        if extra:
+            assert "too few to estimate" in err
