@@ -2,22 +2,34 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from PySide6.QtWidgets import (
     QComboBox,
     QDialog,
     QDialogButtonBox,
     QFormLayout,
+    QHBoxLayout,
+    QLabel,
     QLineEdit,
+    QPushButton,
     QSpinBox,
     QWidget,
 )
+
+from copylens.core.prior import ShareEstimate
 
 from .settings import DEVICES, AppSettings
 
 
 class SettingsDialog(QDialog):
-    def __init__(self, current: AppSettings, parent: QWidget | None = None) -> None:
+    """``estimate``: estimates the open queue's share of copies from its scores (ValueError with a reason
+    when it cannot); without it the dialog offers no estimate."""
+
+    def __init__(self, current: AppSettings, parent: QWidget | None = None,
+                 estimate: Callable[[], ShareEstimate] | None = None) -> None:
         super().__init__(parent)
+        self._estimate = estimate
         self.setWindowTitle("CopyLens settings")
         self.top_k = QSpinBox()
         self.top_k.setRange(1, 100)
@@ -50,7 +62,18 @@ class SettingsDialog(QDialog):
         form.addRow("Results per query (top-k)", self.top_k)
         form.addRow("“Copy” at confidence ≥", self.copy_t)
         form.addRow("“Possible” at confidence ≥", self.possible_t)
-        form.addRow("Share of copies in your queue", self.copy_share)
+        share_row = QHBoxLayout()
+        share_row.addWidget(self.copy_share, 1)
+        self.estimate_button = QPushButton("Estimate from this queue")
+        self.estimate_button.setToolTip("From the finished queries' best scores, assuming that only the share "
+                                        "of copies differs from the index's calibration (20 queries or more)")
+        self.estimate_button.clicked.connect(self.estimate_share)
+        self.estimate_button.setVisible(estimate is not None)
+        share_row.addWidget(self.estimate_button)
+        self.estimate_note = QLabel("")
+        self.estimate_note.setWordWrap(True)
+        form.addRow("Share of copies in your queue", share_row)
+        form.addRow("", self.estimate_note)
         form.addRow("Device (takes effect on next open)", self.device)
         form.addRow("Worker threads (index builds)", self.workers)
         form.addRow("Reviewer name (reports)", self.reviewer)
@@ -58,6 +81,18 @@ class SettingsDialog(QDialog):
         buttons.accepted.connect(self.accept)
         buttons.rejected.connect(self.reject)
         form.addRow(buttons)
+
+    def estimate_share(self) -> None:
+        """Fill in the share estimated from the open queue, or say why there is none."""
+        if self._estimate is None:
+            return
+        try:
+            est = self._estimate()
+        except ValueError as exc:
+            self.estimate_note.setText(str(exc))
+            return
+        self.copy_share.setValue(max(1, round(100 * est.share)))
+        self.estimate_note.setText(f"Estimated from the best scores of {est.queries} finished queries.")
 
     def value(self) -> AppSettings:
         copy_t = self.copy_t.value() / 100

@@ -10,7 +10,7 @@ from pathlib import Path
 from PySide6.QtWidgets import QFileDialog, QMessageBox
 
 from copylens.core.errors import CopyLensError
-from copylens.core.prior import shift_result
+from copylens.core.prior import ShareEstimate, estimate_share, shift_result
 
 from .exports import result_rows
 from .jobs import restored_thumbnails_job
@@ -94,6 +94,16 @@ class ExportsAndSession:
         if current in moved:
             self.results.outcome = None  # force a re-render with the moved scores
             self.show_query(current)
+
+    def estimate_queue_share(self) -> ShareEstimate:
+        """The queue's share of copies estimated from its finished queries' best scores (core/prior.py);
+        ValueError with the reason when there are too few or their scores know no share."""
+        target = self.target_share()
+        results = [it.outcome.result for it in self.queue.items if it.state == "done" and it.outcome is not None]
+        if target is None:
+            raise ValueError("the open index's confidence records no share of copies; rebuild it to estimate one")
+        results = [r for r in results if r.copy_share is not None]
+        return estimate_share([r.best.score if r.best else 0.0 for r in results], target)
 
     def _align_scores(self, row: int) -> bool:
         """Move a finished query's scores to :meth:`target_share` when they are for another share (a result

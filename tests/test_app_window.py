@@ -437,6 +437,8 @@ def test_share_of_copies_moves_every_shown_score_and_survives_a_restart(qtbot, t
     _wait_idle(qtbot, win)
     again = win.queue.items[1].outcome.result
     assert again.copy_share == 0.1 and again.best.score == pytest.approx(moved.best.score, abs=1e-9)
+    with pytest.raises(ValueError, match="too few"):  # two finished queries cannot tell a share
+        win.estimate_queue_share()
     rows = json.loads(win.export_results(str(tmp_path / "results.json")).read_text())
     assert rows and all(r["copy_share"] == 0.1 for r in rows)  # an export says which share its scores are for
     win.close()
@@ -473,5 +475,23 @@ def test_settings_dialog_share_of_copies(qtbot):
     dlg = SettingsDialog(AppSettings())
     qtbot.addWidget(dlg)
     assert dlg.copy_share.text() == "as the index was calibrated" and dlg.value().copy_share == 0.0
+    assert dlg.estimate_button.isHidden()  # no index open: nothing to estimate from
     dlg.copy_share.setValue(25)
     assert dlg.value().copy_share == 0.25
+
+    from copylens.core.prior import ShareEstimate, estimate_share
+
+    top = [0.999] * 6 + [0.002] * 34  # six clear copies among 40 queries: 15%
+    dlg = SettingsDialog(AppSettings(), estimate=lambda: estimate_share(top, 2 / 3))
+    qtbot.addWidget(dlg)
+    qtbot.mouseClick(dlg.estimate_button, Qt.MouseButton.LeftButton)
+    assert 14 <= dlg.copy_share.value() <= 16 and "40 finished queries" in dlg.estimate_note.text()
+    assert 0.14 <= dlg.value().copy_share <= 0.16
+
+    def too_few() -> ShareEstimate:
+        raise ValueError("3 queries are too few to estimate their share of copies (at least 20)")
+
+    dlg = SettingsDialog(AppSettings(copy_share=0.3), estimate=too_few)
+    qtbot.addWidget(dlg)
+    dlg.estimate_button.click()
+    assert "too few" in dlg.estimate_note.text() and dlg.value().copy_share == 0.3
