@@ -14,7 +14,8 @@ Bayes' rule on the odds (Saerens et al., 2002). Per kind, this prints ECE:
   when a batch holds one kind).
 
 ``--simulate`` also draws queues with 5-90% copies from the whole benchmark (copies or distractors dropped
-at random, 20 draws each) and reports the median estimate and ECE as run and after the estimate.
+at random, 20 draws each) and reports the median estimate, ECE, and how often a "copy" verdict (top score
+at or above the window's 0.8) is right, as run and after the estimate.
 
     python bench/prior_shift.py /tmp/copylens-dev2 /tmp/dev2-h-run --simulate
 """
@@ -55,6 +56,20 @@ def top_scores(preds: list[Prediction], queries: set[str]) -> list[float]:
     return list(top.values())
 
 
+COPY = 0.8  # the window's default "copy" verdict threshold (app/settings.py)
+
+
+def copy_verdicts(preds: list[Prediction], positives: set[tuple[str, str]], copies: int) -> tuple[float, float]:
+    """(how often a "copy" verdict, a top match scoring at least COPY, is right; the share of the ``copies``
+    copy queries it finds); nan when nothing is flagged."""
+    top: dict[str, Prediction] = {}
+    for p in preds:
+        if p.query_id not in top or p.score > top[p.query_id].score:
+            top[p.query_id] = p
+    flagged = [(p.query_id, p.reference_id) in positives for p in top.values() if p.score >= COPY]
+    return (float(np.mean(flagged)) if flagged else float("nan")), sum(flagged) / max(copies, 1)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("bench", type=Path, help="benchmark folder made by 'copylens bench make'")
@@ -86,7 +101,8 @@ def main() -> None:
     by_query: dict[str, list[Prediction]] = {}
     for p in preds:
         by_query.setdefault(p.query_id, []).append(p)
-    print(f"\n{'queue share':>11} {'queries':>7} {'EM median':>9} {'ECE as run':>10} {'ECE at EM':>9}  (20 draws)")
+    print(f"\n{'queue share':>11} {'queries':>7} {'EM median':>9} {'ECE as run':>10} {'ECE at EM':>9} "
+          f"{'COPY right / found':>18} {'at EM':>16}  (medians of 20 draws; COPY: top score >= {COPY})")
     for target in (0.05, 0.1, 0.25, 0.5, 0.75, 0.9):
         n_copies = min(len(copies), round(target * len(others) / (1 - target)))
         n_others = min(len(others), round(n_copies * (1 - target) / target))
@@ -96,9 +112,12 @@ def main() -> None:
                                                                                         replace=False))
             mine = [p for q in queries for p in by_query.get(q, [])]
             est = estimate_share(top_scores(mine, queries), cal).share
-            rows.append((est, calibration(mine, positives).ece, calibration(moved(mine, cal, est), positives).ece))
-        med = np.median(np.array(rows), axis=0)
-        print(f"{target:>11.2f} {n_copies + n_others:>7} {med[0]:>9.3f} {med[1]:>10.3f} {med[2]:>9.3f}")
+            after = moved(mine, cal, est)
+            rows.append((est, calibration(mine, positives).ece, calibration(after, positives).ece,
+                         *copy_verdicts(mine, positives, n_copies), *copy_verdicts(after, positives, n_copies)))
+        med = np.nanmedian(np.array(rows), axis=0)
+        print(f"{target:>11.2f} {n_copies + n_others:>7} {med[0]:>9.3f} {med[1]:>10.3f} {med[2]:>9.3f} "
+              f"{med[3]:>8.3f} / {med[4]:.3f} {med[5]:>8.3f} / {med[6]:.3f}")
 
 
 if __name__ == "__main__":
