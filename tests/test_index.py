@@ -181,7 +181,9 @@ def test_neural_global_descriptor_in_the_pipeline(tmp_path):
     refs = write_references(tmp_path / "refs", ("astronaut", "rocket", "camera", "coins"))
     Image.new("RGB", (300, 260), "white").save(refs / "blank.png")  # one flat colour: nothing to identify
     out = tmp_path / "idx"
-    run_job(build_index(refs, out, workers=2, calibrate=False, global_descriptors=("timm:test_resnet",)))
+    s = run_job(build_index(refs, out, workers=2, calibrate=False, global_descriptors=("timm:test_resnet",)))
+    assert s.notes == ["1 reference(s) have no local features and no reliable global descriptor (blank, one flat "
+                       "colour or fully transparent?): no query can match them: blank"]
     m = json.loads((out / MANIFEST).read_text())
     assert m["descriptors"] == ["local:rootsift", "global:timm:test_resnet"]
     assert m["global"][0]["metric"] == "ip" and len(m["global"][0]["fingerprint"]) == 64

@@ -480,7 +480,7 @@ def _build_index(ref_dir: Path, out_dir: Path, workers: int | None, config: Feat
     added, dups, failures = yield from (extract or _extract_all)(store, todo, cfg, workers or default_workers(),
                                                                   descs)
     failures = unsupported + failures
-    notes = _featureless_notes(store, sorted(set(store.rows()) - before))
+    notes = _featureless_notes(store, sorted(set(store.rows()) - before), [d.name for d in descs])
     local = yield from _write_local_index(store, out_dir)
     entries = yield from _write_global_indexes(store, out_dir, _global_entries(descs), post)
     yield from _find_near_identical(store, out_dir, entries)
@@ -504,17 +504,27 @@ def _build_index(ref_dir: Path, out_dir: Path, workers: int | None, config: Feat
     return BuildSummary(added, skipped, dups, failures, store.count(), time.monotonic() - t0, renamed, notes)
 
 
-def _featureless_notes(store: ReferenceStore, rows: list[int]) -> list[str]:
-    """A line for the user about new references no query can find by local features (blank, solid colour,
-    tiny or fully transparent images): indexed, but only an almost exact copy can match them."""
+def _featureless_notes(store: ReferenceStore, rows: list[int], global_names: Sequence[str]) -> list[str]:
+    """Lines for the user about new references no query can find by local features (blank, solid colour,
+    tiny or fully transparent images): those with a reliable global descriptor are indexed, but only an
+    almost exact copy can match them; those without one (one flat colour: PDQ and the networks call it
+    unreliable) cannot be matched at all."""
     counts = store.keypoint_counts()
     empty = [r for r in rows if counts.get(r, 0) == 0]
     if not empty:
         return []
-    ids = sorted(store.ids_of_rows(empty).values())
-    shown = ", ".join(ids[:10]) + (f" and {len(ids) - 10} more" if len(ids) > 10 else "")
-    return [f"{len(ids)} reference(s) have no local features (blank, solid colour, tiny or transparent?): only an "
-            f"almost exact copy can match them: {shown}"]
+    vectors = {n: store.global_vectors_of(n, empty) for n in global_names}
+    matchless = [r for r in empty if not any(r in v and not v[r].low_quality for v in vectors.values())]
+    notes = []
+    for group, what in ((sorted(set(empty) - set(matchless)), "have no local features (blank, solid colour, tiny or "
+                         "transparent?): only an almost exact copy can match them"),
+                        (matchless, "have no local features and no reliable global descriptor (blank, one flat "
+                         "colour or fully transparent?): no query can match them")):
+        if group:
+            ids = sorted(store.ids_of_rows(group).values())
+            shown = ", ".join(ids[:10]) + (f" and {len(ids) - 10} more" if len(ids) > 10 else "")
+            notes.append(f"{len(ids)} reference(s) {what}: {shown}")
+    return notes
 
 
 def _expand(paths: Iterable[str | Path], unsupported: list[tuple[str, str]]) -> list[tuple[Path, Path | None]]:
@@ -600,7 +610,7 @@ def _add_to_index(index_dir: Path, paths: Iterable[str | Path], workers: int | N
     before = set(store.rows())
     added, dups, fails = yield from _extract_all(store, todo, cfg, workers or default_workers(), descs)
     new_rows = sorted(set(store.rows()) - before)
-    notes = _featureless_notes(store, new_rows)
+    notes = _featureless_notes(store, new_rows, [d.name for d in descs])
     for i, row in enumerate(new_rows):
         local.add(row, rootsift(store.features(row).descriptors))
         if i % 50 == 0:
