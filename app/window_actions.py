@@ -89,11 +89,8 @@ class ExportsAndSession:
             self.engine.set_copy_share(None)
             self.notifications.notify("share of copies", f"{exc}; scores stay as the index was calibrated",
                                       level="warning")
-        moved = [row for row in range(len(self.queue.items)) if self._align_scores(row)]
-        current = self.queue_panel.current_row()
-        if current in moved:
-            self.results.outcome = None  # force a re-render with the moved scores
-            self.show_query(current)
+        for row in range(len(self.queue.items)):
+            self._align_scores(row)
 
     def estimate_queue_share(self) -> ShareEstimate:
         """The queue's share of copies estimated from its finished queries' best scores (core/prior.py);
@@ -102,7 +99,7 @@ class ExportsAndSession:
         results = [it.outcome.result for it in self.queue.items if it.state == "done" and it.outcome is not None]
         if target is None:
             raise ValueError("the open index's confidence records no share of copies; rebuild it to estimate one")
-        results = [r for r in results if r.copy_share is not None]
+        results = [r for r in results if r.copy_share is not None and abs(r.copy_share - target) < 1e-9]
         return estimate_share([r.best.score if r.best else 0.0 for r in results], target)
 
     def _align_scores(self, row: int) -> bool:
@@ -112,9 +109,13 @@ class ExportsAndSession:
         result = item.outcome.result if item.outcome is not None else None
         if result is None or result.copy_share is None or target is None or abs(result.copy_share - target) < 1e-9:
             return False
+        shown = self.results.outcome is item.outcome
         item.outcome = dataclasses.replace(item.outcome, result=shift_result(result, target))
         self.session.save(row, item)
         self.queue.item_changed.emit(row)  # the queue panel shows the best score
+        if shown:
+            self.results.outcome = None  # render the moved scores (and the inspector's verdicts) again
+            self.show_query(row)
         return True
 
     # ---- session: nothing is lost on close or crash ----------------------------------------------------
