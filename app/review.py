@@ -71,7 +71,8 @@ class Reviewer:
     def _record(self, row: int, item, reference_id: str, score: float, decision: str) -> None:
         log = self.w.review_log
         self.undo_stack.append(Undo(row, reference_id, log.latest(item.outcome.sha256, reference_id)))
-        log.record(item.request.path or item.request.label, item.outcome.sha256, reference_id, score, decision)
+        log.record(item.request.path or item.request.label, item.outcome.sha256, reference_id, score, decision,
+                   item.outcome.result.copy_share)
         self.refresh(row)
 
     # ---- decisions --------------------------------------------------------------------------------------

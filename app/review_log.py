@@ -6,7 +6,7 @@ import csv
 import json
 import sqlite3
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, astuple, dataclass
 from pathlib import Path
 
 PAIR_DECISIONS = ("copy", "not a copy")  # about one (query, reference) pair
@@ -22,10 +22,13 @@ CREATE TABLE IF NOT EXISTS decisions (
     query_sha256 TEXT NOT NULL,
     reference_id TEXT NOT NULL,
     score REAL NOT NULL,           -- calibrated score shown to the reviewer
-    decision TEXT NOT NULL         -- "copy", "not a copy" (a pair); "no copy", "unsure" (a query,
+    decision TEXT NOT NULL,        -- "copy", "not a copy" (a pair); "no copy", "unsure" (a query,
                                    -- reference_id ""); "undone" (an undo retracted the decision)
+    copy_share REAL                -- the share of copies the score was for (NULL: unknown, or a log
+                                   -- written before 2026-12-05)
 )
 """
+_COLUMNS = "time, query_path, query_sha256, reference_id, score, decision, copy_share"
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +39,7 @@ class Decision:
     reference_id: str
     score: float
     decision: str
+    copy_share: float | None = None  # the share of copies the score was for (core/prior.py)
 
 
 class ReviewLog:
@@ -49,6 +53,8 @@ class ReviewLog:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(str(self.path))
         self._db.execute(_SCHEMA)
+        if "copy_share" not in {r[1] for r in self._db.execute("PRAGMA table_info(decisions)")}:
+            self._db.execute("ALTER TABLE decisions ADD COLUMN copy_share REAL")  # a log from before the column
         self._db.commit()
 
     @classmethod
@@ -56,21 +62,17 @@ class ReviewLog:
         return cls(Path(data_dir) / cls.FILENAME)
 
     def record(self, query_path: str, query_sha256: str, reference_id: str, score: float,
-               decision: str) -> Decision:
+               decision: str, copy_share: float | None = None) -> Decision:
         if decision not in DECISIONS:
             raise ValueError(f"unknown decision {decision!r}; valid: {', '.join(DECISIONS)}")
         d = Decision(time.strftime("%Y-%m-%dT%H:%M:%S%z"), query_path, query_sha256, reference_id,
-                     float(score), decision)
-        self._db.execute(
-            "INSERT INTO decisions (time, query_path, query_sha256, reference_id, score, decision) "
-            "VALUES (?, ?, ?, ?, ?, ?)", (d.time, d.query_path, d.query_sha256, d.reference_id, d.score,
-                                          d.decision))
+                     float(score), decision, None if copy_share is None else float(copy_share))
+        self._db.execute(f"INSERT INTO decisions ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)", astuple(d))
         self._db.commit()
         return d
 
     def all(self) -> list[Decision]:
-        rows = self._db.execute("SELECT time, query_path, query_sha256, reference_id, score, decision "
-                                "FROM decisions ORDER BY id").fetchall()
+        rows = self._db.execute(f"SELECT {_COLUMNS} FROM decisions ORDER BY id").fetchall()
         return [Decision(*r) for r in rows]
 
     def latest(self, query_sha256: str, reference_id: str) -> str | None:

@@ -107,15 +107,36 @@ def test_settings_roundtrip_in_isolated_store(tmp_path):
 def test_review_log_records_and_exports(tmp_path):
     log = ReviewLog.in_dir(tmp_path)
     log.record("/q/a.jpg", "ab" * 32, "ref/1", 0.91, "copy")
-    log.record("/q/a.jpg", "ab" * 32, "ref/1", 0.91, "not a copy")
+    log.record("/q/a.jpg", "ab" * 32, "ref/1", 0.91, "not a copy", copy_share=0.05)
     assert log.latest("ab" * 32, "ref/1") == "not a copy"
+    assert [d.copy_share for d in log.all()] == [None, 0.05]  # the share of copies the shown score was for
     with pytest.raises(ValueError, match="valid: copy, not a copy"):
         log.record("/q/a.jpg", "ab" * 32, "ref/1", 0.91, "maybe")
     rows = json.loads(export_log(log, tmp_path / "log.json").read_text())
     assert [r["decision"] for r in rows] == ["copy", "not a copy"] and rows[0]["reference_id"] == "ref/1"
     csv_text = export_log(log, tmp_path / "log.csv").read_text()
-    assert csv_text.splitlines()[0] == "time,query_path,query_sha256,reference_id,score,decision"
+    assert csv_text.splitlines()[0] == "time,query_path,query_sha256,reference_id,score,decision,copy_share"
     log.close()
+
+
+def test_review_log_from_before_the_share_column_opens_and_gains_it(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "old.sqlite"
+    db = sqlite3.connect(path)  # the schema of logs written before 2026-12-05
+    db.execute("CREATE TABLE decisions (id INTEGER PRIMARY KEY AUTOINCREMENT, time TEXT NOT NULL, query_path TEXT "
+               "NOT NULL, query_sha256 TEXT NOT NULL, reference_id TEXT NOT NULL, score REAL NOT NULL, decision "
+               "TEXT NOT NULL)")
+    db.execute("INSERT INTO decisions (time, query_path, query_sha256, reference_id, score, decision) VALUES "
+               "('2026-12-01T10:00:00+0000', '/q/old.jpg', 'cd', 'ref/2', 0.7, 'copy')")
+    db.commit()
+    db.close()
+    log = ReviewLog(path)
+    log.record("/q/new.jpg", "ef", "ref/3", 0.4, "copy", copy_share=0.1)
+    assert [(d.query_path, d.decision, d.copy_share) for d in log.all()] == [("/q/old.jpg", "copy", None),
+                                                                              ("/q/new.jpg", "copy", 0.1)]
+    log.close()
+    assert len(ReviewLog(path).all()) == 2  # opened again: nothing added or lost
 
 
 # ---- images and inspector ------------------------------------------------------------------------------

@@ -433,6 +433,8 @@ def test_share_of_copies_moves_every_shown_score_and_survives_a_restart(qtbot, t
     assert np.allclose([m.score for m in moved.matches], shift_scores(plain, calibrated, 0.1))
     assert win.results.outcome is win.queue.items[0].outcome  # re-rendered with the moved scores
     assert "queue with 10% copies" in win.results.title.text()
+    win.reviewer.decide_pair("copy")
+    assert win.review_log.all()[-1].copy_share == 0.1  # the audit trail says what the shown score was for
     win.add_paths([queries["astro"]])  # the same query again: scored for the new share by the engine
     _wait_idle(qtbot, win)
     again = win.queue.items[1].outcome.result
