@@ -407,7 +407,8 @@ class MainWindow(ExportsAndSession, QMainWindow):
     def edit_settings(self) -> None:
         from .settings_dialog import SettingsDialog
 
-        dlg = SettingsDialog(self.settings, self, estimate=self.estimate_queue_share if self.engine else None)
+        dlg = SettingsDialog(self.settings, self, estimate=self.estimate_queue_share if self.engine else None,
+                             calibrated_share=self.engine.calibrated_share if self.engine else None)
         if dlg.exec():
             self.apply_settings(dlg.value())
 

@@ -24,10 +24,10 @@ from .settings import DEVICES, AppSettings
 
 class SettingsDialog(QDialog):
     """``estimate``: estimates the open queue's share of copies from its scores (ValueError with a reason
-    when it cannot); without it the dialog offers no estimate."""
+    when it cannot); without it the dialog offers no estimate. ``calibrated_share``: the open index's."""
 
     def __init__(self, current: AppSettings, parent: QWidget | None = None,
-                 estimate: Callable[[], ShareEstimate] | None = None) -> None:
+                 estimate: Callable[[], ShareEstimate] | None = None, calibrated_share: float | None = None) -> None:
         super().__init__(parent)
         self._estimate = estimate
         self.setWindowTitle("CopyLens settings")
@@ -49,7 +49,8 @@ class SettingsDialog(QDialog):
         self.copy_share = QSpinBox()
         self.copy_share.setRange(0, 99)
         self.copy_share.setSuffix(" %")
-        self.copy_share.setSpecialValueText("as the index was calibrated")  # shown at 0
+        self.copy_share.setSpecialValueText(  # shown at 0
+            "as the index was calibrated" + (f" ({calibrated_share:.0%})" if calibrated_share is not None else ""))
         self.copy_share.setValue(round(100 * current.copy_share))
         self.copy_share.setToolTip(
             "How many of the queries you review are copies of indexed images. Confidence depends on it: "

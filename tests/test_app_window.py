@@ -484,8 +484,9 @@ def test_settings_dialog_share_of_copies(qtbot):
     from copylens.core.prior import ShareEstimate, estimate_share
 
     top = [0.999] * 6 + [0.002] * 34  # six clear copies among 40 queries: 15%
-    dlg = SettingsDialog(AppSettings(), estimate=lambda: estimate_share(top, 2 / 3))
+    dlg = SettingsDialog(AppSettings(), estimate=lambda: estimate_share(top, 2 / 3), calibrated_share=2 / 3)
     qtbot.addWidget(dlg)
+    assert dlg.copy_share.text() == "as the index was calibrated (67%)"
     qtbot.mouseClick(dlg.estimate_button, Qt.MouseButton.LeftButton)
     assert 14 <= dlg.copy_share.value() <= 16 and "40 finished queries" in dlg.estimate_note.text()
     assert 0.14 <= dlg.value().copy_share <= 0.16

@@ -186,3 +186,30 @@ def test_an_interrupted_query_command_still_writes_what_it_found(small_index, tm
         assert "interrupted after 2 of 4 queries" in err
         if extra:
             assert "too few to estimate" in err
+
+
+def test_share_properties_hold_for_any_scores():
+    """Hypothesis: moving scores keeps every order and comes back exactly; an estimate is a share in range
+    that moves with the scores (higher scores, more copies)."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from copylens.core.prior import MAX_SHARE, MIN_QUERIES, MIN_SHARE, estimate_share, shift_scores
+
+    shares = st.floats(MIN_SHARE, MAX_SHARE)
+    scores = st.lists(st.floats(1e-6, 1 - 1e-6), min_size=MIN_QUERIES, max_size=200)
+
+    @settings(max_examples=150, deadline=None)
+    @given(scores, shares, shares)
+    def check(p, a, b):
+        p = np.array(p)
+        moved = shift_scores(p, a, b)
+        assert np.all((moved > 0) & (moved < 1))
+        order = np.argsort(p, kind="stable")
+        assert np.all(np.diff(moved[order]) >= -1e-12)
+        assert np.allclose(shift_scores(moved, b, a), p, atol=1e-9)
+        est = estimate_share(p, a)
+        assert MIN_SHARE <= est.share <= MAX_SHARE
+        assert estimate_share(np.sqrt(p), a).share >= est.share - 1e-6  # every score higher: no fewer copies
+
+    check()
