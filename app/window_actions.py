@@ -74,10 +74,7 @@ class ExportsAndSession:
     def target_share(self) -> float | None:
         """The share of copies that scores are shown for: the setting's, else the open index's calibrated
         one (None: no index open, or one that records none)."""
-        eng = self.engine
-        if eng is None:
-            return None
-        return eng.config.copy_share if eng.config.copy_share is not None else eng.calibrated_share
+        return None if self.engine is None else self.engine.score_share
 
     def apply_copy_share(self) -> None:
         """Score queries for the settings' share of copies, and move every finished result to it."""
@@ -96,9 +93,9 @@ class ExportsAndSession:
         """The queue's share of copies estimated from its finished queries' best scores (core/prior.py);
         ValueError with the reason when there are too few or their scores know no share."""
         target = self.target_share()
-        results = [it.outcome.result for it in self.queue.items if it.state == "done" and it.outcome is not None]
         if target is None:
             raise ValueError("the open index's confidence records no share of copies; rebuild it to estimate one")
+        results = [it.outcome.result for it in self.queue.items if it.state == "done" and it.outcome is not None]
         results = [r for r in results if r.copy_share is not None and abs(r.copy_share - target) < 1e-9]
         return estimate_share([r.best.score if r.best else 0.0 for r in results], target)
 

@@ -305,6 +305,12 @@ class Engine:
         calibrated before 2026-12-05, or not at all, which knows no such share)."""
         return getattr(self.calibrator, "copy_share", None)
 
+    @property
+    def score_share(self) -> float | None:
+        """The share of copies that this engine's scores are for: the configured one, else the calibrated
+        one (None: neither is known)."""
+        return self.config.copy_share if self.config.copy_share is not None else self.calibrated_share
+
     def require_calibrated_share(self) -> float:
         share = self.calibrated_share
         if share is None:
@@ -413,9 +419,8 @@ class Engine:
             t = time.perf_counter()
             hash_matches = self.hashlists.match(image, regions)[:top_k]
             timings["hashlists"] = (time.perf_counter() - t) * 1000
-        share = self.config.copy_share if self.config.copy_share is not None else self.calibrated_share
         return QueryResult(query_id, image.source, image.original_size, matches[:top_k], regions, timings,
-                           hash_matches=hash_matches, copy_share=share)
+                           hash_matches=hash_matches, copy_share=self.score_share)
 
     def candidates(self, image: DecodedImage, exclude_rows: frozenset[int] = frozenset(),
                    timings: dict[str, float] | None = None) -> Job[tuple[list[Candidate], list[Region]]]:

@@ -34,6 +34,10 @@ class FakeEngine:
     def set_copy_share(self, share) -> None:
         self.config.copy_share = share
 
+    @property
+    def score_share(self):
+        return self.config.copy_share if self.config.copy_share is not None else self.calibrated_share
+
     def close(self) -> None:
         self.closed += 1
 
