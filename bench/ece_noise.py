@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from copylens.core.bench.metrics import Prediction, calibration, read_ground_truth, read_predictions
+from copylens.core.bench.metrics import Prediction, calibration, read_ground_truth, read_predictions, top1
 
 
 def main() -> None:
@@ -32,10 +32,7 @@ def main() -> None:
     gt = read_ground_truth(bench / "ground_truth.csv")
     content = {r["query_id"]: r["content"] for r in csv.DictReader(open(bench / "ground_truth.csv", encoding="utf-8"))}
     positives = {(g.query_id, g.reference_id) for g in gt if g.reference_id}
-    top: dict[str, Prediction] = {}
-    for p in read_predictions(run / "predictions.csv"):
-        if p.query_id not in top or (p.score, p.reference_id) > (top[p.query_id].score, top[p.query_id].reference_id):
-            top[p.query_id] = p
+    top = top1(read_predictions(run / "predictions.csv"))
     kinds: dict[str, list[Prediction]] = defaultdict(list)
     for q, kind in content.items():
         kinds[kind].append(top.get(q, Prediction(q, "", 0.0)))

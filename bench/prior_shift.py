@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from copylens.core.bench.metrics import Prediction, calibration, read_ground_truth, read_predictions
+from copylens.core.bench.metrics import Prediction, calibration, read_ground_truth, read_predictions, top1
 from copylens.core.calibrate import calibrator_from_dict
 from copylens.core.prior import estimate_share, shift_scores
 
@@ -62,11 +62,7 @@ COPY = 0.8  # the window's default "copy" verdict threshold (app/settings.py)
 def copy_verdicts(preds: list[Prediction], positives: set[tuple[str, str]], copies: int) -> tuple[float, float]:
     """(how often a "copy" verdict, a top match scoring at least COPY, is right; the share of the ``copies``
     copy queries it finds); nan when nothing is flagged."""
-    top: dict[str, Prediction] = {}
-    for p in preds:
-        if p.query_id not in top or p.score > top[p.query_id].score:
-            top[p.query_id] = p
-    flagged = [(p.query_id, p.reference_id) in positives for p in top.values() if p.score >= COPY]
+    flagged = [(p.query_id, p.reference_id) in positives for p in top1(preds).values() if p.score >= COPY]
     return (float(np.mean(flagged)) if flagged else float("nan")), sum(flagged) / max(copies, 1)
 
 

@@ -227,15 +227,18 @@ def _copy_share(text: str) -> float | str:
     """``--copy-share``: "auto", a share such as 0.1, or a percentage such as 10%."""
     from .prior import check_share
 
-    if text.strip().lower() == "auto":
+    t = text.strip()
+    if t.lower() == "auto":
         return "auto"
     try:
-        value = float(text.strip()[:-1]) / 100 if text.strip().endswith("%") else float(text)
+        value = float(t[:-1]) / 100 if t.endswith("%") else float(t)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected 'auto', a share such as 0.1 or a percentage such as 10%, "
+                                         f"got {text!r}") from None
+    try:
         return check_share(value)
     except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc) if "between" in str(exc) else
-                                         f"expected 'auto', a share such as 0.1 or a percentage such as 10%, "
-                                         f"got {text!r}") from None
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _write_result(r, f: Path, writer, results: list, tty: bool) -> None:

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .calibrate import LOGIT_CLIP, _logits
 from .results import QueryResult
 
 MIN_SHARE, MAX_SHARE = 0.01, 0.99  # shares are kept inside this range (0 and 1 have infinite odds)
@@ -45,14 +46,9 @@ def check_share(share: float, what: str = "share of copies") -> float:
     return share
 
 
-def _logit(p: np.ndarray) -> np.ndarray:
-    p = np.clip(np.asarray(p, np.float64), 1e-12, 1 - 1e-12)
-    return np.log(p / (1 - p))
-
-
 def log_odds_shift(calibrated: float, share: float) -> float:
     """What moving confidences from the ``calibrated`` share of copies to ``share`` adds to each logit."""
-    return float(_logit(np.float64(share)) - _logit(np.float64(calibrated)))
+    return float(_logits(np.float64(share), LOGIT_CLIP) - _logits(np.float64(calibrated), LOGIT_CLIP))
 
 
 def shift_scores(scores: Sequence[float] | np.ndarray, calibrated: float, share: float) -> np.ndarray:
@@ -60,7 +56,7 @@ def shift_scores(scores: Sequence[float] | np.ndarray, calibrated: float, share:
     s = np.asarray(scores, np.float64)
     if s.size == 0 or share == calibrated:
         return s.copy()
-    z = _logit(s) + log_odds_shift(calibrated, share)
+    z = _logits(s, LOGIT_CLIP) + log_odds_shift(calibrated, share)
     return 1.0 / (1.0 + np.exp(-np.clip(z, -40, 40)))
 
 

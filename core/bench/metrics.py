@@ -193,12 +193,18 @@ def _recall_at(ranked: dict[str, list[bool]], matched: Iterable[str], k: int) ->
     return sum(any(ranked.get(q, [])[:k]) for q in matched) / len(matched)
 
 
-def calibration(predictions: Sequence[Prediction], positives: set[tuple[str, str]], bins: int = 10) -> Calibration:
-    """Reliability of the top-1 score per query over ``bins`` equal-width bins of [0, 1]."""
+def top1(predictions: Iterable[Prediction]) -> dict[str, Prediction]:
+    """Each query's best prediction (ties: the greater reference id)."""
     top: dict[str, Prediction] = {}
     for p in predictions:
         if p.query_id not in top or (p.score, p.reference_id) > (top[p.query_id].score, top[p.query_id].reference_id):
             top[p.query_id] = p
+    return top
+
+
+def calibration(predictions: Sequence[Prediction], positives: set[tuple[str, str]], bins: int = 10) -> Calibration:
+    """Reliability of the top-1 score per query over ``bins`` equal-width bins of [0, 1]."""
+    top = top1(predictions)
     scores = np.array([p.score for p in top.values()], np.float64)
     right = np.array([(p.query_id, p.reference_id) in positives for p in top.values()], np.float64)
     edges = np.linspace(0.0, 1.0, bins + 1)
