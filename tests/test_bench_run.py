@@ -62,6 +62,12 @@ def test_run_writes_predictions_and_scores_them(bench, first_run):
     saved = json.loads((bench / "run1" / "report.json").read_text(encoding="utf-8"))
     assert saved["metrics"]["micro_ap"] == pytest.approx(m.micro_ap)
     assert "μAP" in format_report(r)
+    # the releases it ran with, since they move the figures
+    import cv2
+    import numpy
+    assert saved["environment"]["numpy"] == numpy.__version__ and saved["environment"]["python"].startswith("3.")
+    assert saved["environment"]["opencv-contrib-python-headless"].startswith(cv2.__version__.split("-")[0])
+    assert f"numpy {numpy.__version__}" in format_report(r)
 
 
 def test_second_run_reuses_the_index_through_the_cli(bench, first_run, capsys):
