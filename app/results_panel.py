@@ -111,8 +111,13 @@ class ResultsPanel(QWidget):
         listed = (f"<b>{len(hashes)} hash-list match{'es' if len(hashes) != 1 else ''}</b> and "
                   if hashes else "")
         if n_above:
-            self.title.setText(f"<b>Results</b> for {outcome.request.label}: {listed}{n_above} possible "
-                               f"match{'es' if n_above != 1 else ''} of {len(matches)} ranked{took}")
+            # by verdict: a 100% copy is not announced as a "possible match"
+            copies = sum(settings.verdict(m.score) == "copy" for m in matches[:n_above])
+            possible = n_above - copies
+            found = ([f"{copies} {'copy' if copies == 1 else 'copies'}"] if copies else []) + (
+                [f"{possible} possible match{'es' if possible != 1 else ''}"] if possible else [])
+            self.title.setText(f"<b>Results</b> for {outcome.request.label}: {listed}{' and '.join(found)} "
+                               f"of {len(matches)} ranked{took}")
         else:
             best = f"; the best candidate scores {matches[0].score:.0%}" if matches else ""
             self.title.setText(f"<b>Results</b> for {outcome.request.label}: {listed}<b>no {'image ' if hashes else ''}match</b> "

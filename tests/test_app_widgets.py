@@ -344,3 +344,23 @@ def test_a_picture_seen_at_an_angle_is_drawn_as_its_quad_and_sessions_keep_it(qt
     assert labels == ["picture seen at an angle (searched upright) (80%)"]
     again = decode_result(*encode_result(result))
     assert again.regions[1] == region and again.regions[0].quad is None
+
+
+@pytest.mark.parametrize("scores, says", [
+    ((0.97, 0.6, 0.1), ": 1 copy and 1 possible match of 3 ranked"),
+    ((0.95, 0.9, 0.1), ": 2 copies of 3 ranked"),
+    ((0.7, 0.5, 0.1), ": 2 possible matches of 3 ranked"),
+    ((0.2, 0.1), ": <b>no match</b> (nothing reaches 30%; the best candidate scores 20%)"),
+])
+def test_results_title_counts_matches_by_verdict(qtbot, scores, says):
+    from copylens.app.results_panel import ResultsPanel
+
+    panel = ResultsPanel()
+    qtbot.addWidget(panel)
+    matches = [Match(f"ref/{i}", s, Evidence.empty()) for i, s in enumerate(scores)]
+    outcome = QueryOutcome(QueryRequest("q1", "q.png", path="q.png"), QueryResult("q1", "q.png", (200, 100), matches),
+                           {})
+    settings = AppSettings(copy_threshold=0.8, possible_threshold=0.3)
+    panel.show_outcome(outcome, settings)
+    assert says in panel.title.text()
+    assert panel.num_above() == sum(s >= 0.3 for s in scores)

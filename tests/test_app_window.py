@@ -148,6 +148,9 @@ def test_review_from_the_keyboard(qtbot, window, queries, tmp_path):
     window.queue_panel.select(0)
     qtbot.waitUntil(lambda: window.results.outcome is astro.outcome)
     assert window.results.current() == 0
+    # the title counts by verdict: the astronaut's copy is announced as a copy, not a "possible match"
+    assert astro.outcome.result.matches[0].score >= window.settings.copy_threshold
+    assert ": 1 copy of " in window.results.title.text()
     window.activateWindow()
     window.setFocus()
     qtbot.keyClick(window, Qt.Key.Key_C)  # astronaut is a copy: on to the next unreviewed query
