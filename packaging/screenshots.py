@@ -65,7 +65,7 @@ def main(data_dir: str, out_dir: str) -> int:
     QTimer.singleShot(120_000, app.quit)
     app.exec()
     win.close()
-    return 0 if len(steps) == 1 else 1
+    return 0 if "review" in steps else 1  # both screenshots taken
 
 
 if __name__ == "__main__":
