@@ -30,6 +30,7 @@ from PySide6.QtWidgets import (
 )
 
 from copylens.core.imageio import IMAGE_SUFFIXES, scan_images
+from copylens.core.releases import RELEASES_ADVICE
 
 from . import settings as st
 from .images import save_pasted
@@ -221,6 +222,9 @@ class MainWindow(ExportsAndSession, QMainWindow):
         self.header.setText(f"<b>{info.name}</b> · {info.num_references} references{size} · descriptors: "
                             f"{', '.join(info.descriptors) or '—'} · <span style='color:gray'>{info.path}</span>")
         self.setWindowTitle(f"CopyLens: {info.name}")
+        if changed := getattr(info, "releases_changed", ()):
+            self.notifications.notify(path, f"calibrated with other library releases ({'; '.join(changed)}): "
+                                            f"{RELEASES_ADVICE}", level="warning")
         st.remember_index(self.store, path)
         self._refresh_recent()
         self.apply_copy_share()  # before queries run on it

@@ -105,6 +105,7 @@ def cmd_index_remove(args) -> int:
 def cmd_index_info(args) -> int:
     from .engine import Engine
     from .index.hashlists import hash_lists
+    from .releases import RELEASES_ADVICE
 
     with Engine.open(args.index) as eng:
         info = eng.info
@@ -115,7 +116,9 @@ def cmd_index_info(args) -> int:
             "descriptors": info.descriptors, "size_bytes": info.size_bytes, "format_version": info.format_version,
             "created": info.created, "updated": m.get("updated"), "reference_root": m.get("reference_root"),
             "features": m["features"], "local_index": m["local_index"], "counts": m["counts"],
-            "calibration": info.calibration, "calibrated_copy_share": info.copy_share, "shards": m.get("shards", 0),
+            "calibration": info.calibration, "calibrated_copy_share": info.copy_share,
+            "calibrated_with": eng.calibrated_with, "releases_changed": list(info.releases_changed),
+            "shards": m.get("shards", 0),
             "hash_lists": [{"name": h.name, "entries": h.entries, "format": h.format, "source": h.source,
                             "imported": h.imported} for h in lists]}
     if args.json:
@@ -123,6 +126,9 @@ def cmd_index_info(args) -> int:
     else:
         for k, v in data.items():
             print(safe(f"{k:>15}: {v}"))
+    if info.releases_changed:
+        print(safe(f"warning: calibrated with other library releases ({'; '.join(info.releases_changed)}): "
+                   f"{RELEASES_ADVICE}"), file=sys.stderr)
     return 0
 
 

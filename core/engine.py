@@ -40,6 +40,7 @@ from .progress import Job, Progress
 from .query_input import QueryInput, QuerySource, read_query
 from .recall import RecallConfig, vote
 from .regions import ProposalConfig, frame_size, propose_regions, region_pixels, to_query
+from .releases import changed
 from .resize import to_longest
 from .results import Evidence, Match, QueryResult, ReferenceInfo, Region
 from .verify import VerifyConfig, verify
@@ -118,6 +119,8 @@ class IndexInfo:
     created: str
     calibration: str
     copy_share: float | None = None  # the share of copies the confidence is calibrated for (None: unknown)
+    # libraries whose release differs from the one the calibration was fitted with ("name old -> new")
+    releases_changed: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -343,7 +346,14 @@ class Engine:
                          num_references=int(m["counts"]["references"]), size_bytes=_dir_size(self.index_dir),
                          format_version=int(m["format_version"]), descriptors=list(m.get("descriptors", [])),
                          created=str(m.get("created", "")), calibration=self.calibrator.source,
-                         copy_share=self.calibrated_share)
+                         copy_share=self.calibrated_share, releases_changed=tuple(changed(self.calibrated_with)))
+
+    @property
+    def calibrated_with(self) -> dict[str, str] | None:
+        """The Python and library releases the index's calibration was fitted with (None: not recorded,
+        as for indexes calibrated before 2026-12-05, or a default model)."""
+        found = (self.manifest.get("calibration") or {}).get("releases")
+        return found if isinstance(found, dict) else None
 
     # --- references ------------------------------------------------------------------------------
     def references(self) -> list[ReferenceInfo]:

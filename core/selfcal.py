@@ -21,6 +21,7 @@ from .engine import Engine
 from .errors import CopyLensError
 from .imageio import from_array
 from .progress import Job, Progress, bounded_map, run_job
+from .releases import releases
 
 MAX_QUERIES = 160  # edited copies searched at most (about 35 s on 2 cores for a 4k-reference index)
 MIN_QUERIES = 60  # small indexes get several edits per reference to reach this many
@@ -136,6 +137,9 @@ def calibrate_index(index_dir: Path, seed: int = 0, max_queries: int = MAX_QUERI
         if engine.store.count() < 2:
             return {**default_calibrator(names).to_dict(), "source": "default (index too small to fit)"}
         signals, labels, _, queries = yield from calibration_pairs(engine, seed, max_queries, min_queries, workers)
-        return fit_calibration(signals, labels, names, queries)
+        fitted = fit_calibration(signals, labels, names, queries)
+        if not str(fitted.get("source", "")).startswith("default"):
+            fitted["releases"] = releases()  # fitted on these releases' scores (see core/releases.py)
+        return fitted
     finally:
         engine.close()

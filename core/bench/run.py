@@ -5,22 +5,18 @@ Steps: build the index of ``DIR/references`` (or reuse a complete one), query ev
 every returned match) and ``report.json`` into a run folder, and score them with
 :mod:`copylens.core.bench.metrics`. Reported costs: index build rate, per-query wall-clock latency (decode
 to result, p50 / p95), peak resident memory of this process, index size on disk and per reference. The
-report also names the Python and library releases it ran with: two fresh builds of the same benchmark
-with the same engine code, in sessions that installed their libraries anew, gave per-kind ECE up to 0.007
-apart, and without the releases on record the cause could not be told (README, issue 11).
+report also names the Python and library releases it ran with (:mod:`copylens.core.releases`).
 """
 
 from __future__ import annotations
 
 import json
 import math
-import platform
 import resource
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from importlib import metadata
 from pathlib import Path
 
 import numpy as np
@@ -39,22 +35,9 @@ from copylens.core.errors import CopyLensError, ImageLoadError
 from copylens.core.fileio import write_atomic
 from copylens.core.imageio import scan_images
 from copylens.core.progress import Job, Progress, bounded_map, run_job
+from copylens.core.releases import releases
 
 DECISION_THRESHOLD = 0.5  # engine scores are calibrated probabilities: "is a copy" when >= 0.5
-# the distributions whose releases change what a benchmark measures (decoding, features, search, networks)
-LIBRARIES = ("copylens", "numpy", "opencv-contrib-python-headless", "Pillow", "pillow-heif", "faiss-gpu",
-             "faiss-cpu", "torch", "timm", "pdqhash", "scikit-image")
-
-
-def environment() -> dict[str, str]:
-    """The Python and library releases this process runs with (those installed of :data:`LIBRARIES`)."""
-    out = {"python": platform.python_version(), "machine": platform.machine()}
-    for name in LIBRARIES:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return out
 
 
 @dataclass(frozen=True)
@@ -79,7 +62,7 @@ class RunReport:
     build_failed: list[tuple[str, str]] = field(default_factory=list)
     unseen_content: list[str] = field(default_factory=list)  # content kinds kept out of all tuning
     reliability_plots: list[str] = field(default_factory=list)  # PNGs: overall and per content kind
-    environment: dict[str, str] = field(default_factory=environment)  # Python and library releases
+    environment: dict[str, str] = field(default_factory=releases)  # Python and library releases
 
     def to_dict(self) -> dict:
         d = asdict(self)
