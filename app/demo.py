@@ -91,8 +91,20 @@ def query_files(data_dir: Path) -> list[Path]:
 
 
 def is_built(data_dir: Path) -> bool:
+    """The demo index is there, complete, and calibrated with the running library releases (after an
+    upgrade it is built again, which recalibrates it, rather than opened with a warning)."""
+    import json
+
+    from copylens.core.releases import changed
+
     p = demo_paths(data_dir)
-    return p["mark"].exists() and p["index"].is_dir()
+    if not (p["mark"].exists() and p["index"].is_dir()):
+        return False
+    try:
+        calibration = json.loads((p["index"] / "manifest.json").read_text(encoding="utf-8")).get("calibration")
+    except (OSError, ValueError):
+        return False
+    return not changed((calibration or {}).get("releases") if isinstance(calibration, dict) else None)
 
 
 def mark_built(data_dir: Path) -> None:

@@ -80,3 +80,21 @@ def test_the_window_warns_about_an_index_calibrated_with_other_releases(qtbot, s
     finally:
         win.pool.shutdown()
         win.close()
+
+
+def test_the_demo_is_built_again_after_a_library_upgrade(tmp_path):
+    from copylens.app import demo
+
+    p = demo.demo_paths(tmp_path)
+    p["index"].mkdir(parents=True)
+    assert not demo.is_built(tmp_path)  # no completion mark yet
+    demo.mark_built(tmp_path)
+    assert not demo.is_built(tmp_path)  # no manifest: not an index
+    manifest = p["index"] / "manifest.json"
+    for calibration, built in ((None, True),  # uncalibrated: nothing to compare
+                               ({"source": "fitted", "releases": releases()}, True),
+                               ({"source": "fitted", "releases": {**releases(), OPENCV: "4.0.0"}}, False)):
+        manifest.write_text(json.dumps({"calibration": calibration}), encoding="utf-8")
+        assert demo.is_built(tmp_path) is built, calibration
+    manifest.write_text("{not json", encoding="utf-8")
+    assert not demo.is_built(tmp_path)
