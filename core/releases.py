@@ -1,9 +1,10 @@
 """The Python and library releases this process runs with, and what changed since an index was calibrated.
 
-A confidence is calibrated on the scores of one set of releases. A new OpenCV, Pillow, torch or FAISS
-changes decoding, keypoints, descriptors or search slightly: the same engine code and benchmark, rebuilt
-in a session that installed newer releases, moved per-kind ECE by up to 0.007 (README, issue 11). So the
-calibration records the releases it was fitted with, and an index calibrated with others says so.
+A confidence is calibrated on the scores of one set of releases. A new OpenCV, Pillow, torch or FAISS can
+change decoding, keypoints, descriptors or search slightly: the same engine code and benchmark, rebuilt in
+a session that had installed its libraries anew, gave per-kind ECE up to 0.007 apart, and with no record
+of the releases the cause could not be told (README, issue 11). So the calibration records the releases
+it was fitted with, and an index calibrated with others says so.
 """
 
 from __future__ import annotations
