@@ -95,16 +95,16 @@ def is_built(data_dir: Path) -> bool:
     upgrade it is built again, which recalibrates it, rather than opened with a warning)."""
     import json
 
-    from copylens.core.releases import changed
+    from copylens.core.releases import calibrated_with, changed
 
     p = demo_paths(data_dir)
     if not (p["mark"].exists() and p["index"].is_dir()):
         return False
     try:
-        calibration = json.loads((p["index"] / "manifest.json").read_text(encoding="utf-8")).get("calibration")
+        manifest = json.loads((p["index"] / "manifest.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
-    return not changed((calibration or {}).get("releases") if isinstance(calibration, dict) else None)
+    return isinstance(manifest, dict) and not changed(calibrated_with(manifest))
 
 
 def mark_built(data_dir: Path) -> None:

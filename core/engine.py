@@ -40,7 +40,7 @@ from .progress import Job, Progress
 from .query_input import QueryInput, QuerySource, read_query
 from .recall import RecallConfig, vote
 from .regions import ProposalConfig, frame_size, propose_regions, region_pixels, to_query
-from .releases import changed
+from .releases import calibrated_with, changed
 from .resize import to_longest
 from .results import Evidence, Match, QueryResult, ReferenceInfo, Region
 from .verify import VerifyConfig, verify
@@ -350,10 +350,8 @@ class Engine:
 
     @property
     def calibrated_with(self) -> dict[str, str] | None:
-        """The Python and library releases the index's calibration was fitted with (None: not recorded,
-        as for indexes calibrated before 2026-12-05, or a default model)."""
-        found = (self.manifest.get("calibration") or {}).get("releases")
-        return found if isinstance(found, dict) else None
+        """The Python and library releases the index's calibration was fitted with (None: not recorded)."""
+        return calibrated_with(self.manifest)
 
     # --- references ------------------------------------------------------------------------------
     def references(self) -> list[ReferenceInfo]:

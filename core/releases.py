@@ -38,6 +38,14 @@ def releases() -> dict[str, str]:
     return out
 
 
+def calibrated_with(manifest: Mapping) -> dict[str, str] | None:
+    """The releases an index manifest's calibration was fitted with (None: not recorded, as for indexes
+    calibrated before 2026-12-05, an uncalibrated index or a default model)."""
+    calibration = manifest.get("calibration")
+    found = calibration.get("releases") if isinstance(calibration, Mapping) else None
+    return dict(found) if isinstance(found, Mapping) else None
+
+
 def changed(recorded: Mapping[str, str] | None, now: Mapping[str, str] | None = None) -> list[str]:
     """``"name recorded -> now"`` for each library of :data:`MOVE_SCORES` whose release differs from the
     recorded one (a library on only one side is not compared); empty when nothing was recorded."""
