@@ -50,10 +50,8 @@ def moved(preds: list[Prediction], calibrated: float, share: float) -> list[Pred
 
 def top_scores(preds: list[Prediction], queries: set[str]) -> list[float]:
     """Each query's best score, 0 for a query without any prediction."""
-    top = dict.fromkeys(queries, 0.0)
-    for p in preds:
-        top[p.query_id] = max(top[p.query_id], p.score)
-    return list(top.values())
+    top = top1(preds)
+    return [top[q].score if q in top else 0.0 for q in queries]
 
 
 COPY = 0.8  # the window's default "copy" verdict threshold (app/settings.py)
