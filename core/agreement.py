@@ -13,7 +13,8 @@ reference is warped onto the query by the homography and their edges are compare
 - ``distinct_edges`` (:func:`distinct_edges`): a sibling shares most edges with the reference, so both
   signals above only say "this family". Against the most alike other verified candidate, it asks whether
   the query shows the edges that tell the reference from that rival (a copy does; a third, unindexed
-  sibling shows neither side's) rather than those that tell the rival apart.
+  sibling shows neither side's) rather than those that tell the rival apart, including the parts that
+  only one of them covers (siblings that differ in extent, like overlapping sheets of one map).
 
 Edges are taken on grey levels (Canny with thresholds from the upper quartile of the gradient), on both images resized
 so that the overlap is compared at about ``side`` pixels, which keeps the cost near 1 ms per candidate.
@@ -148,20 +149,27 @@ def likeness(a: Warped, b: Warped) -> float:
 
 
 def distinct_edges(q: QueryEdges, a: Warped, b: Warped) -> float:
-    """Does the query show what tells ``a`` from its sibling ``b``? Over the overlap of both, the share of
-    ``a``'s edges that ``b`` lacks which the query shows, minus the share of ``b``'s edges that ``a``
-    lacks which the query shows, each above chance (the share of the overlap near a query edge, so that
-    a busy query, a photo pasted around the copy, shows nothing by chance): about [-1, 1], high for a copy
-    of ``a``, near 0 for a third sibling that differs from both, negative for a copy of ``b``. A side
-    with fewer than ``MIN_DISTINCT`` distinct edge pixels counts 0; NaN when both have (the two are
-    identical where they overlap: no verdict)."""
-    both = a.mask & b.mask
-    only_a = a.edges & both & ~b.near
-    only_b = b.edges & both & ~a.near
+    """Does the query show what tells ``a`` from its sibling ``b``? The share of ``a``'s edges that ``b``
+    lacks which the query shows, minus the share of ``b``'s edges that ``a`` lacks which the query shows,
+    each above chance (the share of that side's area near a query edge, so that a busy query, a photo
+    pasted around the copy, shows nothing by chance): about [-1, 1], high for a copy of ``a``, near 0
+    for a third sibling that differs from both, negative for a copy of ``b``.
+
+    ``b`` lacks an edge of ``a`` where it draws none nearby, and also where it does not reach at all:
+    siblings can differ in extent rather than in a redrawn part (overlapping sheets of one map, a
+    wallpaper and its wider or taller cut), and a query showing the part that only ``a`` covers shows
+    ``a``. A side with fewer than ``MIN_DISTINCT`` distinct edge pixels counts 0; NaN when both have
+    (the two are identical wherever the query sees them: no verdict)."""
+    only_a = a.edges & ~b.near
+    only_b = b.edges & ~a.near
     na, nb = np.count_nonzero(only_a), np.count_nonzero(only_b)
     if na < MIN_DISTINCT and nb < MIN_DISTINCT:
         return float("nan")
-    chance = np.count_nonzero(q.near & both) / max(1, np.count_nonzero(both))
-    show_a = _above_chance(np.count_nonzero(only_a & q.near) / na, chance) if na >= MIN_DISTINCT else 0.0
-    show_b = _above_chance(np.count_nonzero(only_b & q.near) / nb, chance) if nb >= MIN_DISTINCT else 0.0
-    return float(np.clip(show_a - show_b, -1.0, 1.0))
+
+    def shown(only: np.ndarray, n: int, mask: np.ndarray) -> float:
+        if n < MIN_DISTINCT:
+            return 0.0
+        chance = np.count_nonzero(q.near & mask) / max(1, np.count_nonzero(mask))
+        return _above_chance(np.count_nonzero(only & q.near) / n, chance)
+
+    return float(np.clip(shown(only_a, na, a.mask) - shown(only_b, nb, b.mask), -1.0, 1.0))

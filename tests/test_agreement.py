@@ -172,3 +172,39 @@ def test_the_engine_measures_agreement_on_verified_candidates(tmp_path):
     assert "reference (house-cloud) was verified" in why
     # a saved session keeps it
     assert decode_result(*encode_result(result)).matches[0].sibling == "house-cloud"
+
+
+def _map_sheet(width: int = 900, height: int = 300) -> np.ndarray:
+    """A wide line drawing (coast-like outlines and labels on white) to cut overlapping sheets from."""
+    rng = np.random.default_rng(3)
+    img = np.full((height, width, 3), 255, np.uint8)
+    for _ in range(14):
+        cx, cy = int(rng.integers(30, width - 30)), int(rng.integers(30, height - 30))
+        pts = np.array([[cx + r * math.cos(t), cy + r * 0.7 * math.sin(t)]
+                        for t, r in zip(np.linspace(0, 2 * math.pi, 11)[:-1], rng.integers(15, 45, 10), strict=True)], np.int32)
+        cv2.polylines(img, [pts], True, (0, 0, 0), 2)
+    return img
+
+
+def test_siblings_that_differ_in_extent_are_told_apart_by_what_only_one_covers():
+    """Two overlapping sheets of one map (the left and the right two thirds) are identical where they
+    overlap: a copy of the left sheet is told apart by the part only the left sheet covers, which the
+    query shows, and a copy of the overlap alone gives no side a verdict."""
+    sheet = _map_sheet()
+    left, right = np.ascontiguousarray(sheet[:, :600]), np.ascontiguousarray(sheet[:, 300:])
+    shift = np.array([[1.0, 0, 300], [0, 1, 0], [0, 0, 1]])  # right-sheet pixels -> left-sheet pixels
+
+    def verdicts(query: np.ndarray, h_left: np.ndarray) -> tuple[float, float]:
+        q = query_edges(query, 1.0)
+        a, b = warp_reference(q, left, 1.0, h_left), warp_reference(q, right, 1.0, h_left @ shift)
+        assert likeness(a, b) > 0.8 and likeness(b, a) > 0.8  # siblings: identical where both reach
+        return distinct_edges(q, a, b), distinct_edges(q, b, a)
+
+    copy, h = _rotate(left, 8)
+    for_left, for_right = verdicts(copy, h)
+    assert for_left > 0.6 and for_right < -0.6
+    # a copy of the overlap alone (the middle third, padded) shows nothing only one sheet has
+    middle = np.full_like(left, 255)
+    middle[:, 150:450] = sheet[:, 300:600]
+    for_left, for_right = verdicts(middle, np.array([[1.0, 0, -150], [0, 1, 0], [0, 0, 1]]))
+    assert not abs(for_left) > 0.3 and not abs(for_right) > 0.3
