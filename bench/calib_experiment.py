@@ -69,18 +69,26 @@ def pairs(index: Path, strategy: str, n: int, out: Path, seed: int = 0,
                                    "source_keypoints": [kps.get(r, 0) for r in sources]}))
 
 
-def evaluate_variants(bench: Path, cands_path: Path, pair_files: list[Path]) -> None:
+def load_replay(bench: Path, cands_path: Path):
+    """A benchmark's ground truth and its stored candidates, for replaying calibration variants: returns
+    the ground truth, the content kinds, the (query, reference) pairs that are copies and the candidate
+    records; prints the header of :func:`_report`'s rows (the unseen kind starred)."""
     gt = read_ground_truth(bench / "ground_truth.csv")
     unseen = set(json.loads((bench / "benchmark.json").read_text()).get("unseen_content", []))
     kinds = sorted({g.content for g in gt if g.content})
     positives = {(g.query_id, g.reference_id) for g in gt if g.reference_id}
     records = [json.loads(line) for line in cands_path.read_text().splitlines()]
-    header = f"{'variant':<34} {'μAP':>6} {'r@1':>6} {'ECE':>6} | " + " | ".join(
-        f"{k + ('*' if k in unseen else ''):>16}" for k in kinds)
-    print(header + "\n" + "-" * len(header))
     for rec in records:  # collected before the engine reported it: the reference's keypoints, from the store
         for c in rec["candidates"]:
             c[2].setdefault("reference_keypoints", float(c[1]))
+    header = f"{'variant':<34} {'μAP':>6} {'r@1':>6} {'ECE':>6} | " + " | ".join(
+        f"{k + ('*' if k in unseen else ''):>16}" for k in kinds)
+    print(header + "\n" + "-" * len(header))
+    return gt, kinds, positives, records
+
+
+def evaluate_variants(bench: Path, cands_path: Path, pair_files: list[Path]) -> None:
+    gt, kinds, positives, records = load_replay(bench, cands_path)
     for pf in pair_files:
         data = json.loads(pf.read_text())
         names = list(data["names"])

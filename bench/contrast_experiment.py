@@ -38,9 +38,8 @@ import json
 from pathlib import Path
 
 import numpy as np
-from calib_experiment import _report
+from calib_experiment import _report, load_replay
 
-from copylens.core.bench.metrics import read_ground_truth
 from copylens.core.calibrate import (
     LEAD_CLIP,
     LOGIT_CLIP,
@@ -100,18 +99,11 @@ def main() -> None:
     ap.add_argument("--sibling-likeness", type=float, default=None,
                     help="replay this (stricter) sibling threshold on the stored signals")
     a = ap.parse_args()
-    gt = read_ground_truth(a.bench / "ground_truth.csv")
-    unseen = set(json.loads((a.bench / "benchmark.json").read_text()).get("unseen_content", []))
-    kinds = sorted({g.content for g in gt if g.content})
-    positives = {(g.query_id, g.reference_id) for g in gt if g.reference_id}
-    records = [json.loads(line) for line in a.cands.read_text().splitlines()]
-    for rec in records:
-        for c in rec["candidates"]:
-            c[2].setdefault("reference_keypoints", float(c[1]))
-            if a.sibling_likeness is not None:
+    gt, kinds, positives, records = load_replay(a.bench, a.cands)
+    if a.sibling_likeness is not None:
+        for rec in records:
+            for c in rec["candidates"]:
                 replay_sibling_threshold(c[2], a.sibling_likeness)
-    print(f"{'variant':<34} {'μAP':>6} {'r@1':>6} {'ECE':>6} | "
-          + " | ".join(f"{k + ('*' if k in unseen else ''):>16}" for k in kinds))
     for pf in a.pairs:
         data = json.loads(pf.read_text())
         if a.sibling_likeness is not None:

@@ -27,10 +27,9 @@ import json
 from pathlib import Path
 
 import numpy as np
-from calib_experiment import _report
+from calib_experiment import _report, load_replay
 
 from copylens.core import calibrate
-from copylens.core.bench.metrics import read_ground_truth
 from copylens.core.calibrate import FusedCalibrator, calibrator_from_dict, fit, fit_contrast, fit_top1
 from copylens.core.selfcal import CONTRAST_DISTRACTOR_WEIGHT, fit_calibration
 
@@ -66,17 +65,9 @@ def main() -> None:
     a = ap.parse_args()
     calibrate.CONTEXT[MATCHABLE] = "log1p"  # a context input: its weight may take either sign
     calibrate.TRANSFORMS[MATCHABLE] = "log1p"
-    gt = read_ground_truth(a.bench / "ground_truth.csv")
-    unseen = set(json.loads((a.bench / "benchmark.json").read_text()).get("unseen_content", []))
-    kinds = sorted({g.content for g in gt if g.content})
-    positives = {(g.query_id, g.reference_id) for g in gt if g.reference_id}
-    records = [json.loads(line) for line in a.cands.read_text().splitlines()]
+    gt, kinds, positives, records = load_replay(a.bench, a.cands)
     for rec in records:
-        for c in rec["candidates"]:
-            c[2].setdefault("reference_keypoints", float(c[1]))
         rec["candidates"] = [[c[0], c[1], with_matchable([c[2]])[0]] for c in rec["candidates"]]
-    print(f"{'variant':<34} {'μAP':>6} {'r@1':>6} {'ECE':>6} | "
-          + " | ".join(f"{k + ('*' if k in unseen else ''):>16}" for k in kinds))
     dw = CONTRAST_DISTRACTOR_WEIGHT
     for pf in a.pairs:
         data = json.loads(pf.read_text())
