@@ -27,7 +27,7 @@ import json
 from pathlib import Path
 
 import numpy as np
-from calib_experiment import _report, load_replay
+from calib_experiment import _prior, _report, load_replay
 
 from copylens.core import calibrate
 from copylens.core.calibrate import FusedCalibrator, calibrator_from_dict, fit, fit_contrast, fit_top1
@@ -45,15 +45,10 @@ def with_matchable(signals: list[dict]) -> list[dict]:
 def conditional_fused(signals: list[dict], labels: list[int], names: list[str], weak_below: float = 0.5):
     local = [n for n in names if not n.startswith("global:")]
     glob = [n for n in names if n.startswith("global:")]
-
-    def prior(ys) -> float:
-        share = sum(ys) / len(ys)
-        return share / (2 - share)
-
-    p_local = fit(signals, labels, 1.0, prior(labels), names=local)
+    p_local = fit(signals, labels, 1.0, _prior(labels), names=local)
     weak = np.flatnonzero(p_local.predict(signals) < weak_below)
     ws, wy = [signals[i] for i in weak], [labels[i] for i in weak]
-    p_global = fit(ws, wy, 1.0, prior(wy), names=glob + [MATCHABLE])
+    p_global = fit(ws, wy, 1.0, _prior(wy), names=glob + [MATCHABLE])
     return FusedCalibrator((p_local, p_global), "conditional", tuple(local + glob + [MATCHABLE])), p_global
 
 
