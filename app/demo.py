@@ -93,18 +93,18 @@ def query_files(data_dir: Path) -> list[Path]:
 def is_built(data_dir: Path) -> bool:
     """The demo index is there, complete, and calibrated with the running library releases (after an
     upgrade it is built again, which recalibrates it, rather than opened with a warning)."""
-    import json
-
+    from copylens.core.errors import CopyLensError
+    from copylens.core.index.layout import read_manifest
     from copylens.core.releases import calibrated_with, changed
 
     p = demo_paths(data_dir)
     if not (p["mark"].exists() and p["index"].is_dir()):
         return False
     try:
-        manifest = json.loads((p["index"] / "manifest.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        manifest = read_manifest(p["index"])
+    except (OSError, CopyLensError):
         return False
-    return isinstance(manifest, dict) and not changed(calibrated_with(manifest))
+    return not changed(calibrated_with(manifest))
 
 
 def mark_built(data_dir: Path) -> None:

@@ -82,19 +82,26 @@ def test_the_window_warns_about_an_index_calibrated_with_other_releases(qtbot, s
         win.close()
 
 
-def test_the_demo_is_built_again_after_a_library_upgrade(tmp_path):
+def test_the_demo_is_built_again_after_a_library_upgrade(small_index, tmp_path):
     from copylens.app import demo
 
     p = demo.demo_paths(tmp_path)
-    p["index"].mkdir(parents=True)
+    p["index"].parent.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(small_index, p["index"])
     assert not demo.is_built(tmp_path)  # no completion mark yet
     demo.mark_built(tmp_path)
-    assert not demo.is_built(tmp_path)  # no manifest: not an index
+    assert demo.is_built(tmp_path)  # calibrated with these releases
     manifest = p["index"] / "manifest.json"
-    for calibration, built in ((None, True),  # uncalibrated: nothing to compare
-                               ({"source": "fitted", "releases": releases()}, True),
-                               ({"source": "fitted", "releases": {**releases(), OPENCV: "4.0.0"}}, False)):
-        manifest.write_text(json.dumps({"calibration": calibration}), encoding="utf-8")
-        assert demo.is_built(tmp_path) is built, calibration
+    good = json.loads(manifest.read_text(encoding="utf-8"))
+    for edit, built in ((lambda c: c.pop("releases"), True),  # calibrated before releases were recorded
+                        (lambda c: c["releases"].update({OPENCV: "4.0.0"}), False)):  # an upgrade
+        m = json.loads(json.dumps(good))
+        edit(m["calibration"])
+        manifest.write_text(json.dumps(m), encoding="utf-8")
+        assert demo.is_built(tmp_path) is built
+    manifest.write_text(json.dumps({"calibration": good["calibration"]}), encoding="utf-8")
+    assert not demo.is_built(tmp_path)  # not a manifest this release reads
     manifest.write_text("{not json", encoding="utf-8")
     assert not demo.is_built(tmp_path)
+    manifest.unlink()
+    assert not demo.is_built(tmp_path)  # no manifest: not an index
