@@ -27,7 +27,7 @@ from copylens.core.calibrate import Calibrator, calibrator_from_dict, fit
 from copylens.core.engine import Engine, QueryConfig
 from copylens.core.imageio import load_image, scan_images
 from copylens.core.progress import ConsoleProgress, run_job
-from copylens.core.selfcal import calibration_pairs, fit_calibration
+from copylens.core.selfcal import DISTRACTOR_QUERIES, calibration_pairs, fit_calibration
 
 
 def _config(sibling_likeness: float | None) -> QueryConfig | None:
@@ -58,15 +58,16 @@ def collect(bench: Path, index: Path, out: Path, threads: int = 2, sibling_liken
 
 
 def pairs(index: Path, strategy: str, n: int, out: Path, seed: int = 0,
-          sibling_likeness: float | None = None) -> None:
+          sibling_likeness: float | None = None, distractor_queries: float = DISTRACTOR_QUERIES) -> None:
     with Engine.open(index, _config(sibling_likeness)) as eng:
         kps = eng.store.keypoint_counts()
-        signals, labels, sources, queries = run_job(
-            calibration_pairs(eng, seed=seed, max_queries=n, min_queries=min(n, 60), workers=2, strategy=strategy),
-            ConsoleProgress())
+        p = run_job(calibration_pairs(eng, seed=seed, max_queries=n, min_queries=min(n, 60), workers=2,
+                                      strategy=strategy, distractor_queries=distractor_queries),
+                    ConsoleProgress())
         out.write_text(json.dumps({"strategy": strategy, "names": list(eng.calibrator.names),
-                                   "signals": signals, "labels": labels, "sources": sources, "queries": queries,
-                                   "source_keypoints": [kps.get(r, 0) for r in sources]}))
+                                   "signals": p.signals, "labels": p.labels, "sources": p.sources,
+                                   "queries": p.queries, "absent": p.absent,
+                                   "source_keypoints": [kps.get(r, 0) for r in p.sources]}))
 
 
 def load_replay(bench: Path, cands_path: Path):
@@ -203,6 +204,9 @@ def main() -> None:
     p.add_argument("--n", type=int, default=160)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--distractor-queries", type=float, default=DISTRACTOR_QUERIES,
+                   help="queries searched with their source excluded, per copy query (0: none, as before "
+                   "2026-12-05)")
     for sp in (c, p):
         sp.add_argument("--sibling-likeness", type=float, default=None,
                         help="the engine's sibling threshold for this collection (default: the engine's own)")
@@ -214,7 +218,7 @@ def main() -> None:
     if a.cmd == "collect":
         collect(a.bench, a.index, a.out, sibling_likeness=a.sibling_likeness)
     elif a.cmd == "pairs":
-        pairs(a.index, a.strategy, a.n, a.out, a.seed, a.sibling_likeness)
+        pairs(a.index, a.strategy, a.n, a.out, a.seed, a.sibling_likeness, a.distractor_queries)
     else:
         evaluate_variants(a.bench, a.cands, a.pairs)
 

@@ -51,7 +51,7 @@ from copylens.core.calibrate import (
     leads,
     weighted_logistic,
 )
-from copylens.core.selfcal import fit_calibration
+from copylens.core.selfcal import CONTRAST, fit_calibration
 
 
 def _context_features(signals: list[dict], z: np.ndarray, variant: str) -> np.ndarray:
@@ -98,6 +98,11 @@ def main() -> None:
                     help="also report each second stage recalibrated on the calibration queries' top candidates")
     ap.add_argument("--sibling-likeness", type=float, default=None,
                     help="replay this (stricter) sibling threshold on the stored signals")
+    ap.add_argument("--copy-removed-views", action="store_true",
+                    help="ignore the pair file's distractor queries: each copy query seen again without its "
+                    "copy (the calibration before 2026-12-05)")
+    ap.add_argument("--first-stage-absent", action="store_true",
+                    help="fit the first stage on the distractor queries' candidates too")
     a = ap.parse_args()
     gt, kinds, positives, records = load_replay(a.bench, a.cands)
     if a.sibling_likeness is not None:
@@ -109,16 +114,25 @@ def main() -> None:
         if a.sibling_likeness is not None:
             for sig in data["signals"]:
                 replay_sibling_threshold(sig, a.sibling_likeness)
-        queries = data.get("queries", data["sources"])  # older pair files: one query per source reference
         names = a.signals.split(",") if a.signals else list(data["names"])
-        stage1 = calibrator_from_dict(fit_calibration(data["signals"], data["labels"], names))
+        absent = data.get("absent")
+        if a.copy_removed_views and absent:  # the copy queries alone, as calibrations before 2026-12-05
+            gone = set(absent)
+            keep = [i for i, q in enumerate(data["queries"]) if q not in gone]
+            data = {**data, **{k: [data[k][i] for i in keep] for k in ("signals", "labels", "queries")}}
+            absent = None
+        queries = data.get("queries", data["sources"])  # older pair files: one query per source reference
+        stage1 = calibrator_from_dict(fit_calibration(data["signals"], data["labels"], names, queries,
+                                                      absent if CONTRAST else None, a.first_stage_absent)["base"]
+                                      if CONTRAST else fit_calibration(data["signals"], data["labels"], names))
         _report(f"{pf.stem}: first stage (build's)", stage1, records, gt, positives, kinds)
         for dw in (float(v) for v in a.weights.split(",")):
-            cal = fit_contrast(stage1, data["signals"], data["labels"], queries, distractor_weight=dw)
+            cal = fit_contrast(stage1, data["signals"], data["labels"], queries, distractor_weight=dw,
+                               absent=absent)
             print(f"   weights {np.round(cal.weights, 3).tolist()} bias {cal.bias:.3f}")
             _report(f"{pf.stem}: + lead, distractors x{dw:g}", cal, records, gt, positives, kinds)
             if a.top1:
-                top = fit_top1(cal, data["signals"], data["labels"], queries, distractor_weight=dw)
+                top = fit_top1(cal, data["signals"], data["labels"], queries, distractor_weight=dw, absent=absent)
                 print(f"   top-1 recalibration {np.round(top.top1, 3).tolist()}")
                 _report(f"{pf.stem}: + lead + top-1, x{dw:g}", top, records, gt, positives, kinds)
             for v in filter(None, a.context.split(",")):

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -220,16 +220,26 @@ class ContrastCalibrator:
         return out
 
 
-def query_views(labels: Sequence[int], queries: Sequence[int], distractor_weight: float
-                ) -> tuple[list[tuple[list[int], float]], int]:
-    """How the later stages see the calibration queries (``queries[i]`` names candidate i's): each query's
-    candidates as they are (weight 1) and, when its copy is among them, once more without the copy
-    (weight ``distractor_weight``): a query whose original is not indexed. Returns the views, as candidate
-    indices and a weight, and the number of queries."""
+def query_views(labels: Sequence[int], queries: Sequence[int], distractor_weight: float,
+                absent: Collection[int] | None = None) -> tuple[list[tuple[list[int], float]], int]:
+    """How the later stages see the calibration queries (``queries[i]`` names candidate i's). Returns the
+    views, as candidate indices and a weight, and the number of copy queries.
+
+    ``absent``: the queries that were searched as if their original were not indexed (selfcal's distractor
+    queries, since 2026-12-05): each of them is one view of weight ``distractor_weight``, every other query
+    one view of weight 1. Without it (calibration pairs of earlier releases), each query's candidates as
+    they are (weight 1) and, when its copy is among them, once more without the copy (weight
+    ``distractor_weight``): which misjudges what a query whose original is not indexed meets, since the
+    original still took its place in the global score normalisation and as the other candidates' rival."""
     groups: dict[int, list[int]] = {}
     for i, q in enumerate(queries):
         groups.setdefault(int(q), []).append(i)
     views = []
+    if absent is not None:
+        absent = set(absent)
+        for q, idx in groups.items():
+            views.append((idx, distractor_weight if q in absent else 1.0))
+        return views, sum(q not in absent for q in groups)
     for idx in groups.values():
         views.append((idx, 1.0))
         rest = [i for i in idx if not labels[i]]
@@ -239,11 +249,12 @@ def query_views(labels: Sequence[int], queries: Sequence[int], distractor_weight
 
 
 def contrast_rows(first_stage: np.ndarray, labels: Sequence[int], queries: Sequence[int],
-                  distractor_weight: float, features) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+                  distractor_weight: float, features, absent: Collection[int] | None = None
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """The second stage's training rows: every candidate of every :func:`query_views` view, with the
     view's weight. ``features(idx, z)`` makes the rows of candidates ``idx`` from their first-stage logits
     ``z`` (leads among exactly those). Returns rows, labels, weights and the number of queries."""
-    views, n_queries = query_views(labels, queries, distractor_weight)
+    views, n_queries = query_views(labels, queries, distractor_weight, absent)
     y_all = np.asarray(labels, np.float64)
     xs, ys, ws = [], [], []
     for idx, w in views:
@@ -283,13 +294,15 @@ def weighted_logistic(x: np.ndarray, y: np.ndarray, w: np.ndarray, non_negative:
 
 def fit_contrast(base: Calibrator | FusedCalibrator, signals: Sequence[Mapping[str, float]],
                  labels: Sequence[int], queries: Sequence[int], distractor_weight: float = 1.0,
-                 l2: float = 1e-3) -> ContrastCalibrator:
+                 l2: float = 1e-3, absent: Collection[int] | None = None) -> ContrastCalibrator:
     """The second stage over ``base``: logistic regression of the label on the base logit and the lead,
-    weights non-negative, on :func:`contrast_rows` (each calibration query also seen as a distractor)."""
+    weights non-negative, on :func:`contrast_rows` (copy queries and queries whose original is not
+    indexed, see :func:`query_views`)."""
     def features(idx, z: np.ndarray) -> np.ndarray:
         return np.stack([z, leads(np.clip(z, -LEAD_CLIP, LEAD_CLIP))], 1)
 
-    x, y, w, n_queries = contrast_rows(base.predict(signals), labels, queries, distractor_weight, features)
+    x, y, w, n_queries = contrast_rows(base.predict(signals), labels, queries, distractor_weight, features,
+                                       absent)
     beta = weighted_logistic(x, y, w, non_negative=(0, 1), l2=l2)
     return ContrastCalibrator(base, (float(beta[0]), float(beta[1])), float(beta[-1]),
                               f"{base.source}; judged against each query's other candidates "
@@ -297,16 +310,16 @@ def fit_contrast(base: Calibrator | FusedCalibrator, signals: Sequence[Mapping[s
 
 
 def fit_top1(cal: ContrastCalibrator, signals: Sequence[Mapping[str, float]], labels: Sequence[int],
-             queries: Sequence[int], distractor_weight: float = 1.0, l2: float = 1e-3) -> ContrastCalibrator:
+             queries: Sequence[int], distractor_weight: float = 1.0, l2: float = 1e-3,
+             absent: Collection[int] | None = None) -> ContrastCalibrator:
     """``cal`` with its ``top1`` recalibration: logistic regression of "the query's top candidate is its
-    copy" on that candidate's logit, over the calibration queries' top candidates, each query seen as it is
-    and, when its copy is among the candidates, once more without it (weight ``distractor_weight``): the
-    views of :func:`query_views`. The second stage is fitted on every candidate, most of them far from the top;
+    copy" on that candidate's logit, over the top candidates of the views of :func:`query_views` (copy
+    queries, and queries whose original is not indexed at weight ``distractor_weight``). The second stage is fitted on every candidate, most of them far from the top;
     the score a reviewer reads is the best one's (dev benchmark v2: icons' ECE 0.054 -> 0.045 on the
     build's calibration seed, μAP unchanged; bench/contrast_experiment.py --top1, README)."""
     cal = dataclasses.replace(cal, top1=(1.0, 0.0))  # refitting replaces an earlier recalibration
     xs, ys, ws = [], [], []
-    views, n_queries = query_views(labels, queries, distractor_weight)
+    views, n_queries = query_views(labels, queries, distractor_weight, absent)
     for idx, w in views:
         p = cal.predict_query([signals[i] for i in idx])
         j = int(np.argmax(p))
@@ -314,7 +327,7 @@ def fit_top1(cal: ContrastCalibrator, signals: Sequence[Mapping[str, float]], la
         ys.append(float(labels[idx[j]]))
         ws.append(w)
     beta = weighted_logistic(np.array(xs)[:, None], np.array(ys), np.array(ws), non_negative=(0,), l2=l2)
-    # every calibration query is a copy; its views without the copy stand for queries that are not
+    # the copy queries' share of the views: the share of copies these confidences are right for
     share = n_queries / float(sum(ws))
     return dataclasses.replace(cal, top1=(float(beta[0]), float(beta[-1])), copy_share=share,
                                source=f"{cal.source}; best candidate recalibrated on {len(ys)} top candidates")

@@ -439,13 +439,18 @@ class Engine:
         similarity that reference reached in any search (the whole image or a region): a copy pasted into a
         screenshot is found by the global descriptor of its region even when the whole image gave more
         inliers. Returns the candidates and the regions searched (the whole image first).
+
+        ``exclude_rows``: references searched as if they were not indexed (left out of recall, of each
+        other candidate's rivals and of the global score normalisation's background); self-calibration
+        searches an edited reference this way, as a query whose original is not indexed.
         """
         timings = timings if timings is not None else {}
         cfg = self.config
         yield Progress("features", 0, 1)
         # the whole query's global descriptors run on a worker thread while SIFT runs here (both release
         # the GIL; SIFT alone keeps two cores only partly busy)
-        glob_first = _worker_pool().submit(self.global_recall, image.pixels, exclude_rows | self.tombstones)
+        glob_first = _worker_pool().submit(self.global_recall, image.pixels, exclude_rows | self.tombstones,
+                                           exclude_rows)
         t = time.perf_counter()
         feats = self.query_features(image)
         timings["features"] = (time.perf_counter() - t) * 1000
@@ -583,7 +588,7 @@ class Engine:
         timings["search"] = timings.get("search", 0.0) + (time.perf_counter() - t) * 1000
         t = time.perf_counter()
         # ``glob``: the global recall of ``pixels`` already under way (then "global" times the wait)
-        glob = self.global_recall(pixels, excluded) if glob is None else glob.result()
+        glob = self.global_recall(pixels, excluded, exclude_rows) if glob is None else glob.result()
         timings["global"] = timings.get("global", 0.0) + (time.perf_counter() - t) * 1000
         t = time.perf_counter()
         rows = local.rows + [r for r in glob.rows if r not in local.rows]
@@ -623,14 +628,22 @@ class Engine:
             rows += [int(rest[i]) for i in np.argsort(-norm, kind="stable")[:extra] if votes.votes[n_cand + i] >= 2]
         return LocalRecall(rows, names, descs, by_row)
 
-    def global_recall(self, pixels: np.ndarray | None, excluded: frozenset[int]) -> GlobalRecall:
-        """Each global descriptor of ``pixels`` -> its nearest references above the recall floor."""
+    def global_recall(self, pixels: np.ndarray | None, excluded: frozenset[int],
+                      absent: frozenset[int] = frozenset()) -> GlobalRecall:
+        """Each global descriptor of ``pixels`` -> its nearest references above the recall floor, ``excluded``
+        rows left out. ``absent`` rows are searched as if they were not indexed at all: left out of the
+        score normalisation's background too (self-calibration's queries whose original is not indexed)."""
         cfg = self.config
         floors = dict(cfg.global_recall_floor)
         rows: list[int] = []
         queries = []
         for g in self.globals:
-            qv = g.query(pixels) if pixels is not None and min(pixels.shape[:2]) >= 16 else g.query_empty()
+            gone = None
+            if absent and g.normalizer is not None:
+                vecs = self.store.global_vectors_of(g.name, sorted(absent))
+                gone = np.stack([v.vector for v in vecs.values()]) if vecs else None
+            qv = (g.query(pixels, gone) if pixels is not None and min(pixels.shape[:2]) >= 16
+                  else g.query_empty())
             hits = g.search(qv, cfg.global_neighbours)
             floor = floors[g.descriptor.metric]
             best = sorted(((s, r) for r, s in hits.items() if s >= floor and r not in excluded), reverse=True)

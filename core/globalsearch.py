@@ -125,18 +125,20 @@ class GlobalBranch:
         """Raw descriptor rows (as extracted and stored) -> the rows the FAISS index compares: whitened."""
         return vectors if self.whitening is None else self.whitening.apply(vectors)
 
-    def query_vectors(self, vectors: np.ndarray) -> GlobalQuery:
+    def query_vectors(self, vectors: np.ndarray, absent: np.ndarray | None = None) -> GlobalQuery:
         """The query of raw descriptor rows (as the descriptor extracts them): whitened when the index
-        whitens, with each row's background offset (0 without normalisation)."""
+        whitens, with each row's background offset (0 without normalisation). ``absent``: raw descriptors
+        of references to treat as not indexed, left out of the background (BackgroundNormalizer.offsets)."""
         x = self.prepare(vectors)
-        offsets = (self.normalizer.offsets(x) if self.normalizer is not None and len(x)
-                   else np.zeros(len(x), np.float32))
-        return GlobalQuery(x, offsets)
+        if self.normalizer is None or not len(x):
+            return GlobalQuery(x, np.zeros(len(x), np.float32))
+        gone = None if absent is None or not len(absent) else self.prepare(np.asarray(absent))
+        return GlobalQuery(x, self.normalizer.offsets(x, gone))
 
-    def query(self, pixels: np.ndarray) -> GlobalQuery:
+    def query(self, pixels: np.ndarray, absent: np.ndarray | None = None) -> GlobalQuery:
         """The query's variant vectors (dihedral, inverted), low-quality rows dropped, see query_vectors."""
         b = self.descriptor.extract_query(np.ascontiguousarray(pixels))
-        return self.query_vectors(b.vectors[~b.low_quality])
+        return self.query_vectors(b.vectors[~b.low_quality], absent)
 
     def query_empty(self) -> GlobalQuery:
         d = self.descriptor

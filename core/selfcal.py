@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +42,17 @@ TOP1 = True  # then recalibrate it on each calibration query's top candidate (ca
 # weight of each calibration query seen again as a distractor (its copy removed): 0.5 makes distractors a
 # third of the queries the second stage is fitted on; chosen on the seen kinds (ECE lower on each than at 1)
 CONTRAST_DISTRACTOR_WEIGHT = 0.5
+# queries whose original is not indexed, per copy query: an edited reference searched with it excluded
+# (from recall, from the other candidates' rivals and from the global score normalisation's background), at
+# weight ABSENT_WEIGHT, so they are a third of the views the later stages are fitted on, as the copy-removed
+# views at CONTRAST_DISTRACTOR_WEIGHT were before. Those views kept the original in the background and as
+# every other candidate's rival, so the other references scored lower than for a real distractor (small
+# hidden-set-sized index: icon distractors' best style-mate without inliers reached copylens-sscd18g >= 0.3
+# for 12% of benchmark distractors and 2% of copy-removed views; README, "Calibration queries whose
+# original is not indexed")
+DISTRACTOR_QUERIES = 0.5
+ABSENT_WEIGHT = 1.0
+FIRST_STAGE_ABSENT = False  # fit the first stage on the distractor queries' candidates too
 FEW_KEYPOINTS = 300  # "few keypoints" for stratified sampling (photos: median 500, p10 about 300)
 
 
@@ -67,21 +79,41 @@ def pick_rows(rows: list[int], keypoints: dict[int, int], n: int, rng: np.random
     return [int(r) for r in rng.permutation(picked)]
 
 
+@dataclass
+class CalibrationPairs:
+    """Every candidate of every calibration query: its signals, its label (1 when it is the edited
+    reference), the query's source row and the query's number; ``absent``: the numbers of the queries
+    searched as if their source were not indexed (all their candidates are non-copies)."""
+
+    signals: list[dict]
+    labels: list[int]
+    sources: list[int]
+    queries: list[int]
+    absent: list[int]
+
+
 def calibration_pairs(engine: Engine, seed: int = 0, max_queries: int = MAX_QUERIES,
                       min_queries: int = MIN_QUERIES, workers: int = 1,
-                      strategy: str = SAMPLING,
-                      ) -> Job[tuple[list[dict], list[int], list[int], list[int]]]:
-    """Edited copies of sampled references searched through ``engine``: every candidate's signals, its
-    label (1 when it is the edited reference), the query's source row and the query's number."""
+                      strategy: str = SAMPLING, distractor_queries: float = DISTRACTOR_QUERIES,
+                      ) -> Job[CalibrationPairs]:
+    """Edited copies of sampled references searched through ``engine``, and ``distractor_queries`` as
+    many more searched with their source excluded (``Engine.candidates``' ``exclude_rows``), as queries
+    whose original is not indexed."""
     rows = [row for _, row in engine.store.rows_by_id()]  # by id: the same sample however rows are numbered
     rng = np.random.default_rng(seed + CAL_SEED_OFFSET)
     per_ref = max(1, min(5, math.ceil(min_queries / max(1, len(rows)))))
-    picks = pick_rows(rows, engine.store.keypoint_counts(), max(1, max_queries // per_ref), rng, strategy)
-    jobs = [int(r) for r in picks for _ in range(per_ref)]
-    ids = engine.store.ids_of_rows([int(r) for r in picks])
+    keypoints = engine.store.keypoint_counts()
+    picks = pick_rows(rows, keypoints, max(1, max_queries // per_ref), rng, strategy)
+    jobs = [(int(r), False) for r in picks for _ in range(per_ref)]
+    # the distractor queries draw from their own stream: the copy queries stay those of a seed
+    rng_absent = np.random.default_rng((seed + CAL_SEED_OFFSET, 1))
+    n_absent = round(len(jobs) * distractor_queries) if len(rows) > 1 else 0
+    absent_picks = pick_rows(rows, keypoints, n_absent, rng_absent, strategy) if n_absent else []
+    jobs += [(int(absent_picks[i % len(absent_picks)]), True) for i in range(n_absent)]
+    ids = engine.store.ids_of_rows(sorted({r for r, _ in jobs}))
 
-    def search(query) -> list:
-        return run_job(engine.candidates(query))[0]
+    def search(query, exclude: frozenset[int]) -> list:
+        return run_job(engine.candidates(query, exclude))[0]
 
     results: dict[int, tuple[int, list]] = {}
     done = 0
@@ -89,15 +121,16 @@ def calibration_pairs(engine: Engine, seed: int = 0, max_queries: int = MAX_QUER
     def tasks():
         """Edits drawn here, in job order (in the caller's thread), so the calibration is reproducible."""
         nonlocal done
-        for i, row in enumerate(jobs):
+        for i, (row, absent) in enumerate(jobs):
             try:
                 image = engine.reference_image(ids[row], max_side=1024)
             except (CopyLensError, KeyError):
                 done += 1
                 continue
-            edited = random_edit(image.pixels, rng)
+            edited = random_edit(image.pixels, rng_absent if absent else rng)
             query = from_array(edited.pixels, "<calibration>", max_side=engine.config.query_max_side)
-            yield (i, row), (lambda q=query: search(q))
+            exclude = frozenset({row}) if absent else frozenset()
+            yield (i, row), (lambda q=query, x=exclude: search(q, x))
 
     with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="copylens-calibrate") as pool:
         for batch in bounded_map(pool, tasks(), 2 * max(1, workers)):
@@ -105,31 +138,40 @@ def calibration_pairs(engine: Engine, seed: int = 0, max_queries: int = MAX_QUER
                 results[i] = (row, fut.result())
                 done += 1
             yield Progress("calibrate", done, len(jobs), ids.get(row, ""))
-    signals, labels, sources, queries = [], [], [], []
+    out = CalibrationPairs([], [], [], [], sorted(i for i in results if jobs[i][1]))
     for i in sorted(results):
         row, cands = results[i]
         for c in cands:
-            signals.append(c.signals)
-            labels.append(1 if c.row == row else 0)
-            sources.append(row)
-            queries.append(i)
-    return signals, labels, sources, queries
+            out.signals.append(c.signals)
+            out.labels.append(1 if c.row == row else 0)
+            out.sources.append(row)
+            out.queries.append(i)
+    return out
 
 
-def fit_calibration(signals: list[dict], labels: list[int], names, queries: list[int] | None = None) -> dict:
+def fit_calibration(signals: list[dict], labels: list[int], names, queries: list[int] | None = None,
+                    absent: list[int] | None = None, first_stage_absent: bool = FIRST_STAGE_ABSENT) -> dict:
     """The manifest's calibration record from calibration pairs (the default model when too few copies).
     With ``queries`` (each candidate's calibration query), a second stage judges each candidate against
-    its query's other candidates (calibrate.ContrastCalibrator) when CONTRAST is on."""
+    its query's other candidates (calibrate.ContrastCalibrator) when CONTRAST is on. ``absent``: the
+    queries searched as if their source were not indexed (see calibrate.query_views); the first stage is
+    fitted on their candidates too when ``first_stage_absent``."""
     npos = int(sum(labels))
     if npos < MIN_POSITIVES or npos == len(labels):
         return {**default_calibrator(names).to_dict(),
                 "source": f"default ({npos} of {len(labels)} calibration pairs were copies: too few to fit)"}
-    share = npos / len(labels)
-    first = fit_fused(signals, labels, l2=1.0, positive_prior=share / (2 - share), names=names)
+    keep = list(range(len(labels)))
+    if absent and queries is not None and not first_stage_absent:
+        gone = set(absent)
+        keep = [i for i, q in enumerate(queries) if q not in gone]
+    s1, y1 = [signals[i] for i in keep], [labels[i] for i in keep]
+    share = npos / len(y1)
+    first = fit_fused(s1, y1, l2=1.0, positive_prior=share / (2 - share), names=names)
     if CONTRAST and queries is not None:
-        second = fit_contrast(first, signals, labels, queries, CONTRAST_DISTRACTOR_WEIGHT)
+        dw = CONTRAST_DISTRACTOR_WEIGHT if absent is None else ABSENT_WEIGHT
+        second = fit_contrast(first, signals, labels, queries, dw, absent=absent)
         if TOP1:
-            second = fit_top1(second, signals, labels, queries, CONTRAST_DISTRACTOR_WEIGHT)
+            second = fit_top1(second, signals, labels, queries, dw, absent=absent)
         return second.to_dict()
     return first.to_dict()
 
@@ -141,8 +183,8 @@ def calibrate_index(index_dir: Path, seed: int = 0, max_queries: int = MAX_QUERI
         names = engine.calibrator.names
         if engine.store.count() < 2:
             return {**default_calibrator(names).to_dict(), "source": "default (index too small to fit)"}
-        signals, labels, _, queries = yield from calibration_pairs(engine, seed, max_queries, min_queries, workers)
-        fitted = fit_calibration(signals, labels, names, queries)
+        p = yield from calibration_pairs(engine, seed, max_queries, min_queries, workers)
+        fitted = fit_calibration(p.signals, p.labels, names, p.queries, p.absent)
         if not str(fitted.get("source", "")).startswith("default"):
             fitted["releases"] = releases()  # fitted on these releases' scores (see core/releases.py)
         return fitted

@@ -235,3 +235,42 @@ def test_top_candidate_recalibration_matches_how_often_the_best_is_right():
     assert calibrator_from_dict(cal.to_dict(), names).top1 == (1.0, 0.0)  # indexes calibrated before it
     with pytest.raises(ValueError, match="top-candidate"):
         calibrator_from_dict({**top.to_dict(), "top1": [-1.0, 0.0]}, names)
+
+
+def test_query_views_take_distractor_queries_as_they_were_searched():
+    from copylens.core.calibrate import query_views
+
+    labels = [1, 0, 0, 0, 0, 1, 0]
+    queries = [0, 0, 1, 1, 2, 3, 3]
+    # earlier pair files: each query that found its copy is seen again without it, at the given weight
+    views, n = query_views(labels, queries, 0.5)
+    assert n == 4 and views == [([0, 1], 1.0), ([1], 0.5), ([2, 3], 1.0), ([4], 1.0), ([5, 6], 1.0), ([6], 0.5)]
+    # with the queries searched as if their original were not indexed (1 and 2 here): those are the
+    # distractor views, and a copy query is seen once, as it is
+    views, n = query_views(labels, queries, 1.0, absent=[1, 2])
+    assert n == 2 and views == [([0, 1], 1.0), ([2, 3], 1.0), ([4], 1.0), ([5, 6], 1.0)]
+    views, _ = query_views(labels, queries, 0.25, absent=[1, 2])
+    assert [w for _, w in views] == [1.0, 0.25, 0.25, 1.0]
+
+
+def test_calibration_searches_some_edited_references_as_if_they_were_not_indexed(engine):
+    """Self-calibration's distractor queries: an edited reference searched with its own row excluded, so
+    none of their candidates is the source, and none is a copy; the copy queries find their sources."""
+    from copylens.core.progress import run_job
+    from copylens.core.selfcal import calibration_pairs
+
+    p = run_job(calibration_pairs(engine, seed=3, max_queries=12, min_queries=12, distractor_queries=0.5))
+    queries = sorted(set(p.queries))
+    assert len(p.absent) == 6 and set(p.absent) <= set(queries)
+    copies = {q for q, y in zip(p.queries, p.labels, strict=True) if y}
+    assert len(copies) >= 8  # of 12 copy queries of clean, textured references
+    assert not copies & set(p.absent)  # the source was never among a distractor query's candidates
+    rows = {q: src for q, src in zip(p.queries, p.sources, strict=True)}
+    by_query: dict[int, list[int]] = {}
+    for q, s in zip(p.queries, p.signals, strict=True):
+        by_query.setdefault(q, []).append(s["inliers"])
+    # a distractor query's candidates are other references: none verifies the way the copies' sources do
+    best_absent = max((max(by_query[q]) for q in p.absent if q in by_query), default=0.0)
+    best_copy = sorted(max(by_query[q]) for q in copies)
+    assert best_absent < best_copy[len(best_copy) // 2]
+    assert len({rows[q] for q in p.absent if q in rows}) >= 3  # several references, not one

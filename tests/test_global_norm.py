@@ -254,6 +254,56 @@ def test_background_offsets_skip_the_nearest_neighbours():
     assert BackgroundNormalizer(background, "ip", k=2, skip=4).offsets(query) == pytest.approx([0.0])
     with pytest.raises(ValueError, match="skip"):
         BackgroundNormalizer(background, "ip", skip=-1)
+    # the query's own image treated as absent: the window moves past it (0.6, 0.0 instead of 0.8, 0.6)
+    norm = BackgroundNormalizer(background, "ip", k=2, skip=1)
+    assert norm.offsets(query, absent=background[:1]) == pytest.approx([0.3])
+    assert norm.offsets(query, absent=background[:0]) == pytest.approx([0.7])  # nothing absent
+    assert norm.offsets(query, absent=e[1:2]) == pytest.approx([0.7])  # not in the background: no change
+
+
+def test_a_reference_searched_as_absent_scores_the_others_as_an_index_built_without_it(tmp_path):
+    """Self-calibration searches an edited reference with its row excluded, as a query whose original is not
+    indexed. Every other reference must then score as it would on an index built without that reference:
+    the excluded one leaves the score normalisation's background too. (It used to stay there; as the
+    query's nearest background image it took the skipped place, the window took in the nearest other
+    references, and they all scored lower than for a real distractor.)"""
+    refs = _write_refs(tmp_path / "refs")
+    fewer = tmp_path / "fewer"
+    shutil.copytree(refs, fewer)
+    (fewer / "r07.png").unlink()
+    post = GlobalPostConfig(whiten=False)  # a whitening is fitted on the references: not the same without one
+    for src, out in ((refs, tmp_path / "all"), (fewer, tmp_path / "without")):
+        run_job(build_index(src, out, workers=2, calibrate=False, global_descriptors=(NAME,), global_post=post))
+    edited = np.ascontiguousarray(np.asarray(Image.open(refs / "r07.png").convert("RGB"))[8:, 4:-6][:, ::-1])
+    with (Engine.open(tmp_path / "all", device="cpu") as full,
+          Engine.open(tmp_path / "without", device="cpu") as fewer_eng):
+        row = dict(full.store.rows_by_id())["r07"]
+        absent = full.global_recall(edited, frozenset({row}), frozenset({row})).queries[0]
+        kept = full.global_recall(edited, frozenset({row})).queries[0]  # excluded from recall only
+        truth = fewer_eng.global_recall(edited, frozenset()).queries[0]
+        assert absent.offsets == pytest.approx(truth.offsets, abs=1e-5)
+        assert np.all(kept.offsets > truth.offsets + 1e-3)  # the copy's own reference raised the background
+        rows, vecs = full.store.global_vectors(NAME)
+        b_full, b_fewer = full.globals[0], fewer_eng.globals[0]
+        scores = {}
+        for r, v in zip(rows, vecs, strict=True):
+            rid = full.store.ids_of_rows([r])[r]
+            if rid == "r07":
+                continue
+            vec = GlobalVector(v, 1.0, False)
+            scores[rid] = (b_full.similarity(absent, vec), b_fewer.similarity(truth, vec),
+                           b_full.similarity(kept, vec))
+            assert scores[rid][0] == pytest.approx(scores[rid][1], abs=1e-5), rid
+        assert len(scores) == NUM_REFS - 1
+        best = max(scores.values())
+        assert best[0] > 0.01 and best[2] < best[0] - 1e-3  # with r07 in the background it scored lower
+        # the engine's candidates: never the excluded reference, and at least the whole image's score (a
+        # candidate keeps the best over the whole image and its regions)
+        cands = run_job(full.candidates(from_array(edited), frozenset({row})))[0]
+        assert cands and all(c.row != row for c in cands)
+        for c in cands:
+            rid = full.store.ids_of_rows([c.row])[c.row]
+            assert c.signals[f"global:{NAME}"] >= scores[rid][0] - 1e-5
 
 
 class _Fixed:

@@ -106,6 +106,18 @@ class Whitening:
         return cls(a["mean"], a["projection"])
 
 
+def _equal_rows(rows: np.ndarray, others: np.ndarray, tolerance: float = 1e-5) -> np.ndarray:
+    """``[len(rows)]`` True where a row equals one of ``others`` (within ``tolerance`` for float rows)."""
+    others = others.reshape(-1, rows.shape[1]) if others.ndim == 1 else others
+    hit = np.zeros(len(rows), bool)
+    for o in others:
+        if np.issubdtype(rows.dtype, np.floating):
+            hit |= np.abs(rows - o.astype(rows.dtype)).max(axis=1) <= tolerance
+        else:
+            hit |= (rows == o.astype(rows.dtype)).all(axis=1)
+    return hit
+
+
 class BackgroundNormalizer:
     """Subtract ``beta * mean(similarities of the query to its neighbours skip+1 .. skip+k in a background
     set)`` from its scores (SSCD's score normalisation, written ``beta[skip, skip+k-1]`` there).
@@ -129,15 +141,26 @@ class BackgroundNormalizer:
         if self.skip < 0:
             raise ValueError(f"skip must be >= 0, got {skip}")
 
-    def offsets(self, queries: np.ndarray) -> np.ndarray:
+    def offsets(self, queries: np.ndarray, absent: np.ndarray | None = None) -> np.ndarray:
         """``[N]`` the amount subtracted from each query's scores (0 when the background has no neighbour
-        past the skipped ones)."""
+        past the skipped ones).
+
+        ``absent``: descriptors (rows like the background's) of images to treat as not in the background:
+        background rows equal to one of them are left out. Self-calibration searches an edited reference as
+        if its original were not indexed; with the original still in the background, ``skip`` would spend
+        itself on the original and the window would take in the query's nearest *other* reference, so
+        the other references' scores came out lower than a query whose original is really not indexed gets
+        (see :func:`copylens.core.selfcal.calibration_pairs`).
+        """
         q = np.asarray(queries)
-        k = min(self.k, len(self.background) - self.skip)
+        background = self.background
+        if absent is not None and len(absent) and len(background):
+            background = background[~_equal_rows(background, np.asarray(absent))]
+        k = min(self.k, len(background) - self.skip)
         if k < 1 or len(q) == 0:
             return np.zeros(len(q), np.float32)
         last = self.skip + k  # neighbours [skip, last) in descending order of similarity
-        sims = pairwise_similarity(q, self.background, self.metric)
+        sims = pairwise_similarity(q, background, self.metric)
         top = -np.sort(np.partition(-sims, last - 1, axis=1)[:, :last], axis=1)  # best first
         return (self.beta * top[:, self.skip:].mean(axis=1)).astype(np.float32)
 
