@@ -156,6 +156,7 @@ def fit_calibration(signals: list[dict], labels: list[int], names, queries: list
     its query's other candidates (calibrate.ContrastCalibrator) when CONTRAST is on. ``absent``: the
     queries searched as if their source were not indexed (see calibrate.query_views); the first stage is
     fitted on their candidates too when ``first_stage_absent``."""
+    absent = absent or None  # no distractor queries: each copy query is seen again without its copy
     npos = int(sum(labels))
     if npos < MIN_POSITIVES or npos == len(labels):
         return {**default_calibrator(names).to_dict(),
