@@ -1,10 +1,16 @@
 """Self-calibration of an index: fit the confidence model on edited copies of the index's own references.
 
 For a sample of references, an edit from the benchmark edit library is applied (with its own seed, so the
-calibration never sees the benchmark's exact queries) and the edited image is searched like a query. The
-source reference's candidate is a positive; every other candidate is a negative, which is exactly what a
-query whose original is *not* in the index (a distractor) meets. Distractors are half of real traffic, so
-negatives get twice the weight. The fitted model is stored in the manifest as plain numbers.
+calibration never sees the benchmark's exact queries) and the edited image is searched like a query: the
+source reference's candidate is a positive, every other candidate a negative. Half as many more edited
+references are searched with their own row excluded (``Engine.candidates``' ``exclude_rows``): left out of
+recall, of the other candidates' rivals and of the global score normalisation's background, exactly as if
+they had never been indexed. These are the queries whose original is not in the index (distractors, a
+third of the queries the later stages are fitted on). Until 2026-12-05 each copy query was reused instead,
+its copy's candidate removed; but the original had still taken the background's skipped place and been
+every sibling's rival, so the other references looked less like a copy than they do to a real distractor
+(README, "Calibration queries whose original is not indexed"). The fitted model is stored in the manifest
+as plain numbers.
 """
 
 from __future__ import annotations
