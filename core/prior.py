@@ -1,8 +1,9 @@
 """Confidence for a queue's own share of copies (a prior shift; Saerens et al. 2002).
 
-An index calibrates its confidence on edited copies of its own references, each searched once as a copy
-and once, without its original, as a query whose original is not indexed (``selfcal``): its confidences
-are right for a queue in which that share of queries are copies (``calibrated`` below, two in three). A
+An index calibrates its confidence on edited copies of its own references, searched as copies, and on
+half as many more searched with their original excluded, as queries whose original is not indexed
+(``selfcal``): its confidences are right for a queue in which that share of queries are copies
+(``calibrated`` below, two in three). A
 queue with fewer copies reads over-confident and one with more reads under-confident, even when the
 evidence is judged right. Bayes' rule on the odds moves every confidence to another share:
 
