@@ -314,8 +314,9 @@ def fit_top1(cal: ContrastCalibrator, signals: Sequence[Mapping[str, float]], la
              absent: Collection[int] | None = None) -> ContrastCalibrator:
     """``cal`` with its ``top1`` recalibration: logistic regression of "the query's top candidate is its
     copy" on that candidate's logit, over the top candidates of the views of :func:`query_views` (copy
-    queries, and queries whose original is not indexed at weight ``distractor_weight``). The second stage is fitted on every candidate, most of them far from the top;
-    the score a reviewer reads is the best one's (dev benchmark v2: icons' ECE 0.054 -> 0.045 on the
+    queries, and queries whose original is not indexed at weight ``distractor_weight``). The second stage
+    is fitted on every candidate, most of them far from the top; the score a reviewer reads is the best
+    one's (dev benchmark v2: icons' ECE 0.054 -> 0.045 on the
     build's calibration seed, μAP unchanged; bench/contrast_experiment.py --top1, README)."""
     cal = dataclasses.replace(cal, top1=(1.0, 0.0))  # refitting replaces an earlier recalibration
     xs, ys, ws = [], [], []

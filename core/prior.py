@@ -3,9 +3,8 @@
 An index calibrates its confidence on edited copies of its own references, searched as copies, and on
 half as many more searched with their original excluded, as queries whose original is not indexed
 (``selfcal``): its confidences are right for a queue in which that share of queries are copies
-(``calibrated`` below, two in three). A
-queue with fewer copies reads over-confident and one with more reads under-confident, even when the
-evidence is judged right. Bayes' rule on the odds moves every confidence to another share:
+(``calibrated`` below, two in three). A queue with fewer copies reads over-confident and one with more
+reads under-confident, even when the evidence is judged right. Bayes' rule on the odds moves every confidence to another share:
 
     logit(p') = logit(p) + log(share / (1 - share)) - log(calibrated / (1 - calibrated))
 

@@ -173,6 +173,8 @@ def fit_calibration(signals: list[dict], labels: list[int], names, queries: list
         keep = [i for i, q in enumerate(queries) if q not in gone]
     s1, y1 = [signals[i] for i in keep], [labels[i] for i in keep]
     share = npos / len(y1)
+    # the first stage's class weighting, as before: non-copies count twice (distractors are about half of
+    # real traffic, and a copy query's other candidates are not all a distractor meets)
     first = fit_fused(s1, y1, l2=1.0, positive_prior=share / (2 - share), names=names)
     if CONTRAST and queries is not None:
         dw = CONTRAST_DISTRACTOR_WEIGHT if absent is None else ABSENT_WEIGHT
