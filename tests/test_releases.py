@@ -93,12 +93,12 @@ def test_the_demo_is_built_again_after_a_library_upgrade(small_index, tmp_path):
     assert demo.is_built(tmp_path)  # calibrated with these releases
     manifest = p["index"] / "manifest.json"
     good = json.loads(manifest.read_text(encoding="utf-8"))
-    for edit, built in ((lambda c: c.pop("releases"), True),  # calibrated before releases were recorded
-                        (lambda c: c["releases"].update({OPENCV: "4.0.0"}), False)):  # an upgrade
-        m = json.loads(json.dumps(good))
-        edit(m["calibration"])
-        manifest.write_text(json.dumps(m), encoding="utf-8")
-        assert demo.is_built(tmp_path) is built
+    for calibration, built in ((None, True),  # uncalibrated: nothing to compare
+                               ({"source": "fitted", "releases": releases()}, True),
+                               ({"source": "fitted"}, True),  # calibrated before releases were recorded
+                               ({"source": "fitted", "releases": {**releases(), OPENCV: "4.0.0"}}, False)):
+        manifest.write_text(json.dumps({**good, "calibration": calibration}), encoding="utf-8")
+        assert demo.is_built(tmp_path) is built, calibration
     manifest.write_text(json.dumps({"calibration": good["calibration"]}), encoding="utf-8")
     assert not demo.is_built(tmp_path)  # not a manifest this release reads
     manifest.write_text("{not json", encoding="utf-8")
