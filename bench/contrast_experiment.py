@@ -44,14 +44,13 @@ from copylens.core.calibrate import (
     LEAD_CLIP,
     LOGIT_CLIP,
     _logits,
-    calibrator_from_dict,
     contrast_rows,
     fit_contrast,
     fit_top1,
     leads,
     weighted_logistic,
 )
-from copylens.core.selfcal import CONTRAST, fit_calibration
+from copylens.core.selfcal import fit_first_stage
 
 
 def _context_features(signals: list[dict], z: np.ndarray, variant: str) -> np.ndarray:
@@ -122,9 +121,7 @@ def main() -> None:
             data = {**data, **{k: [data[k][i] for i in keep] for k in ("signals", "labels", "queries")}}
             absent = None
         queries = data.get("queries", data["sources"])  # older pair files: one query per source reference
-        stage1 = calibrator_from_dict(fit_calibration(data["signals"], data["labels"], names, queries,
-                                                      absent if CONTRAST else None, a.first_stage_absent)["base"]
-                                      if CONTRAST else fit_calibration(data["signals"], data["labels"], names))
+        stage1 = fit_first_stage(data["signals"], data["labels"], names, queries, absent, a.first_stage_absent)
         _report(f"{pf.stem}: first stage (build's)", stage1, records, gt, positives, kinds)
         for dw in (float(v) for v in a.weights.split(",")):
             cal = fit_contrast(stage1, data["signals"], data["labels"], queries, distractor_weight=dw,

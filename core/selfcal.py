@@ -155,6 +155,21 @@ def calibration_pairs(engine: Engine, seed: int = 0, max_queries: int = MAX_QUER
     return out
 
 
+def fit_first_stage(signals: list[dict], labels: list[int], names, queries: list[int] | None = None,
+                    absent: list[int] | None = None, first_stage_absent: bool = FIRST_STAGE_ABSENT):
+    """The first stage of :func:`fit_calibration` (each candidate judged alone, calibrate.fit_fused): on the
+    copy queries' candidates, and on the distractor queries' (``absent``) too when ``first_stage_absent``."""
+    keep = list(range(len(labels)))
+    if absent and queries is not None and not first_stage_absent:
+        gone = set(absent)
+        keep = [i for i, q in enumerate(queries) if q not in gone]
+    s1, y1 = [signals[i] for i in keep], [labels[i] for i in keep]
+    share = sum(y1) / len(y1)
+    # the class weighting, as before: non-copies count twice (distractors are about half of real traffic,
+    # and a copy query's other candidates are not all a distractor meets)
+    return fit_fused(s1, y1, l2=1.0, positive_prior=share / (2 - share), names=names)
+
+
 def fit_calibration(signals: list[dict], labels: list[int], names, queries: list[int] | None = None,
                     absent: list[int] | None = None, first_stage_absent: bool = FIRST_STAGE_ABSENT) -> dict:
     """The manifest's calibration record from calibration pairs (the default model when too few copies).
@@ -167,15 +182,7 @@ def fit_calibration(signals: list[dict], labels: list[int], names, queries: list
     if npos < MIN_POSITIVES or npos == len(labels):
         return {**default_calibrator(names).to_dict(),
                 "source": f"default ({npos} of {len(labels)} calibration pairs were copies: too few to fit)"}
-    keep = list(range(len(labels)))
-    if absent and queries is not None and not first_stage_absent:
-        gone = set(absent)
-        keep = [i for i, q in enumerate(queries) if q not in gone]
-    s1, y1 = [signals[i] for i in keep], [labels[i] for i in keep]
-    share = npos / len(y1)
-    # the first stage's class weighting, as before: non-copies count twice (distractors are about half of
-    # real traffic, and a copy query's other candidates are not all a distractor meets)
-    first = fit_fused(s1, y1, l2=1.0, positive_prior=share / (2 - share), names=names)
+    first = fit_first_stage(signals, labels, names, queries, absent, first_stage_absent)
     if CONTRAST and queries is not None:
         dw = CONTRAST_DISTRACTOR_WEIGHT if absent is None else ABSENT_WEIGHT
         second = fit_contrast(first, signals, labels, queries, dw, absent=absent)
