@@ -88,6 +88,16 @@ def load_replay(bench: Path, cands_path: Path):
     return gt, kinds, positives, records
 
 
+def copy_queries_only(data: dict) -> dict:
+    """A pair file's data without its distractor queries (``absent``): the copy queries alone, as
+    calibration pairs were before 2026-12-05 (each copy query is then seen again without its copy)."""
+    gone = set(data.get("absent") or ())
+    if not gone:
+        return data
+    keep = [i for i, q in enumerate(data["queries"]) if q not in gone]
+    return {**data, "absent": [], **{k: [data[k][i] for i in keep] for k in ("signals", "labels", "queries")}}
+
+
 def evaluate_variants(bench: Path, cands_path: Path, pair_files: list[Path]) -> None:
     gt, kinds, positives, records = load_replay(bench, cands_path)
     for pf in pair_files:

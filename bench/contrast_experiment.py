@@ -38,7 +38,7 @@ import json
 from pathlib import Path
 
 import numpy as np
-from calib_experiment import _report, load_replay
+from calib_experiment import _report, copy_queries_only, load_replay
 
 from copylens.core.calibrate import (
     LEAD_CLIP,
@@ -114,12 +114,9 @@ def main() -> None:
             for sig in data["signals"]:
                 replay_sibling_threshold(sig, a.sibling_likeness)
         names = a.signals.split(",") if a.signals else list(data["names"])
-        absent = data.get("absent")
-        if a.copy_removed_views and absent:  # the copy queries alone, as calibrations before 2026-12-05
-            gone = set(absent)
-            keep = [i for i, q in enumerate(data["queries"]) if q not in gone]
-            data = {**data, **{k: [data[k][i] for i in keep] for k in ("signals", "labels", "queries")}}
-            absent = None
+        if a.copy_removed_views:
+            data = copy_queries_only(data)
+        absent = data.get("absent") or None
         queries = data.get("queries", data["sources"])  # older pair files: one query per source reference
         stage1 = fit_first_stage(data["signals"], data["labels"], names, queries, absent, a.first_stage_absent)
         _report(f"{pf.stem}: first stage (build's)", stage1, records, gt, positives, kinds)

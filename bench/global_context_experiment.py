@@ -27,7 +27,7 @@ import json
 from pathlib import Path
 
 import numpy as np
-from calib_experiment import _prior, _report, load_replay
+from calib_experiment import _prior, _report, copy_queries_only, load_replay
 
 from copylens.core import calibrate
 from copylens.core.calibrate import FusedCalibrator, calibrator_from_dict, fit, fit_contrast, fit_top1
@@ -65,7 +65,7 @@ def main() -> None:
         rec["candidates"] = [[c[0], c[1], with_matchable([c[2]])[0]] for c in rec["candidates"]]
     dw = CONTRAST_DISTRACTOR_WEIGHT
     for pf in a.pairs:
-        data = json.loads(pf.read_text())
+        data = copy_queries_only(json.loads(pf.read_text()))  # this experiment predates distractor queries
         queries = data.get("queries", data["sources"])
         names = list(data["names"])
         signals = with_matchable(data["signals"])
