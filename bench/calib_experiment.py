@@ -24,7 +24,7 @@ import numpy as np
 
 from copylens.core.bench.metrics import Prediction, calibration, evaluate, read_ground_truth
 from copylens.core.calibrate import Calibrator, calibrator_from_dict, fit
-from copylens.core.engine import Engine, QueryConfig
+from copylens.core.engine import Engine, QueryConfig, placed_apart
 from copylens.core.imageio import load_image, scan_images
 from copylens.core.progress import ConsoleProgress, run_job
 from copylens.core.selfcal import DISTRACTOR_QUERIES, calibration_pairs, fit_calibration
@@ -47,8 +47,10 @@ def collect(bench: Path, index: Path, out: Path, threads: int = 2, sibling_liken
         def one(path: Path) -> dict:
             img = load_image(path, max_side=eng.config.query_max_side)
             cands, _ = run_job(eng.candidates(img))  # edge agreement included (Engine._edge_agreement)
+            cands = [c for c in cands if c.row in ids]
             return {"query_id": path.relative_to(q_dir).with_suffix("").as_posix(),
-                    "candidates": [[ids[c.row], kps.get(c.row, 0), c.signals] for c in cands if c.row in ids]}
+                    "candidates": [[ids[c.row], kps.get(c.row, 0), c.signals] for c in cands],
+                    "apart": placed_apart(cands)}
 
         with ThreadPoolExecutor(threads) as pool, open(out, "w", encoding="utf-8") as fh:
             for i, rec in enumerate(pool.map(one, queries)):
@@ -66,7 +68,7 @@ def pairs(index: Path, strategy: str, n: int, out: Path, seed: int = 0,
                     ConsoleProgress())
         out.write_text(json.dumps({"strategy": strategy, "names": list(eng.calibrator.names),
                                    "signals": p.signals, "labels": p.labels, "sources": p.sources,
-                                   "queries": p.queries, "absent": p.absent,
+                                   "queries": p.queries, "absent": p.absent, "apart": p.apart,
                                    "source_keypoints": [kps.get(r, 0) for r in p.sources]}))
 
 
@@ -95,7 +97,10 @@ def copy_queries_only(data: dict) -> dict:
     if not gone:
         return data
     keep = [i for i, q in enumerate(data["queries"]) if q not in gone]
-    return {**data, "absent": [], **{k: [data[k][i] for i in keep] for k in ("signals", "labels", "queries")}}
+    at = {g: k for k, g in enumerate(keep)}
+    apart = [[at[i], at[j]] for i, j in data.get("apart", ()) if i in at and j in at]
+    return {**data, "absent": [], "apart": apart,
+            **{k: [data[k][i] for i in keep] for k in ("signals", "labels", "queries")}}
 
 
 def evaluate_variants(bench: Path, cands_path: Path, pair_files: list[Path]) -> None:
@@ -185,7 +190,8 @@ def _report(label: str, cal: Calibrator, records: list[dict], gt, positives, kin
         cands = rec["candidates"]
         if not cands:
             continue
-        scores = cal.predict_query([c[2] for c in cands])  # a contrast stage judges a query's candidates together
+        # a contrast stage judges a query's candidates together (and skips pairs lying apart, when it does)
+        scores = cal.predict_query([c[2] for c in cands], [tuple(p) for p in rec.get("apart", ())])
         best: dict[str, float] = {}
         for (rid, _, _), s in zip(cands, scores, strict=True):
             best[rid] = max(best.get(rid, 0.0), float(s))
