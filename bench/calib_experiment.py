@@ -24,7 +24,7 @@ import numpy as np
 
 from copylens.core.bench.metrics import Prediction, calibration, evaluate, read_ground_truth
 from copylens.core.calibrate import Calibrator, calibrator_from_dict, fit
-from copylens.core.engine import Engine, QueryConfig, placed_apart
+from copylens.core.engine import Engine, QueryConfig, candidate_insets
 from copylens.core.imageio import load_image, scan_images
 from copylens.core.progress import ConsoleProgress, run_job
 from copylens.core.selfcal import DISTRACTOR_QUERIES, calibration_pairs, fit_calibration
@@ -50,7 +50,7 @@ def collect(bench: Path, index: Path, out: Path, threads: int = 2, sibling_liken
             cands = [c for c in cands if c.row in ids]
             return {"query_id": path.relative_to(q_dir).with_suffix("").as_posix(),
                     "candidates": [[ids[c.row], kps.get(c.row, 0), c.signals] for c in cands],
-                    "apart": placed_apart(cands)}
+                    "insets": candidate_insets(cands)}
 
         with ThreadPoolExecutor(threads) as pool, open(out, "w", encoding="utf-8") as fh:
             for i, rec in enumerate(pool.map(one, queries)):
@@ -68,7 +68,7 @@ def pairs(index: Path, strategy: str, n: int, out: Path, seed: int = 0,
                     ConsoleProgress())
         out.write_text(json.dumps({"strategy": strategy, "names": list(eng.calibrator.names),
                                    "signals": p.signals, "labels": p.labels, "sources": p.sources,
-                                   "queries": p.queries, "absent": p.absent, "apart": p.apart,
+                                   "queries": p.queries, "absent": p.absent, "insets": p.insets,
                                    "source_keypoints": [kps.get(r, 0) for r in p.sources]}))
 
 
@@ -98,8 +98,8 @@ def copy_queries_only(data: dict) -> dict:
         return data
     keep = [i for i, q in enumerate(data["queries"]) if q not in gone]
     at = {g: k for k, g in enumerate(keep)}
-    apart = [[at[i], at[j]] for i, j in data.get("apart", ()) if i in at and j in at]
-    return {**data, "absent": [], "apart": apart,
+    insets = [[at[i], at[j]] for i, j in data.get("insets", ()) if i in at and j in at]
+    return {**data, "absent": [], "insets": insets,
             **{k: [data[k][i] for i in keep] for k in ("signals", "labels", "queries")}}
 
 
@@ -190,8 +190,8 @@ def _report(label: str, cal: Calibrator, records: list[dict], gt, positives, kin
         cands = rec["candidates"]
         if not cands:
             continue
-        # a contrast stage judges a query's candidates together (and skips pairs lying apart, when it does)
-        scores = cal.predict_query([c[2] for c in cands], [tuple(p) for p in rec.get("apart", ())])
+        # a contrast stage judges a query's candidates together (an inset not against what is around it)
+        scores = cal.predict_query([c[2] for c in cands], [tuple(p) for p in rec.get("insets", ())])
         best: dict[str, float] = {}
         for (rid, _, _), s in zip(cands, scores, strict=True):
             best[rid] = max(best.get(rid, 0.0), float(s))

@@ -102,9 +102,9 @@ def main() -> None:
                     "copy (the calibration before 2026-12-05)")
     ap.add_argument("--first-stage-absent", action="store_true",
                     help="fit the first stage on the distractor queries' candidates too")
-    ap.add_argument("--placed", action="store_true",
-                    help="also report the second stage whose leads skip candidates lying apart in the query "
-                    "(placement.apart; candidates and pairs collected since 2026-12-06 record them)")
+    ap.add_argument("--insets", action="store_true",
+                    help="also report the second stage in which an inset's lead skips the candidate around it "
+                    "(placement.insets; candidates and pairs collected since 2026-12-06 record them)")
     a = ap.parse_args()
     gt, kinds, positives, records = load_replay(a.bench, a.cands)
     if a.sibling_likeness is not None:
@@ -132,17 +132,17 @@ def main() -> None:
                 top = fit_top1(cal, data["signals"], data["labels"], queries, distractor_weight=dw, absent=absent)
                 print(f"   top-1 recalibration {np.round(top.top1, 3).tolist()}")
                 _report(f"{pf.stem}: + lead + top-1, x{dw:g}", top, records, gt, positives, kinds)
-            if a.placed and "apart" in data:
-                apart = [tuple(p) for p in data["apart"]]
+            if a.insets and "insets" in data:
+                insets = [tuple(p) for p in data["insets"]]
                 cal = fit_contrast(stage1, data["signals"], data["labels"], queries, distractor_weight=dw,
-                                   absent=absent, apart=apart)
-                print(f"   placed: weights {np.round(cal.weights, 3).tolist()} bias {cal.bias:.3f}")
-                _report(f"{pf.stem}: + placed lead, x{dw:g}", cal, records, gt, positives, kinds)
+                                   absent=absent, insets=insets)
+                print(f"   insets: weights {np.round(cal.weights, 3).tolist()} bias {cal.bias:.3f}")
+                _report(f"{pf.stem}: + lead, insets, x{dw:g}", cal, records, gt, positives, kinds)
                 if a.top1:
                     top = fit_top1(cal, data["signals"], data["labels"], queries, distractor_weight=dw,
-                                   absent=absent, apart=apart)
+                                   absent=absent, insets=insets)
                     print(f"   top-1 recalibration {np.round(top.top1, 3).tolist()}")
-                    _report(f"{pf.stem}: + placed lead + top-1, x{dw:g}", top, records, gt, positives, kinds)
+                    _report(f"{pf.stem}: + lead, insets + top-1, x{dw:g}", top, records, gt, positives, kinds)
             for v in filter(None, a.context.split(",")):
                 _report(f"{pf.stem}: + lead, {v}, x{dw:g}", context_variant(stage1, data, queries, v, dw), records,
                         gt, positives, kinds)

@@ -103,8 +103,8 @@ class Calibrator:
         return 1.0 / (1.0 + np.exp(-np.clip(z, -40, 40)))
 
     def predict_query(self, signals: Sequence[Mapping[str, float]],
-                      apart: Collection[tuple[int, int]] = ()) -> np.ndarray:
-        """Probabilities for the candidates of one query (each judged alone: ``apart`` is not used)."""
+                      insets: Collection[tuple[int, int]] = ()) -> np.ndarray:
+        """Probabilities for the candidates of one query (each judged alone: ``insets`` is not used)."""
         return self.predict(signals)
 
     def to_dict(self) -> dict:
@@ -148,8 +148,8 @@ class FusedCalibrator:
         return 1.0 - q
 
     def predict_query(self, signals: Sequence[Mapping[str, float]],
-                      apart: Collection[tuple[int, int]] = ()) -> np.ndarray:
-        """Probabilities for the candidates of one query (each judged alone: ``apart`` is not used)."""
+                      insets: Collection[tuple[int, int]] = ()) -> np.ndarray:
+        """Probabilities for the candidates of one query (each judged alone: ``insets`` is not used)."""
         return self.predict(signals)
 
     def to_dict(self) -> dict:
@@ -205,27 +205,27 @@ class ContrastCalibrator:
     # the share of copies among queries its confidences are right for (core/prior.py): the copy views'
     # share of the views fit_top1 was fitted on; None before top1 existed (no query-level share)
     copy_share: float | None = None
-    # leads over the candidates whose evidence does not lie apart from the candidate's own (placement.apart:
-    # an inset, such as a picture pasted onto another, does not compete with what matches around it);
-    # False (every other candidate) in indexes calibrated before 2026-12-06
-    placed: bool = False
+    # an inset's lead skips the candidate around it (placement.insets: a picture pasted onto another does
+    # not compete with what matches around it); False (every other candidate) in indexes calibrated
+    # before 2026-12-06
+    insets: bool = False
 
     @property
     def names(self) -> tuple[str, ...]:
         return self.base.names
 
-    def lead_features(self, z: np.ndarray, apart: Collection[tuple[int, int]] = ()) -> np.ndarray:
+    def lead_features(self, z: np.ndarray, insets: Collection[tuple[int, int]] = ()) -> np.ndarray:
         """``[N x 2]``: each candidate's first-stage logit ``z`` and its lead, the second stage's inputs."""
-        rival = rival_matrix(len(z), apart) if self.placed and apart else None
+        rival = rival_matrix(len(z), insets) if self.insets and insets else None
         return np.stack([z, leads(np.clip(z, -LEAD_CLIP, LEAD_CLIP), rival)], 1)
 
     def predict_query(self, signals: Sequence[Mapping[str, float]],
-                      apart: Collection[tuple[int, int]] = ()) -> np.ndarray:
-        """Probabilities for the candidates of ONE query (each one's lead depends on the others); ``apart``:
-        the pairs of them whose evidence lies apart in the query (placement.apart)."""
+                      insets: Collection[tuple[int, int]] = ()) -> np.ndarray:
+        """Probabilities for the candidates of ONE query (each one's lead depends on the others); ``insets``:
+        the pairs (inset, around) of them whose evidence is an inset of another's (placement.insets)."""
         if not signals:
             return np.zeros(0)
-        x = self.lead_features(_logits(self.base.predict(signals), LOGIT_CLIP), apart)
+        x = self.lead_features(_logits(self.base.predict(signals), LOGIT_CLIP), insets)
         out = x @ np.array(self.weights) + self.bias
         out = self.top1[0] * out + self.top1[1]
         return 1.0 / (1.0 + np.exp(-np.clip(out, -40, 40)))
@@ -237,8 +237,8 @@ class ContrastCalibrator:
             out["top1"] = list(self.top1)
         if self.copy_share is not None:
             out["copy_share"] = self.copy_share
-        if self.placed:
-            out["rivals"] = "placed"
+        if self.insets:
+            out["insets"] = True
         return out
 
 
@@ -314,29 +314,29 @@ def weighted_logistic(x: np.ndarray, y: np.ndarray, w: np.ndarray, non_negative:
     return full
 
 
-def local_pairs(apart: Collection[tuple[int, int]] | None, idx: Sequence[int]) -> list[tuple[int, int]]:
-    """The pairs of ``apart`` (indices into all calibration candidates) among candidates ``idx``, as
-    positions in ``idx``."""
-    if not apart:
+def local_pairs(pairs: Collection[tuple[int, int]] | None, idx: Sequence[int]) -> list[tuple[int, int]]:
+    """The ``pairs`` (indices into all calibration candidates) among candidates ``idx``, as positions in
+    ``idx``, in their order."""
+    if not pairs:
         return []
     at = {g: k for k, g in enumerate(idx)}
-    return [(at[i], at[j]) for i, j in apart if i in at and j in at]
+    return [(at[i], at[j]) for i, j in pairs if i in at and j in at]
 
 
 def fit_contrast(base: Calibrator | FusedCalibrator, signals: Sequence[Mapping[str, float]],
                  labels: Sequence[int], queries: Sequence[int], distractor_weight: float = 1.0,
                  l2: float = 1e-3, absent: Collection[int] | None = None,
-                 apart: Collection[tuple[int, int]] | None = None) -> ContrastCalibrator:
+                 insets: Collection[tuple[int, int]] | None = None) -> ContrastCalibrator:
     """The second stage over ``base``: logistic regression of the label on the base logit and the lead,
     weights non-negative, on :func:`contrast_rows` (copy queries and queries whose original is not
-    indexed, see :func:`query_views`). ``apart``: the pairs of candidates (indices into ``signals``) whose
-    evidence lies apart in their query (placement.apart); given, even empty, leads skip them, as the
-    engine's will."""
-    shell = ContrastCalibrator(base, (1.0, 1.0), 0.0, "", placed=apart is not None)
+    indexed, see :func:`query_views`). ``insets``: the pairs (inset, around) of candidates (indices into
+    ``signals``) of one query whose evidence is an inset of the other's (placement.insets); given, even
+    empty, an inset's lead skips the candidate around it, as the engine's will."""
+    shell = ContrastCalibrator(base, (1.0, 1.0), 0.0, "", insets=insets is not None)
     x, y, w, n_queries = contrast_rows(base.predict(signals), labels, queries, distractor_weight,
-                                       lambda idx, z: shell.lead_features(z, local_pairs(apart, idx)), absent)
+                                       lambda idx, z: shell.lead_features(z, local_pairs(insets, idx)), absent)
     beta = weighted_logistic(x, y, w, non_negative=(0, 1), l2=l2)
-    where = " in the same place" if apart is not None else ""
+    where = " (an inset not against what is around it)" if insets is not None else ""
     return dataclasses.replace(shell, weights=(float(beta[0]), float(beta[1])), bias=float(beta[-1]),
                                source=f"{base.source}; judged against each query's other candidates{where} "
                                f"({n_queries} calibration queries)")
@@ -344,7 +344,7 @@ def fit_contrast(base: Calibrator | FusedCalibrator, signals: Sequence[Mapping[s
 
 def fit_top1(cal: ContrastCalibrator, signals: Sequence[Mapping[str, float]], labels: Sequence[int],
              queries: Sequence[int], distractor_weight: float = 1.0, l2: float = 1e-3,
-             absent: Collection[int] | None = None, apart: Collection[tuple[int, int]] | None = None
+             absent: Collection[int] | None = None, insets: Collection[tuple[int, int]] | None = None
              ) -> ContrastCalibrator:
     """``cal`` with its ``top1`` recalibration: logistic regression of "the query's top candidate is its
     copy" on that candidate's logit, over the top candidates of the views of :func:`query_views` (copy
@@ -356,7 +356,7 @@ def fit_top1(cal: ContrastCalibrator, signals: Sequence[Mapping[str, float]], la
     xs, ys, ws = [], [], []
     views, n_queries = query_views(labels, queries, distractor_weight, absent)
     for idx, w in views:
-        p = cal.predict_query([signals[i] for i in idx], local_pairs(apart, idx))
+        p = cal.predict_query([signals[i] for i in idx], local_pairs(insets, idx))
         j = int(np.argmax(p))
         xs.append(_logits(p[j:j + 1], LOGIT_CLIP)[0])
         ys.append(float(labels[idx[j]]))
@@ -388,12 +388,12 @@ def calibrator_from_dict(d: Mapping, expected: Sequence[str] | None = None) -> A
         share = d.get("copy_share", 2 / 3 if "top1" in d else None)
         if share is not None and not (isinstance(share, (int, float)) and 0 < share < 1):
             raise ValueError("the calibration's share of copies is damaged")
-        placed = d.get("rivals", "all")
-        if placed not in ("all", "placed"):
-            raise ValueError(f"unknown rivals {placed!r} in the calibration")
+        around = d.get("insets", False)
+        if not isinstance(around, bool):
+            raise ValueError("the calibration's inset rule is damaged")
         return ContrastCalibrator(base, (weights[0], weights[1]), float(d["bias"]), str(d["source"]),
                                   (top1[0], top1[1]), None if share is None else float(share),
-                                  placed == "placed")
+                                  around)
     if d.get("kind") == "noisy-or":
         parts = tuple(Calibrator.from_dict(p, expected) for p in d["parts"])
         if not parts:

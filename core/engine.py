@@ -35,7 +35,7 @@ from .index.local import LocalIndex
 from .index.open import open_index
 from .index.shards import ShardedGlobalIndex, is_sharded, open_sharded
 from .index.store import ReferenceStore
-from .placement import apart
+from .placement import insets
 from .prior import check_share, shift_scores
 from .progress import Job, Progress
 from .query_input import QueryInput, QuerySource, read_query
@@ -192,10 +192,10 @@ def _hides(cands: list[Candidate], region: Region, scale: float) -> bool:
     return int(inside.sum()) <= 0.02 * len(pts)
 
 
-def placed_apart(cands: list[Candidate]) -> list[tuple[int, int]]:
-    """The pairs of ``cands`` whose evidence lies apart in the query (placement.apart: one an inset of the
-    other, such as a picture pasted onto another), which the confidence does not weigh against each other."""
-    return apart([c.evidence.query_points for c in cands])
+def candidate_insets(cands: list[Candidate]) -> list[tuple[int, int]]:
+    """Pairs ``(inset, around)`` of ``cands``: the evidence of the first is an inset of the second's, such as
+    a picture pasted onto another (placement.insets); the confidence does not weigh it against the second."""
+    return insets([c.evidence.query_points for c in cands])
 
 
 def region_to_query(region: Region) -> np.ndarray:
@@ -421,7 +421,7 @@ class Engine:
         timings: dict[str, float] = {}
         candidates, regions = yield from self.candidates(image, timings=timings)
         t = time.perf_counter()
-        scores = self.calibrator.predict_query([c.signals for c in candidates], placed_apart(candidates))
+        scores = self.calibrator.predict_query([c.signals for c in candidates], candidate_insets(candidates))
         if self.config.copy_share is not None:
             scores = shift_scores(scores, self.require_calibrated_share(), self.config.copy_share)
         ids = self.store.ids_of_rows([c.row for c in candidates])

@@ -4,10 +4,13 @@ The confidence's second stage (calibrate.ContrastCalibrator) judges each candida
 query's other candidates: a sibling that matches two indexed graphics equally well is not a copy of
 either. But a picture pasted onto another picture is a copy of its own reference whatever the
 background matches: a horse pasted onto an indexed photo of a cat verified with 23 inliers and a
-first-stage probability of 0.80, and scored 0.00 because the cat led it by 365 inliers. Two candidates
-lie *apart* when one's evidence is an inset of the other's: its inliers' bounding box lies inside the
-other's, and the other has almost none of its own inliers there (the inset covers that part of it).
-Evidence side by side, or in the same place, stays in competition.
+first-stage probability of 0.80, and scored 0.00 because the cat led it by 365 inliers. A candidate's
+evidence is an *inset* of another's when its inliers' bounding box lies inside the other's and the other
+has almost none of its own inliers there (the inset covers that part of it). The inset is then not
+weighed against the picture around it. The reverse still holds: the picture around has something else
+in its middle, so at most part of the query is a copy of it (a screenshot of an unindexed wallpaper,
+matched around a logo that several indexed wallpapers share, stays as doubtful as before). Evidence side
+by side, or in the same place, stays in competition.
 
 Only NumPy arrays of inlier positions come in; pairs of candidate indices go out.
 """
@@ -48,8 +51,10 @@ def _inset(small: np.ndarray, big: np.ndarray, big_points: np.ndarray, cfg: Plac
     return there <= cfg.covered * len(big_points) * _area(small) / _area(big)
 
 
-def apart(points: Sequence[np.ndarray | None], cfg: PlacementConfig = PlacementConfig()) -> list[tuple[int, int]]:
-    """Pairs ``(i, j)``, ``i < j``, of candidates whose evidence lies apart: one is an inset of the other.
+def insets(points: Sequence[np.ndarray | None], cfg: PlacementConfig = PlacementConfig()
+           ) -> list[tuple[int, int]]:
+    """Pairs ``(inset, around)`` of candidate indices: the evidence of ``inset`` is an inset of that of
+    ``around`` (see the module documentation).
 
     ``points[i]``: candidate i's inlier positions in the query, ``[K x 2]`` (any one frame for all)."""
     located = [i for i, p in enumerate(points) if p is not None and len(p) >= cfg.min_inliers]
@@ -59,13 +64,14 @@ def apart(points: Sequence[np.ndarray | None], cfg: PlacementConfig = PlacementC
         for j in located[a + 1:]:
             small, big = (i, j) if _area(boxes[i]) <= _area(boxes[j]) else (j, i)
             if _inset(boxes[small], boxes[big], np.asarray(points[big], np.float64), cfg):
-                out.append((i, j))
+                out.append((small, big))
     return out
 
 
 def rival_matrix(n: int, pairs: Sequence[Sequence[int]] = ()) -> np.ndarray:
-    """``[n x n]``, True where candidate j competes with candidate i: every other one, except ``pairs``."""
+    """``[n x n]``, True where candidate j competes with candidate i: every other one, except the
+    candidate around an inset (``pairs`` of :func:`insets`), for the inset."""
     out = ~np.eye(n, dtype=bool)
-    for i, j in pairs:
-        out[i, j] = out[j, i] = False
+    for inset, around in pairs:
+        out[inset, around] = False
     return out

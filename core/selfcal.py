@@ -24,7 +24,7 @@ import numpy as np
 
 from .calibrate import default_calibrator, fit_contrast, fit_fused, fit_top1
 from .edits import random_edit
-from .engine import Engine, placed_apart
+from .engine import Engine, candidate_insets
 from .errors import CopyLensError
 from .imageio import from_array
 from .progress import Job, Progress, bounded_map, run_job
@@ -59,8 +59,8 @@ CONTRAST_DISTRACTOR_WEIGHT = 0.5
 DISTRACTOR_QUERIES = 0.5
 ABSENT_WEIGHT = 1.0
 FIRST_STAGE_ABSENT = False  # fit the first stage on the distractor queries' candidates too
-# the second stage's lead skips candidates whose evidence lies apart from the candidate's (placement.apart)
-PLACED_RIVALS = True
+# an inset's lead in the second stage skips the candidate around it (placement.insets)
+INSETS = True
 FEW_KEYPOINTS = 300  # "few keypoints" for stratified sampling (photos: median 500, p10 about 300)
 
 
@@ -98,8 +98,9 @@ class CalibrationPairs:
     sources: list[int]
     queries: list[int]
     absent: list[int]
-    # pairs of candidates (indices into signals) whose evidence lies apart in their query (placement.apart)
-    apart: list[tuple[int, int]] = field(default_factory=list)
+    # pairs (inset, around) of candidates (indices into signals) of one query: the evidence of the first is
+    # an inset of the second's (placement.insets)
+    insets: list[tuple[int, int]] = field(default_factory=list)
 
 
 def calibration_pairs(engine: Engine, seed: int = 0, max_queries: int = MAX_QUERIES,
@@ -151,7 +152,7 @@ def calibration_pairs(engine: Engine, seed: int = 0, max_queries: int = MAX_QUER
     out = CalibrationPairs([], [], [], [], sorted(i for i in results if jobs[i][1]))
     for i in sorted(results):
         row, cands = results[i]
-        out.apart += [(len(out.signals) + a, len(out.signals) + b) for a, b in placed_apart(cands)]
+        out.insets += [(len(out.signals) + a, len(out.signals) + b) for a, b in candidate_insets(cands)]
         for c in cands:
             out.signals.append(c.signals)
             out.labels.append(1 if c.row == row else 0)
@@ -177,7 +178,7 @@ def fit_first_stage(signals: list[dict], labels: list[int], names, queries: list
 
 def fit_calibration(signals: list[dict], labels: list[int], names, queries: list[int] | None = None,
                     absent: list[int] | None = None, first_stage_absent: bool = FIRST_STAGE_ABSENT,
-                    apart: list[tuple[int, int]] | None = None) -> dict:
+                    insets: list[tuple[int, int]] | None = None) -> dict:
     """The manifest's calibration record from calibration pairs (the default model when too few copies).
     With ``queries`` (each candidate's calibration query), a second stage judges each candidate against
     its query's other candidates (calibrate.ContrastCalibrator) when CONTRAST is on. ``absent``: the
@@ -191,10 +192,10 @@ def fit_calibration(signals: list[dict], labels: list[int], names, queries: list
     first = fit_first_stage(signals, labels, names, queries, absent, first_stage_absent)
     if CONTRAST and queries is not None:
         dw = CONTRAST_DISTRACTOR_WEIGHT if absent is None else ABSENT_WEIGHT
-        apart = apart if PLACED_RIVALS else None
-        second = fit_contrast(first, signals, labels, queries, dw, absent=absent, apart=apart)
+        insets = insets if INSETS else None
+        second = fit_contrast(first, signals, labels, queries, dw, absent=absent, insets=insets)
         if TOP1:
-            second = fit_top1(second, signals, labels, queries, dw, absent=absent, apart=apart)
+            second = fit_top1(second, signals, labels, queries, dw, absent=absent, insets=insets)
         return second.to_dict()
     return first.to_dict()
 
@@ -207,7 +208,7 @@ def calibrate_index(index_dir: Path, seed: int = 0, max_queries: int = MAX_QUERI
         if engine.store.count() < 2:
             return {**default_calibrator(names).to_dict(), "source": "default (index too small to fit)"}
         p = yield from calibration_pairs(engine, seed, max_queries, min_queries, workers)
-        fitted = fit_calibration(p.signals, p.labels, names, p.queries, p.absent, apart=p.apart)
+        fitted = fit_calibration(p.signals, p.labels, names, p.queries, p.absent, insets=p.insets)
         if not str(fitted.get("source", "")).startswith("default"):
             fitted["releases"] = releases()  # fitted on these releases' scores (see core/releases.py)
         return fitted
