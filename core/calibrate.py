@@ -179,7 +179,6 @@ def leads(z: np.ndarray, rival: np.ndarray | None = None) -> np.ndarray:
     return z - np.where(np.arange(z.size) == order[0], second, z[order[0]])
 
 
-
 @dataclass(frozen=True, slots=True)
 class ContrastCalibrator:
     """A second stage that judges each candidate against the query's other candidates.
