@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from copylens.core.bench.metrics import Prediction, calibration, evaluate, read_ground_truth
-from copylens.core.calibrate import Calibrator, calibrator_from_dict, fit
+from copylens.core.calibrate import Calibrator, calibrator_from_dict, fit, local_pairs
 from copylens.core.engine import Engine, QueryConfig, candidate_insets
 from copylens.core.imageio import load_image, scan_images
 from copylens.core.progress import ConsoleProgress, run_job
@@ -97,9 +97,7 @@ def copy_queries_only(data: dict) -> dict:
     if not gone:
         return data
     keep = [i for i, q in enumerate(data["queries"]) if q not in gone]
-    at = {g: k for k, g in enumerate(keep)}
-    insets = [[at[i], at[j]] for i, j in data.get("insets", ()) if i in at and j in at]
-    return {**data, "absent": [], "insets": insets,
+    return {**data, "absent": [], "insets": local_pairs(data.get("insets"), keep),
             **{k: [data[k][i] for i in keep] for k in ("signals", "labels", "queries")}}
 
 

@@ -213,18 +213,13 @@ class ContrastCalibrator:
     def names(self) -> tuple[str, ...]:
         return self.base.names
 
-    def lead_features(self, z: np.ndarray, insets: Collection[tuple[int, int]] = ()) -> np.ndarray:
-        """``[N x 2]``: each candidate's first-stage logit ``z`` and its lead, the second stage's inputs."""
-        rival = rival_matrix(len(z), insets) if self.insets and insets else None
-        return np.stack([z, leads(np.clip(z, -LEAD_CLIP, LEAD_CLIP), rival)], 1)
-
     def predict_query(self, signals: Sequence[Mapping[str, float]],
                       insets: Collection[tuple[int, int]] = ()) -> np.ndarray:
         """Probabilities for the candidates of ONE query (each one's lead depends on the others); ``insets``:
         the pairs (inset, around) of them whose evidence is an inset of another's (placement.insets)."""
         if not signals:
             return np.zeros(0)
-        x = self.lead_features(_logits(self.base.predict(signals), LOGIT_CLIP), insets)
+        x = lead_features(_logits(self.base.predict(signals), LOGIT_CLIP), insets if self.insets else ())
         out = x @ np.array(self.weights) + self.bias
         out = self.top1[0] * out + self.top1[1]
         return 1.0 / (1.0 + np.exp(-np.clip(out, -40, 40)))
@@ -313,6 +308,13 @@ def weighted_logistic(x: np.ndarray, y: np.ndarray, w: np.ndarray, non_negative:
     return full
 
 
+def lead_features(z: np.ndarray, insets: Collection[tuple[int, int]] = ()) -> np.ndarray:
+    """``[N x 2]``: each candidate's first-stage logit ``z`` and its lead (an inset's skipping the candidate
+    around it, ``insets`` as placement.insets gives them), the second stage's inputs."""
+    rival = rival_matrix(len(z), insets) if insets else None
+    return np.stack([z, leads(np.clip(z, -LEAD_CLIP, LEAD_CLIP), rival)], 1)
+
+
 def local_pairs(pairs: Collection[tuple[int, int]] | None, idx: Sequence[int]) -> list[tuple[int, int]]:
     """The ``pairs`` (indices into all calibration candidates) among candidates ``idx``, as positions in
     ``idx``, in their order."""
@@ -331,14 +333,13 @@ def fit_contrast(base: Calibrator | FusedCalibrator, signals: Sequence[Mapping[s
     indexed, see :func:`query_views`). ``insets``: the pairs (inset, around) of candidates (indices into
     ``signals``) of one query whose evidence is an inset of the other's (placement.insets); given, even
     empty, an inset's lead skips the candidate around it, as the engine's will."""
-    shell = ContrastCalibrator(base, (1.0, 1.0), 0.0, "", insets=insets is not None)
     x, y, w, n_queries = contrast_rows(base.predict(signals), labels, queries, distractor_weight,
-                                       lambda idx, z: shell.lead_features(z, local_pairs(insets, idx)), absent)
+                                       lambda idx, z: lead_features(z, local_pairs(insets, idx)), absent)
     beta = weighted_logistic(x, y, w, non_negative=(0, 1), l2=l2)
     where = " (an inset not against what is around it)" if insets is not None else ""
-    return dataclasses.replace(shell, weights=(float(beta[0]), float(beta[1])), bias=float(beta[-1]),
-                               source=f"{base.source}; judged against each query's other candidates{where} "
-                               f"({n_queries} calibration queries)")
+    return ContrastCalibrator(base, (float(beta[0]), float(beta[1])), float(beta[-1]),
+                              f"{base.source}; judged against each query's other candidates{where} "
+                              f"({n_queries} calibration queries)", insets=insets is not None)
 
 
 def fit_top1(cal: ContrastCalibrator, signals: Sequence[Mapping[str, float]], labels: Sequence[int],

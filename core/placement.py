@@ -57,13 +57,14 @@ def insets(points: Sequence[np.ndarray | None], cfg: PlacementConfig = Placement
     ``around`` (see the module documentation).
 
     ``points[i]``: candidate i's inlier positions in the query, ``[K x 2]`` (any one frame for all)."""
-    located = [i for i, p in enumerate(points) if p is not None and len(p) >= cfg.min_inliers]
-    boxes = {i: _box(np.asarray(points[i], np.float64)) for i in located}
+    pts = {i: np.asarray(p, np.float64) for i, p in enumerate(points) if p is not None and len(p) >= cfg.min_inliers}
+    located = list(pts)
+    boxes = {i: _box(p) for i, p in pts.items()}
     out = []
     for a, i in enumerate(located):
         for j in located[a + 1:]:
             small, big = (i, j) if _area(boxes[i]) <= _area(boxes[j]) else (j, i)
-            if _inset(boxes[small], boxes[big], np.asarray(points[big], np.float64), cfg):
+            if _inset(boxes[small], boxes[big], pts[big], cfg):
                 out.append((small, big))
     return out
 
