@@ -6,6 +6,7 @@ text; no widget code, so the tooltip, the side caption and the reports say the s
 
 from __future__ import annotations
 
+from copylens.core.calibrate import FRAME
 from copylens.core.results import Match, Region
 
 # proposal kinds (core/regions) in the words a moderator uses
@@ -83,6 +84,9 @@ def explain(match: Match, copy_threshold: float, possible_threshold: float) -> l
     for name, value in sorted(s.items()):
         if name.startswith("global:"):
             lines.append(f"Global similarity ({name[7:]}): {value:.2f} (1 = identical, 0 = unrelated).")
+    if FRAME in s:
+        lines.append(f"The matched part of the query, warped back into the reference's frame, has a global "
+                     f"similarity of {s[FRAME]:.2f} to it (whatever surrounds the copy is left out).")
     return lines
 
 

@@ -46,6 +46,16 @@ SIGNALS: dict[str, str] = {
     # minus what tells the rival apart, shown by the query; edge_recall without a sibling (core/agreement.py)
     "distinct_edges": "id",
 }
+# The best global similarity of the query warped back into a verified candidate's reference frame by its
+# homography (Engine._evidence_frames): what the evidence says the copied picture is, whatever surrounds it.
+# A picture pasted into another keeps the whole query's global similarity near 0 (dev v2 pastes: median
+# 0.007, other edits 0.37). Missing where there is no frame (no homography; a cropped copy, whose outline
+# leaves the query), and missing is no evidence either way. So it is its own expert, fused with the other
+# two and gated: it says nothing (p = 0) for a candidate without a frame. Tried first, not adopted (dev v2,
+# calibration seed 0, README): in the global signals, the global expert met it beside local evidence and
+# keypoint-less wallpapers' copies fell (ECE 0.048 -> 0.192); as a local signal with a neutral fill, every
+# crop read as a middling frame (crops' ECE 0.043 -> 0.076)
+FRAME = "frame_similarity"
 # signals a candidate may lack that must not then read as 0 (strong evidence against): the fit stores a
 # neutral value per signal, halfway between the medians of the calibration copies and non-copies
 FILLED = ("edge_recall", "edge_precision", "distinct_edges")
@@ -57,12 +67,13 @@ CONTEXT: dict[str, str] = {
     "reference_keypoints": "log1p",  # keypoints the reference has
     "query_keypoints": "log1p",  # keypoints the query (or region) has
 }
-TRANSFORMS: dict[str, str] = {**SIGNALS, **CONTEXT}
+TRANSFORMS: dict[str, str] = {**SIGNALS, FRAME: "id", **CONTEXT}
 
 
 def signal_names(global_signals: Sequence[str] = ()) -> tuple[str, ...]:
-    """The calibration's inputs: the local signals, then one similarity per global descriptor."""
-    return tuple(SIGNALS) + tuple(global_signals)
+    """The calibration's inputs: the local signals, the evidence frame's, then one similarity per global
+    descriptor."""
+    return tuple(SIGNALS) + (FRAME,) + tuple(global_signals)
 
 
 def feature_matrix(signals: Sequence[Mapping[str, float]], names: Sequence[str] = tuple(SIGNALS),
@@ -94,13 +105,18 @@ class Calibrator:
     source: str  # "fitted on N pairs" or "default"
     names: tuple[str, ...] = tuple(SIGNALS)  # the signals, in the order of the weights
     fill: tuple[tuple[str, float], ...] = ()  # value of a FILLED signal a candidate lacks
+    # an expert that has nothing to say about a candidate without this signal: p = 0 there (FRAME's)
+    gate: str | None = None
 
     def predict(self, signals: Sequence[Mapping[str, float]]) -> np.ndarray:
         if not signals:
             return np.zeros(0)
         x = (feature_matrix(signals, self.names, dict(self.fill)) - np.array(self.mean)) / np.array(self.std)
         z = x @ np.array(self.weights) + self.bias
-        return 1.0 / (1.0 + np.exp(-np.clip(z, -40, 40)))
+        p = 1.0 / (1.0 + np.exp(-np.clip(z, -40, 40)))
+        if self.gate is not None:
+            p = np.where([self.gate in s for s in signals], p, 0.0)
+        return p
 
     def predict_query(self, signals: Sequence[Mapping[str, float]],
                       insets: Collection[tuple[int, int]] = ()) -> np.ndarray:
@@ -112,6 +128,8 @@ class Calibrator:
                "mean": list(self.mean), "std": list(self.std), "source": self.source}
         if self.fill:
             out["fill"] = dict(self.fill)
+        if self.gate is not None:
+            out["gate"] = self.gate
         return out
 
     @staticmethod
@@ -127,8 +145,11 @@ class Calibrator:
         fill = d.get("fill") or {}
         if not isinstance(fill, Mapping) or not all(isinstance(v, (int, float)) for v in fill.values()):
             raise ValueError("the calibration's fill values are damaged")
+        gate = d.get("gate")
+        if gate is not None and gate not in names:
+            raise ValueError(f"the calibration's gate {gate!r} is not one of its signals")
         return Calibrator(tuple(d["weights"]), float(d["bias"]), tuple(d["mean"]), tuple(d["std"]),
-                          str(d["source"]), names, tuple((str(k), float(v)) for k, v in fill.items()))
+                          str(d["source"]), names, tuple((str(k), float(v)) for k, v in fill.items()), gate)
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +178,7 @@ class FusedCalibrator:
                 "source": self.source}
 
 
+MIN_FRAMED = 8  # copies and non-copies with an evidence frame each needed to fit its expert (fit_fused)
 LEAD_CLIP = 7.0  # logits clipped to +-LEAD_CLIP; a query's only candidate leads by its logit + LEAD_CLIP
 LOGIT_CLIP = 30.0  # the first-stage logit the second stage weighs (wider: no ties that would reorder a query)
 
@@ -408,17 +430,27 @@ def fit_fused(signals: Sequence[Mapping[str, float]], labels: Sequence[int], l2:
               positive_prior: float | None = None, names: Sequence[str] = tuple(SIGNALS)
               ) -> Calibrator | FusedCalibrator:
     """The local evidence and the global similarities fitted as two experts and fused (see the module
-    documentation); one model when there is only one kind of signal."""
-    local = [n for n in names if not n.startswith("global:")]
+    documentation), with the evidence frame's expert (FRAME) when ``names`` has it and the calibration has
+    enough candidates with a frame; one model when there is only one kind of signal."""
+    local = [n for n in names if not n.startswith("global:") and n != FRAME]
     glob = [n for n in names if n.startswith("global:")]
     if not local or not glob:
-        return fit(signals, labels, l2, positive_prior, names=names)
+        return fit(signals, labels, l2, positive_prior, names=[n for n in names if n != FRAME])
     # Each expert is fitted on its own signals. Fitted jointly instead (the likelihood of the fused
     # probability, projected gradient), the dev benchmark v2 gave μAP 0.947 but ECE 0.065 (wallpapers
     # 0.313) against 0.944 and 0.017 for experts fitted apart (bench/calib_experiment.py, README).
     parts = (fit(signals, labels, l2, positive_prior, names=local), fit(signals, labels, l2, positive_prior,
                                                                         names=glob))
-    return FusedCalibrator(parts, f"{parts[0].source}: local evidence and global similarity fused", tuple(names))
+    what = "local evidence and global similarity"
+    framed = [i for i, s in enumerate(signals) if FRAME in s] if FRAME in names else []
+    copies = sum(labels[i] for i in framed)
+    if min(copies, len(framed) - copies) >= MIN_FRAMED:
+        # fitted on the candidates with a frame only: among them, how far a frame's similarity shows a copy
+        frame = fit([signals[i] for i in framed], [labels[i] for i in framed], l2, positive_prior, names=[FRAME])
+        parts += (dataclasses.replace(frame, gate=FRAME),)
+        what += f", and the evidence frame's similarity ({len(framed)} candidates with a frame)"
+    return FusedCalibrator(parts, f"{parts[0].source}: {what} fused",
+                           tuple(dict.fromkeys(n for p in parts for n in p.names)))
 
 
 def fit(signals: Sequence[Mapping[str, float]], labels: Sequence[int], l2: float = 1.0,

@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 
 from .agreement import compare, distinct_edges, likeness, query_edges, warp_reference
-from .calibrate import AnyCalibrator, calibrator_from_dict, default_calibrator, signal_names
+from .calibrate import FRAME, AnyCalibrator, calibrator_from_dict, default_calibrator, signal_names
 from .denoise import remove_impulses
 from .errors import CopyLensError, IndexFormatError
 from .features import VARIANTS, FeatureConfig, LocalFeatures, extract, rootsift
@@ -101,6 +101,13 @@ class QueryConfig:
     # copylens-sscd18's right top-1s passed on the dev benchmark, at 0.3 63% with 1.2% of distractor top-1s
     # (bench/global_alone.py); verification decides after recall either way
     global_recall_floor: tuple[tuple[str, float], ...] = (("hamming", 0.5), ("ip", 0.3))
+    # the best-verified candidates (at most this many, by inliers) get ``frame_similarity`` (calibrate.FRAME):
+    # the best global descriptor's similarity of the query warped back into their reference's frame by their
+    # homography. A picture pasted into another keeps the whole query's global similarity near 0; its frame
+    # is the picture again. Only indexes whose calibration reads it pay for it; 0 disables
+    evidence_frames: int = 2
+    evidence_frame_inside: float = 0.9  # the least share of the reference's outline inside the query
+    evidence_frame_side: int = 320  # longer side of the warped frame, in pixels
     # the share of copies among the queries of this queue (core/prior.py); None: the share the index's
     # confidence was calibrated for (Engine.calibrated_share, two in three). Scores move by Bayes' rule,
     # rankings never change
@@ -196,6 +203,26 @@ def candidate_insets(cands: list[Candidate]) -> list[tuple[int, int]]:
     """Pairs ``(inset, around)`` of ``cands``: the evidence of the first is an inset of the second's, such as
     a picture pasted onto another (placement.insets); the confidence does not weigh it against the second."""
     return insets([c.evidence.query_points for c in cands])
+
+
+def warp_to_reference(image: DecodedImage, ev: Evidence, side: int) -> np.ndarray | None:
+    """The query's pixels where ``ev``'s homography puts its reference, warped back into the reference's
+    frame (its aspect, the longer side ``side``): the copied picture upright, whatever was around it
+    (None when the outline does not map back to a usable frame)."""
+    h = np.asarray(ev.homography, np.float64)
+    try:
+        corners = cv2.perspectiveTransform(np.asarray(ev.outline, np.float64).reshape(-1, 1, 2), np.linalg.inv(h))
+    except np.linalg.LinAlgError:
+        return None
+    w, hh = corners.reshape(4, 2).max(axis=0)
+    if not (np.isfinite(w) and np.isfinite(hh)) or min(w, hh) < 1:
+        return None
+    k = side / max(w, hh)
+    size = (max(16, round(w * k)), max(16, round(hh * k)))
+    to_working = np.diag([1.0 / image.scale_to_original, 1.0 / image.scale_to_original, 1.0])
+    m = to_working @ h @ np.diag([1.0 / k, 1.0 / k, 1.0])  # frame pixels -> working query pixels
+    return cv2.warpPerspective(image.pixels, m, size, flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                               borderMode=cv2.BORDER_CONSTANT)
 
 
 def region_to_query(region: Region) -> np.ndarray:
@@ -519,9 +546,60 @@ class Engine:
                                                          cfg.region_candidates, pixels=crop, late=False)))
         out = [dataclasses.replace(c, signals={**c.signals, **best_global[c.row]}) for _, c in best.values()]
         t = time.perf_counter()
+        self._evidence_frames(image, out, exclude_rows)
+        timings["frames"] = (time.perf_counter() - t) * 1000
+        t = time.perf_counter()
         out = self._edge_agreement(image, out)
         timings["agreement"] = (time.perf_counter() - t) * 1000
         return out, searched
+
+    def _evidence_frames(self, image: DecodedImage, cands: list[Candidate], absent: frozenset[int]) -> None:
+        """``frame_similarity`` (calibrate.FRAME) of the best-verified candidates (QueryConfig.evidence_frames)
+        whose reference lies inside the query: the highest global similarity of the query warped into the
+        reference's frame by the candidate's homography (what the evidence says the copied picture is), in
+        place. A cropped copy's outline leaves the query; its frame would be partly empty, so it has none
+        (and the frame's expert says nothing about it)."""
+        cfg = self.config
+        if not self.globals or cfg.evidence_frames <= 0 or FRAME not in self.calibrator.names:
+            return  # indexes calibrated before 2026-12-07 (or a default model) do not read it
+        w, h = image.original_size
+        whole = np.float32([[0, 0], [w, 0], [w, h], [0, h]])
+
+        def shown(outline: np.ndarray) -> float:
+            """The share of the reference's outline inside the query."""
+            poly = np.asarray(outline, np.float32)
+            area = abs(cv2.contourArea(poly))
+            if not area > 0:
+                return 0.0
+            inter, _ = cv2.intersectConvexConvex(poly, whole)
+            return float(inter) / area
+
+        todo = sorted((c for c in cands if c.evidence.outline is not None and c.evidence.homography is not None),
+                      key=lambda c: -c.evidence.num_inliers)[:cfg.evidence_frames]
+        todo = [c for c in todo if shown(c.evidence.outline) >= cfg.evidence_frame_inside]
+        frames = [(c, warp_to_reference(image, c.evidence, cfg.evidence_frame_side)) for c in todo]
+        # a copy found through the colour-inverted query variant is inverted back, as its reference looks
+        frames = [(c, 255 - f if c.evidence.variant.startswith("invert") else f) for c, f in frames if f is not None]
+        if not frames:
+            return
+        rows = [c.row for c, _ in frames]
+        for g in self.globals:
+            vectors = self.store.global_vectors_of(g.name, rows)
+            gone = self._absent_vectors(g, absent)
+            # the frame is upright already: one vector each, as references are described (no query variants)
+            batch = g.descriptor.extract([f for _, f in frames])
+            for i, (c, _) in enumerate(frames):
+                if batch.low_quality[i]:  # a flat frame: no reliable descriptor (as for a flat query)
+                    continue
+                sim = g.similarity(g.query_vectors(batch.vectors[i:i + 1], gone), vectors.get(c.row))
+                c.signals[FRAME] = max(c.signals.get(FRAME, 0.0), sim)
+
+    def _absent_vectors(self, g: GlobalBranch, absent: frozenset[int]) -> np.ndarray | None:
+        """The raw vectors of ``absent`` rows for branch ``g``'s score normalisation (None: none to leave out)."""
+        if not absent or g.normalizer is None:
+            return None
+        vecs = self.store.global_vectors_of(g.name, sorted(absent))
+        return np.stack([v.vector for v in vecs.values()]) if vecs else None
 
     def _edge_agreement(self, image: DecodedImage, cands: list[Candidate]) -> list[Candidate]:
         """Add ``edge_recall`` / ``edge_precision`` (core/agreement.py) to candidates with a homography: the
@@ -645,10 +723,7 @@ class Engine:
         rows: list[int] = []
         queries = []
         for g in self.globals:
-            gone = None
-            if absent and g.normalizer is not None:
-                vecs = self.store.global_vectors_of(g.name, sorted(absent))
-                gone = np.stack([v.vector for v in vecs.values()]) if vecs else None
+            gone = self._absent_vectors(g, absent)
             qv = (g.query(pixels, gone) if pixels is not None and min(pixels.shape[:2]) >= 16
                   else g.query_empty())
             hits = g.search(qv, cfg.global_neighbours)

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .calibrate import default_calibrator, fit_contrast, fit_fused, fit_top1
+from .calibrate import FRAME, default_calibrator, fit_contrast, fit_fused, fit_top1
 from .edits import random_edit
 from .engine import Engine, candidate_insets
 from .errors import CopyLensError
@@ -176,6 +176,11 @@ def fit_first_stage(signals: list[dict], labels: list[int], names, queries: list
     return fit_fused(s1, y1, l2=1.0, positive_prior=share / (2 - share), names=names)
 
 
+def unframed(names) -> list[str]:
+    """``names`` without the evidence frame's: the default model ignores it, so the engine need not make it."""
+    return [n for n in names if n != FRAME]
+
+
 def fit_calibration(signals: list[dict], labels: list[int], names, queries: list[int] | None = None,
                     absent: list[int] | None = None, first_stage_absent: bool = FIRST_STAGE_ABSENT,
                     insets: list[tuple[int, int]] | None = None) -> dict:
@@ -187,7 +192,7 @@ def fit_calibration(signals: list[dict], labels: list[int], names, queries: list
     absent = absent or None  # no distractor queries: each copy query is seen again without its copy
     npos = int(sum(labels))
     if npos < MIN_POSITIVES or npos == len(labels):
-        return {**default_calibrator(names).to_dict(),
+        return {**default_calibrator(unframed(names)).to_dict(),
                 "source": f"default ({npos} of {len(labels)} calibration pairs were copies: too few to fit)"}
     first = fit_first_stage(signals, labels, names, queries, absent, first_stage_absent)
     if CONTRAST and queries is not None:
@@ -206,7 +211,7 @@ def calibrate_index(index_dir: Path, seed: int = 0, max_queries: int = MAX_QUERI
     try:
         names = engine.calibrator.names
         if engine.store.count() < 2:
-            return {**default_calibrator(names).to_dict(), "source": "default (index too small to fit)"}
+            return {**default_calibrator(unframed(names)).to_dict(), "source": "default (index too small to fit)"}
         p = yield from calibration_pairs(engine, seed, max_queries, min_queries, workers)
         fitted = fit_calibration(p.signals, p.labels, names, p.queries, p.absent, insets=p.insets)
         if not str(fitted.get("source", "")).startswith("default"):
