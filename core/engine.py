@@ -561,7 +561,7 @@ class Engine:
         (and the frame's expert says nothing about it)."""
         cfg = self.config
         if not self.globals or cfg.evidence_frames <= 0 or FRAME not in self.calibrator.names:
-            return  # indexes calibrated before 2026-12-07 (or a default model) do not read it
+            return  # a model without the frames' expert (an index calibrated before it, a default) ignores them
         w, h = image.original_size
         whole = np.float32([[0, 0], [w, 0], [w, h], [0, h]])
 
