@@ -571,7 +571,10 @@ class Engine:
             area = abs(cv2.contourArea(poly))
             if not area > 0:
                 return 0.0
-            inter, _ = cv2.intersectConvexConvex(poly, whole)
+            try:
+                inter, _ = cv2.intersectConvexConvex(poly, whole)
+            except cv2.error:  # a degenerate outline: no frame rather than a failed query
+                return 0.0
             return float(inter) / area
 
         todo = sorted((c for c in cands if c.evidence.outline is not None and c.evidence.homography is not None),

@@ -6,6 +6,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from copylens.app.explain import explain
 from copylens.core.calibrate import (
@@ -148,3 +150,16 @@ def test_the_frames_expert_speaks_only_for_candidates_with_a_frame():
     d["parts"][2]["gate"] = "inliers"
     with pytest.raises(ValueError, match="gate"):
         calibrator_from_dict(d, names)
+
+
+@settings(max_examples=80, deadline=None, derandomize=True, database=None)
+@given(st.lists(st.floats(-1e6, 1e6) | st.sampled_from([0.0, np.nan, np.inf, -np.inf, 1e-12]), min_size=9, max_size=9),
+       st.lists(st.floats(-5e3, 5e3), min_size=8, max_size=8))
+def test_any_homography_gives_a_frame_or_none(h, outline):
+    """Whatever a verification's homography and outline hold (degenerate, huge, not finite), the frame is
+    a small upright picture or None, never an error or a huge allocation."""
+    image = from_array(np.full((120, 160, 3), 128, np.uint8))
+    z = np.zeros((0, 2), np.float32)
+    ev = Evidence(z, z, np.zeros(0, np.float32), np.reshape(h, (3, 3)), np.reshape(outline, (4, 2)))
+    frame = warp_to_reference(image, ev, side=64)
+    assert frame is None or (frame.ndim == 3 and 16 <= min(frame.shape[:2]) and max(frame.shape[:2]) <= 64)
