@@ -163,3 +163,16 @@ def test_any_homography_gives_a_frame_or_none(h, outline):
     ev = Evidence(z, z, np.zeros(0, np.float32), np.reshape(h, (3, 3)), np.reshape(outline, (4, 2)))
     frame = warp_to_reference(image, ev, side=64)
     assert frame is None or (frame.ndim == 3 and 16 <= min(frame.shape[:2]) and max(frame.shape[:2]) <= 64)
+
+
+def test_a_default_model_does_not_ask_for_frames():
+    """Too few calibration copies to fit: the default model's record does not read frames, so queries on
+    that index make none (nothing to pay for)."""
+    from copylens.core.calibrate import signal_names
+    from copylens.core.selfcal import fit_calibration
+
+    names = signal_names(["global:pdq"])
+    assert FRAME in names
+    sigs = [{"inliers": 3.0, FRAME: 0.2}] * 30 + [{"inliers": 80.0, FRAME: 0.9}] * 2
+    record = fit_calibration(sigs, [0] * 30 + [1] * 2, names)
+    assert record["source"].startswith("default") and FRAME not in calibrator_from_dict(record, names).names
