@@ -40,7 +40,7 @@ def replay(data: dict, records: list[dict], framed: bool) -> list[Prediction]:
     """The benchmark's stored candidates scored by the model fitted on ``data``'s pairs."""
     names = [n for n in data["names"] if n != FRAME]
     if framed:
-        names.insert(next(i for i, n in enumerate(names) if n.startswith("global:")), FRAME)
+        names.insert(next((i for i, n in enumerate(names) if n.startswith("global:")), len(names)), FRAME)
     signals = data["signals"] if framed else [_strip(s) for s in data["signals"]]
     cal = calibrator_from_dict(fit_calibration(signals, data["labels"], names, data["queries"], data["absent"],
                                                insets=[tuple(p) for p in data["insets"]]))
