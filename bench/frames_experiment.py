@@ -10,7 +10,8 @@ them, or one opened pending calibration, as ``calib_experiment.py pairs`` does):
 
 Per pair file: μAP / ECE per content kind and for the edits frames are for, the top-1s right and wrong at
 the window's thresholds, and each kind's top-1 Brier score and log loss (proper scores: less noisy than a
-10-bin ECE over a kind's 70-90 queries), then the largest top-1 moves (``--moves N``).
+10-bin ECE over a kind's 70-90 queries), then the largest top-1 moves (``--moves N``). ``--frame-lead``
+replays B with each frame's similarity replaced by its lead over the query's best other framed candidate.
 """
 
 from __future__ import annotations
@@ -57,6 +58,33 @@ def replay(data: dict, records: list[dict], framed: bool) -> list[Prediction]:
     return preds
 
 
+def frame_leads(signals: list[dict]) -> list[dict]:
+    """One query's candidates with ``frame_similarity`` replaced by its lead over the query's best other
+    framed candidate (the similarity itself when it is the only one framed): ``--frame-lead``, a replay of
+    an expert that weighs a frame against a sibling's."""
+    frames = [s.get(FRAME) for s in signals]
+    out = []
+    for i, s in enumerate(signals):
+        others = [f for j, f in enumerate(frames) if j != i and f is not None]
+        out.append(s if FRAME not in s else {**s, FRAME: s[FRAME] - (max(others) if others else 0.0)})
+    return out
+
+
+def with_frame_leads(data: dict, records: list[dict]) -> tuple[dict, list[dict]]:
+    """``data``'s pairs and the stored ``records`` with :func:`frame_leads` applied per query."""
+    by_query: dict[int, list[int]] = {}
+    for i, q in enumerate(data["queries"]):
+        by_query.setdefault(q, []).append(i)
+    signals = list(data["signals"])
+    for idx in by_query.values():
+        for i, s in zip(idx, frame_leads([signals[i] for i in idx]), strict=True):
+            signals[i] = s
+    recs = [dict(r, candidates=[(a, b, s) for (a, b, _), s in
+                                zip(r["candidates"], frame_leads([c[2] for c in r["candidates"]]), strict=True)])
+            for r in records]
+    return dict(data, signals=signals), recs
+
+
 def proper_scores(best: dict, queries: list[str], positives: set) -> tuple[float, float]:
     """Mean Brier score and log loss of the top-1 scores (a query without candidates makes no claim)."""
     brier = loss = 0.0
@@ -78,6 +106,8 @@ def main() -> None:
     ap.add_argument("candidates", type=Path)
     ap.add_argument("pairs", type=Path, nargs="+")
     ap.add_argument("--moves", type=int, default=15)
+    ap.add_argument("--frame-lead", action="store_true",
+                    help="B's frame signal is its lead over the query's best other framed candidate")
     a = ap.parse_args()
     gt, kinds, positives, records = load_replay(a.bench, a.candidates)
     edit = {g.query_id: g.edit for g in gt}
@@ -87,7 +117,8 @@ def main() -> None:
         data = json.loads(path.read_text())
         print(f"== {path.name}: {sum(FRAME in s for s in data['signals'])} of {len(data['signals'])} calibration "
               f"candidates have a frame")
-        runs = {"A": replay(data, records, False), "B": replay(data, records, True)}
+        runs = {"A": replay(data, records, False),
+                "B": replay(*with_frame_leads(data, records), True) if a.frame_lead else replay(data, records, True)}
         for label, preds in runs.items():
             e = evaluate(gt, preds)
             cells = " | ".join(f"{k} {e.per_content[k].micro_ap:.3f}/"
