@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from calib_experiment import load_replay  # noqa: E402
 
 from copylens.core.bench.metrics import Prediction, calibration, evaluate, top1  # noqa: E402
-from copylens.core.calibrate import FRAME, calibrator_from_dict  # noqa: E402
+from copylens.core.calibrate import FRAME, calibrator_from_dict, unframed  # noqa: E402
 from copylens.core.selfcal import fit_calibration  # noqa: E402
 
 EDITS = ("paste", "combo", "screenshot", "crop", "color", "invert")
@@ -39,7 +39,7 @@ def _strip(s: dict) -> dict:
 
 def replay(data: dict, records: list[dict], framed: bool) -> list[Prediction]:
     """The benchmark's stored candidates scored by the model fitted on ``data``'s pairs."""
-    names = [n for n in data["names"] if n != FRAME]
+    names = unframed(data["names"])
     if framed:
         names.insert(next((i for i, n in enumerate(names) if n.startswith("global:")), len(names)), FRAME)
     signals = data["signals"] if framed else [_strip(s) for s in data["signals"]]

@@ -56,6 +56,14 @@ SIGNALS: dict[str, str] = {
 # keypoint-less wallpapers' copies fell (ECE 0.048 -> 0.192); as a local signal with a neutral fill, every
 # crop read as a middling frame (crops' ECE 0.043 -> 0.076)
 FRAME = "frame_similarity"
+
+
+def unframed(names: Sequence[str]) -> list[str]:
+    """``names`` without the evidence frame's: for the models that do not read it (the engine makes frames
+    only for a model whose signals include it)."""
+    return [n for n in names if n != FRAME]
+
+
 # signals a candidate may lack that must not then read as 0 (strong evidence against): the fit stores a
 # neutral value per signal, halfway between the medians of the calibration copies and non-copies
 FILLED = ("edge_recall", "edge_precision", "distinct_edges")
@@ -435,7 +443,7 @@ def fit_fused(signals: Sequence[Mapping[str, float]], labels: Sequence[int], l2:
     local = [n for n in names if not n.startswith("global:") and n != FRAME]
     glob = [n for n in names if n.startswith("global:")]
     if not local or not glob:
-        return fit(signals, labels, l2, positive_prior, names=[n for n in names if n != FRAME])
+        return fit(signals, labels, l2, positive_prior, names=unframed(names))
     # Each expert is fitted on its own signals. Fitted jointly instead (the likelihood of the fused
     # probability, projected gradient), the dev benchmark v2 gave μAP 0.947 but ECE 0.065 (wallpapers
     # 0.313) against 0.944 and 0.017 for experts fitted apart (bench/calib_experiment.py, README).

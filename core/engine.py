@@ -561,7 +561,10 @@ class Engine:
         (and the frame's expert says nothing about it)."""
         cfg = self.config
         if not self.globals or cfg.evidence_frames <= 0 or FRAME not in self.calibrator.names:
-            return  # a model without the frames' expert (an index calibrated before it, a default) ignores them
+            # a model without the frames' expert (an index calibrated before it, a stored default model) does
+            # not read them; an index pending calibration has the default over every signal, so
+            # self-calibration's searches make them
+            return
         w, h = image.original_size
         whole = np.float32([[0, 0], [w, 0], [w, h], [0, h]])
 

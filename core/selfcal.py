@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .calibrate import FRAME, default_calibrator, fit_contrast, fit_fused, fit_top1
+from .calibrate import default_calibrator, fit_contrast, fit_fused, fit_top1, unframed
 from .edits import random_edit
 from .engine import Engine, candidate_insets
 from .errors import CopyLensError
@@ -174,11 +174,6 @@ def fit_first_stage(signals: list[dict], labels: list[int], names, queries: list
     # the class weighting, as before: non-copies count twice (distractors are about half of real traffic,
     # and a copy query's other candidates are not all a distractor meets)
     return fit_fused(s1, y1, l2=1.0, positive_prior=share / (2 - share), names=names)
-
-
-def unframed(names) -> list[str]:
-    """``names`` without the evidence frame's: the default model ignores it, so the engine need not make it."""
-    return [n for n in names if n != FRAME]
 
 
 def fit_calibration(signals: list[dict], labels: list[int], names, queries: list[int] | None = None,
