@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import csv
 import re
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from copylens.core.bench.make import Source, load_config, make_benchmark
+from copylens.core.bench.make import MAX_EDITS_PER_IMAGE, Source, load_config, make_benchmark, split_benchmark
 from copylens.core.cli import main as _cli  # the real `copylens` entry point
 from copylens.core.errors import UnknownBackendError
 from copylens.core.progress import Progress, run_job
@@ -169,3 +170,28 @@ def test_bench_make_command(source_tree, tmp_path, capsys):
     # failure: the output folder is not empty; one line on stderr
     assert _cli(["bench", "make", str(photos), "--out", str(out)]) == 1
     assert "not empty" in capsys.readouterr().err
+
+
+def test_a_small_source_edits_its_spare_images_several_times(source_tree, tmp_path):
+    """A kind with few images still gets enough distractor queries (dev_v2w.toml): each image kept out of
+    the index is edited several times, each time with its own edit, and never becomes a reference."""
+    photos, graphics = source_tree
+    sources = [Source(photos, "photo", references=10, queries=4, distractors=2),
+               Source(graphics, "graphics", references=3, queries=9, distractors=8)]
+    split = split_benchmark(sources, 13, 13, 10, seed=4)
+    g = split.splits[1]
+    assert len(g.references) == 3 and g.distractor_queries == 8
+    spare = g.pool  # the 3 graphics kept out of the index
+    assert len(spare) == 3 and not set(spare) & set(g.references)
+    used = Counter(p for si, p, rid in split.jobs if si == 1 and not rid)
+    assert sum(used.values()) == 8 and set(used) == set(spare) and max(used.values()) - min(used.values()) <= 1
+    assert max(used.values()) <= MAX_EDITS_PER_IMAGE
+    copies = Counter(rid for si, _, rid in split.jobs if si == 1 and rid)
+    assert sum(copies.values()) == 9 and set(copies.values()) == {3}  # three edited copies of each reference
+    out = tmp_path / "bench"
+    summary = run_job(make_benchmark(sources, out, 13, 13, 10, seed=4))
+    assert summary.per_content["graphics"] == {"references": 3, "copies": 9, "distractors": 8}
+    rows = [r for r in _gt(out) if r["content"] == "graphics" and not r["reference_id"]]
+    assert len(rows) == 8 and len({r["edit"] for r in rows}) > 1
+    # the repeats are different queries, not the same file written again
+    assert len({(out / "queries" / f"{r['query_id']}.jpg").read_bytes() for r in rows}) == 8

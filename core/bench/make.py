@@ -39,7 +39,10 @@ from copylens.core.progress import Job, Progress, run_job
 JPEG_QUALITY = 90  # quality of the query JPEGs
 SOURCE_MAX_SIDE = 1024  # images are decoded at most this large before editing
 BACKGROUND_EDITS = ("paste", "combo")  # edits that may need a background image
-MAX_COPIES_PER_REFERENCE = 3  # a source with few images may ask for up to this many copies of each reference
+# a source with few images may ask for up to this many edited queries of each reference, and of each image
+# it keeps out of the index as a distractor (each gets its own edit): so a small kind can have enough
+# queries for its figures, and about as many distractors as a large one (bench/dev_v2w.toml)
+MAX_EDITS_PER_IMAGE = 6
 
 
 @dataclass(frozen=True)
@@ -161,8 +164,9 @@ class SourceSplit:
 
     name: str  # the source's folder under DIR/references
     references: list[Path]  # copied into DIR/references/<name>/
-    distractors: list[Path]  # edited into distractor queries
+    distractors: list[Path]  # edited into distractor queries (each several times when queries > len)
     pool: list[Path]  # every non-reference image (the distractors first): background candidates
+    distractor_queries: int = 0  # how many distractor queries they make
 
 
 @dataclass(frozen=True)
@@ -187,10 +191,10 @@ def _split(srcs: Sequence[Source], references: int, queries: int, distractors: i
                       sizes)
     # a small source may ask for several edited copies per reference (each gets its own edit)
     n_copy = _allocate(queries, [s.queries if s.queries is not None else n for s, n in zip(srcs, n_ref, strict=True)],
-                       [r * MAX_COPIES_PER_REFERENCE for r in n_ref])
+                       [r * MAX_EDITS_PER_IMAGE for r in n_ref])
     n_dis = _allocate(distractors, [s.distractors if s.distractors is not None else n - r
                                     for s, n, r in zip(srcs, sizes, n_ref, strict=True)],
-                      [n - r for n, r in zip(sizes, n_ref, strict=True)])
+                      [(n - r) * MAX_EDITS_PER_IMAGE for n, r in zip(sizes, n_ref, strict=True)])
     names = _unique_names(srcs)
     splits, jobs = [], []  # jobs: (source index, path, reference id or "")
     photo_pool, any_pool = [], []
@@ -198,11 +202,12 @@ def _split(srcs: Sequence[Source], references: int, queries: int, distractors: i
         refs, pool = files[: n_ref[i]], files[n_ref[i]:]
         ids = [(Path(names[i]) / p.relative_to(s.path)).with_suffix("").as_posix() for p in refs]
         perm = np.random.default_rng([seed, 2, i]).permutation(len(refs))
-        pick = np.concatenate([perm] * MAX_COPIES_PER_REFERENCE)[: n_copy[i]] if len(refs) else perm
+        pick = np.concatenate([perm] * MAX_EDITS_PER_IMAGE)[: n_copy[i]] if len(refs) else perm
         jobs += [(i, refs[k], ids[k]) for k in sorted(pick)]
-        jobs += [(i, p, "") for p in pool[: n_dis[i]]]
+        # the pool's first images, each once; then again when the source asks for more distractors than that
+        jobs += [(i, pool[k % len(pool)], "") for k in range(n_dis[i])]
         (photo_pool if s.content == "photo" else any_pool).extend(pool)
-        splits.append(SourceSplit(names[i], refs, pool[: n_dis[i]], pool))
+        splits.append(SourceSplit(names[i], refs, pool[: n_dis[i]], pool, n_dis[i]))
     order = np.random.default_rng([seed, 3]).permutation(len(jobs))
     return BenchSplit(splits, n_copy, [jobs[k] for k in order], photo_pool or any_pool)
 
@@ -255,7 +260,7 @@ def make_benchmark(sources: Sequence[Source | str | Path], out_dir: str | Path, 
     split = yield from _split(srcs, references, queries, distractors, seed)
     n_ref = [len(ss.references) for ss in split.splits]
     n_copy = split.copies_per_source
-    n_dis = [len(ss.distractors) for ss in split.splits]
+    n_dis = [ss.distractor_queries for ss in split.splits]
     names = [ss.name for ss in split.splits]
 
     ref_dir, q_dir = out / "references", out / "queries"
