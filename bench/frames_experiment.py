@@ -9,7 +9,7 @@ them, or one opened pending calibration, as ``calib_experiment.py pairs`` does):
     python bench/frames_experiment.py /tmp/copylens-dev2 /tmp/cands.jsonl /tmp/p0.json [/tmp/p1.json ...]
 
 Per pair file: μAP / ECE per content kind and for the edits frames are for, the top-1s right and wrong at
-the window's thresholds, and each kind's top-1 Brier score and log loss (proper scores: less noisy than a
+the window's thresholds, and each kind's and edit's top-1 Brier score and log loss (proper scores: less noisy than a
 10-bin ECE over a kind's 70-90 queries), then the largest top-1 moves (``--moves N``). ``--frame-lead``
 replays B with each frame's similarity replaced by its lead over the query's best other framed candidate.
 """
@@ -140,6 +140,10 @@ def main() -> None:
             qs = [q for q in queries if k == "all" or kind[q] == k]
             (ba, la), (bb, lb) = proper_scores(ta, qs, positives), proper_scores(tb, qs, positives)
             print(f"  top-1 Brier / log loss {k:11} A {ba:.4f} / {la:.4f}   B {bb:.4f} / {lb:.4f}")
+        for x in EDITS:
+            qs = [q for q in queries if edit[q] == x]
+            (ba, la), (bb, lb) = proper_scores(ta, qs, positives), proper_scores(tb, qs, positives)
+            print(f"  top-1 Brier / log loss {x:11} A {ba:.4f} / {la:.4f}   B {bb:.4f} / {lb:.4f}")
         moved = sorted((q for q in ta if q in tb), key=lambda q: -abs(tb[q].score - ta[q].score))
         for q in moved[:a.moves]:
             f = frame_of.get((q, tb[q].reference_id))
