@@ -193,6 +193,13 @@ def test_neural_global_descriptor_in_the_pipeline(tmp_path):
         sig = r.best.signals["global:timm:test_resnet"]
         assert sig == pytest.approx(1.0, abs=0.02)  # the reference itself: identical embedding
         assert sig > max((x.signals["global:timm:test_resnet"] for x in r.matches[1:]), default=-1.0)
+        # a colour-inverted copy: the network describes its negative too, which is the reference again
+        rocket_row = dict(eng.store.rows_by_id())["rocket"]
+        negative = np.ascontiguousarray(255 - skimage_rgb("rocket"))
+        recall = eng.global_recall(negative, frozenset())
+        assert recall.rows[0] == rocket_row
+        vec = eng.store.global_vectors_of("timm:test_resnet", [rocket_row])[rocket_row]
+        assert eng.globals[0].similarity(recall.queries[0], vec) == pytest.approx(1.0, abs=0.02)
         # a blank reference is no neighbour of anything: neither of a blank query (whose descriptor is not
         # used either) nor of a nearly blank one, such as a white sheet with one thin line
         sheet = np.full((240, 320, 3), 250, np.uint8)

@@ -46,8 +46,13 @@ class NeuralConfig:
     std: tuple[float, ...] = IMAGENET_STD
     gem_p: float = 3.0              # GeM exponent over the feature map (1 = average, large = max pooling)
     batch_size: int = 16            # images per forward pass
-    query_variants: tuple[int, ...] = (0,)  # variants extract_query computes (base.variant_pixels): 5 adds
-    #                                         the mirror, 8 the negative; each costs one forward pass
+    # variants extract_query computes (base.variant_pixels), each one more image in the query's forward pass:
+    # 5 adds the mirror, 8 the negative. The negative is searched by default: a network's description of a
+    # colour-inverted copy is far from its reference's (dev v2's 57 inverted copies: the reference's
+    # copylens-sscd18g similarity a median 0.02, nearest in 15 of them), and the negative's is the
+    # reference's again (0.59-0.82, nearest in all 57), while no distractor's negative reached 0.3 but one in
+    # 148 (bench/README.md, "Inverted copies and the global descriptor")
+    query_variants: tuple[int, ...] = (0, 8)
 
 
 def gem(features: torch.Tensor, p: float = 3.0, eps: float = 1e-6) -> torch.Tensor:
