@@ -49,9 +49,9 @@ class NeuralConfig:
     # variants extract_query computes (base.variant_pixels), each one more image in the query's forward pass:
     # 5 adds the mirror, 8 the negative. The negative is searched by default: a network's description of a
     # colour-inverted copy is far from its reference's (dev v2's 57 inverted copies: the reference's
-    # copylens-sscd18g similarity a median 0.02, nearest in 15 of them), and the negative's is the
-    # reference's again (0.59-0.82, nearest in all 57), while no distractor's negative reached 0.3 but one in
-    # 148 (bench/README.md, "Inverted copies and the global descriptor")
+    # copylens-sscd18g similarity a median 0, nearest in 13 of them), and the negative's is the reference's
+    # again (median 0.78, nearest in all 57), while one distractor's negative in 148 reached 0.3
+    # (bench/inverted_global.py; bench/README.md, "Inverted copies and the global descriptor")
     query_variants: tuple[int, ...] = (0, 8)
 
 
