@@ -1,0 +1,63 @@
+"""Would a lower global recall floor find lost copies? Each query's nearest references for one global
+descriptor (as the engine's global recall sees them: whitened, background-normalised, rescaled), against
+a benchmark run's predictions: per floor, the copies whose reference was missing from the run's returned
+matches and would be recalled (among a descriptor's best ``global_candidates``), and the extra candidates
+per query that floor costs.
+
+    .venv/bin/python bench/global_floor.py BENCH INDEX RUN [--descriptor copylens-sscd18g]
+
+RUN is the ``copylens bench run`` folder whose predictions.csv was made with INDEX.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections import Counter, defaultdict
+from pathlib import Path
+
+from copylens.core.bench.metrics import read_ground_truth, read_predictions
+from copylens.core.engine import Engine, QueryConfig
+from copylens.core.imageio import load_image
+
+FLOORS = (0.3, 0.25, 0.2, 0.15, 0.1)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("bench", type=Path)
+    ap.add_argument("index", type=Path)
+    ap.add_argument("run", type=Path)
+    ap.add_argument("--descriptor", default="copylens-sscd18g")
+    a = ap.parse_args()
+    gt = read_ground_truth(a.bench / "ground_truth.csv")
+    returned = defaultdict(set)
+    for p in read_predictions(a.run / "predictions.csv"):
+        returned[p.query_id].add(p.reference_id)
+    keep = QueryConfig().global_candidates
+    recalled: dict[float, Counter] = {f: Counter() for f in FLOORS}
+    extra = Counter()
+    lost = Counter()
+    with Engine.open(a.index) as eng:
+        branch = next((b for b in eng.globals if b.name == a.descriptor), None)
+        if branch is None:
+            raise SystemExit(f"{a.index} has no global descriptor {a.descriptor!r}")
+        id_of = {row: rid for rid, row in eng.store.rows_by_id()}
+        for g in gt:
+            hits = branch.search(branch.query(load_image(a.bench / "queries" / f"{g.query_id}.jpg").pixels), 20)
+            ranked = sorted(hits.items(), key=lambda kv: -kv[1])
+            at_default = len([r for r, s in ranked if s >= FLOORS[0]][:keep])
+            missing = bool(g.reference_id) and g.reference_id not in returned[g.query_id]
+            lost[g.content] += missing
+            for f in FLOORS:
+                rows = [r for r, s in ranked if s >= f][:keep]
+                extra[f] += len(rows) - at_default
+                if missing and g.reference_id in {id_of[r] for r in rows}:
+                    recalled[f][g.content] += 1
+    print(f"{len(gt)} queries; copies whose reference the run did not return, by kind: {dict(lost)}")
+    for f in FLOORS:
+        print(f"floor {f:.2f}: {extra[f] / len(gt):.2f} more global candidates per query; of those copies it "
+              f"recalls {sum(recalled[f].values())} {dict(recalled[f])}")
+
+
+if __name__ == "__main__":
+    main()
