@@ -16,10 +16,10 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 from copylens.core.bench.metrics import read_ground_truth, read_predictions
-from copylens.core.engine import Engine, QueryConfig
-from copylens.core.imageio import load_image
+from copylens.core.engine import Engine
+from copylens.core.query_input import QuerySource, read_query
 
-FLOORS = (0.3, 0.25, 0.2, 0.15, 0.1)
+LOWER = (0.25, 0.2, 0.15, 0.1)  # floors tried below the engine's (QueryConfig.global_recall_floor)
 
 
 def main() -> None:
@@ -33,28 +33,30 @@ def main() -> None:
     returned = defaultdict(set)
     for p in read_predictions(a.run / "predictions.csv"):
         returned[p.query_id].add(p.reference_id)
-    keep = QueryConfig().global_candidates
-    recalled: dict[float, Counter] = {f: Counter() for f in FLOORS}
+    recalled: dict[float, Counter] = defaultdict(Counter)
     extra = Counter()
     lost = Counter()
     with Engine.open(a.index) as eng:
         branch = next((b for b in eng.globals if b.name == a.descriptor), None)
         if branch is None:
             raise SystemExit(f"{a.index} has no global descriptor {a.descriptor!r}")
-        id_of = {row: rid for rid, row in eng.store.rows_by_id()}
+        keep = eng.config.global_candidates
+        floors = (dict(eng.config.global_recall_floor)[branch.descriptor.metric], *LOWER)
+        row_of = dict(eng.store.rows_by_id())
         for g in gt:
-            hits = branch.search(branch.query(load_image(a.bench / "queries" / f"{g.query_id}.jpg").pixels), 20)
-            ranked = sorted(hits.items(), key=lambda kv: -kv[1])
-            at_default = len([r for r, s in ranked if s >= FLOORS[0]][:keep])
+            # the engine's own pixels (decoded at its query_max_side), as global_alone.py reads them
+            image = read_query(QuerySource.of(a.bench / "queries" / f"{g.query_id}.jpg"), eng.config.query_max_side).image
+            ranked = sorted(branch.search(branch.query(image.pixels), 20).items(), key=lambda kv: -kv[1])
+            at_default = len([r for r, s in ranked if s >= floors[0]][:keep])
             missing = bool(g.reference_id) and g.reference_id not in returned[g.query_id]
             lost[g.content] += missing
-            for f in FLOORS:
+            for f in floors:
                 rows = [r for r, s in ranked if s >= f][:keep]
                 extra[f] += len(rows) - at_default
-                if missing and g.reference_id in {id_of[r] for r in rows}:
+                if missing and row_of[g.reference_id] in rows:
                     recalled[f][g.content] += 1
     print(f"{len(gt)} queries; copies whose reference the run did not return, by kind: {dict(lost)}")
-    for f in FLOORS:
+    for f in floors:
         print(f"floor {f:.2f}: {extra[f] / len(gt):.2f} more global candidates per query; of those copies it "
               f"recalls {sum(recalled[f].values())} {dict(recalled[f])}")
 

@@ -20,7 +20,7 @@ import numpy as np
 
 from copylens.core.bench.metrics import read_ground_truth
 from copylens.core.engine import Engine
-from copylens.core.imageio import load_image
+from copylens.core.query_input import QuerySource, read_query
 
 VARIANTS = {0: "image", 8: "negative"}
 
@@ -50,12 +50,17 @@ def main() -> None:
             raise SystemExit(f"{a.index} has no global descriptor {a.descriptor!r}")
         if set(VARIANTS) - set(branch.descriptor.extract_query(np.zeros((32, 32, 3), np.uint8)).variant.tolist()):
             raise SystemExit("this code's descriptor does not describe the negative (query_variants)")
-        row_of = dict((rid, row) for rid, row in eng.store.rows_by_id())
+        row_of = dict(eng.store.rows_by_id())
+
+        def pixels(query_id: str) -> np.ndarray:
+            """The engine's own pixels (decoded at its query_max_side), as global_alone.py reads them."""
+            path = a.bench / "queries" / f"{query_id}.jpg"
+            return read_query(QuerySource.of(path), eng.config.query_max_side).image.pixels
         found = {v: [] for v in VARIANTS}  # (rank or None, similarity) of the inverted copies' references
         for g in gt:
             if g.edit != "invert" or not g.reference_id:
                 continue
-            hits = variant_hits(branch, load_image(a.bench / "queries" / f"{g.query_id}.jpg").pixels)
+            hits = variant_hits(branch, pixels(g.query_id))
             for v in VARIANTS:
                 ranked = [r for r, _ in hits.get(v, [])]
                 row = row_of[g.reference_id]
@@ -73,7 +78,7 @@ def main() -> None:
         tops, distractors_over = [], 0
         n_dis = 0
         for g in others[:a.others]:
-            hits = variant_hits(branch, load_image(a.bench / "queries" / f"{g.query_id}.jpg").pixels).get(8)
+            hits = variant_hits(branch, pixels(g.query_id)).get(8)
             if not hits:
                 continue
             tops.append(hits[0][1])

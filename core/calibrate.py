@@ -440,7 +440,7 @@ def fit_fused(signals: Sequence[Mapping[str, float]], labels: Sequence[int], l2:
     """The local evidence and the global similarities fitted as two experts and fused (see the module
     documentation), with the evidence frame's expert (FRAME) when ``names`` has it and the calibration has
     enough candidates with a frame; one model when there is only one kind of signal."""
-    local = [n for n in names if not n.startswith("global:") and n != FRAME]
+    local = [n for n in unframed(names) if not n.startswith("global:")]
     glob = [n for n in names if n.startswith("global:")]
     if not local or not glob:
         return fit(signals, labels, l2, positive_prior, names=unframed(names))
