@@ -277,3 +277,28 @@ def test_a_flat_image_has_no_reliable_descriptor(weights):
     assert b.low_quality.tolist() == [True, True, False, False] and b.quality.tolist() == [0, 0, 1, 1]
     assert desc.extract_query(blue).low_quality.all() and not desc.extract_query(line).low_quality.any()
     assert is_flat(white) and not is_flat(line)
+
+
+def test_grey_view_is_the_network_on_the_luma(weights, square):
+    """``<name>@grey``: the same network on the BT.601 luma (three equal channels), references and queries
+    alike, with its own fingerprint; a greyscaled copy is then described exactly as its reference."""
+    from copylens.core.errors import UnknownBackendError
+    from copylens.core.globaldesc import validate_name
+
+    model, path = weights
+    colour = create_descriptor(f"timm:{ARCH}:{path}")
+    grey = create_descriptor(f"timm:{ARCH}:{path}@grey")
+    assert grey.name == f"timm:{ARCH}:{path}@grey" and grey.config.grey and not colour.config.grey
+    assert grey.fingerprint() != colour.fingerprint()
+    y = np.rint(square.astype(np.float64) @ [0.299, 0.587, 0.114]).astype(np.uint8)
+    by_hand = _reference(model, np.ascontiguousarray(np.repeat(y[..., None], 3, axis=2)))
+    assert np.allclose(grey.extract([square]).vectors[0], by_hand, atol=1e-5)
+    assert not np.allclose(colour.extract([square]).vectors[0], by_hand, atol=1e-3)
+    greyscaled = np.ascontiguousarray(np.repeat(y[..., None], 3, axis=2))
+    assert np.allclose(grey.extract_query(greyscaled).vectors[0], grey.extract([square]).vectors[0], atol=1e-5)
+    assert validate_name("copylens-sscd18g@grey") == "copylens-sscd18g@grey"
+    for bad in ("pdq@grey", "none@grey"):
+        with pytest.raises(UnknownBackendError, match="@grey"):
+            create_descriptor(bad)
+        with pytest.raises(UnknownBackendError):
+            validate_name(bad)

@@ -167,3 +167,45 @@ def test_a_conclusive_copy_is_not_searched_again_through_a_region_of_itself(tmp_
     assert result.best is not None and result.best.reference_id == "coffee-with-astronaut"
     assert result.best.num_inliers >= 40
     assert [r.kind for r in result.regions] == ["full"]
+
+
+def _wallpaper(seed: int, h: int = 270, w: int = 480) -> np.ndarray:
+    """A smooth desktop wallpaper: a two-colour linear gradient, a soft glow and a faint band."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
+    th = rng.uniform(0, np.pi)
+    t = np.cos(th) * x / w + np.sin(th) * y / h
+    t = (t - t.min()) / np.ptp(t)
+    cx, cy = rng.uniform(0.2, 0.8) * w, rng.uniform(0.2, 0.8) * h
+    glow = np.exp(-(((x - cx) / (0.25 * w)) ** 2 + ((y - cy) / (0.3 * h)) ** 2))
+    band = 0.4 * np.exp(-((np.cos(th + 1) * (x - cx) + np.sin(th + 1) * (y - cy)) / 12) ** 2)
+    c0, c1 = rng.uniform(0, 255, 3), rng.uniform(0, 255, 3)
+    img = c0 * (1 - t[..., None]) + c1 * t[..., None] + 70 * glow[..., None] + 60 * band[..., None]
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def test_a_greyscaled_wallpaper_is_recalled_by_the_grey_view(tmp_path):
+    """A greyscaled smooth wallpaper: the colour description misses it (its colours were most of it), the
+    grey view (``copylens-sscd18g@grey``) describes it exactly as its reference and recalls it first."""
+    refs = write_references(tmp_path / "refs", ("astronaut", "coffee"))
+    for i in range(10):
+        Image.fromarray(_wallpaper(i)).save(refs / f"wallpaper{i}.png")
+    out = tmp_path / "idx"
+    names = ("copylens-sscd18g", "copylens-sscd18g@grey")
+    run_job(build_index(refs, out, workers=2, calibrate=False, global_descriptors=names))
+    with Engine.open(out, device="cpu") as eng:
+        rows = dict(eng.store.rows_by_id())
+        assert [g.name for g in eng.globals] == list(names)
+        for i in (0, 2, 3):
+            grey = np.repeat(np.asarray(Image.fromarray(_wallpaper(i)).convert("L"))[..., None], 3, axis=2)
+            best = {}  # branch -> (its nearest row, the reference's score)
+            for g in eng.globals:
+                hits = g.search(g.query(grey), 12)
+                best[g.name] = (max(hits, key=hits.get), hits.get(rows[f"wallpaper{i}"], 0.0))
+            assert best["copylens-sscd18g@grey"][0] == rows[f"wallpaper{i}"], best
+            ranked = sorted(eng.globals[1].search(eng.globals[1].query(grey), 12).values(), reverse=True)
+            assert ranked[0] - ranked[1] > 0.15, ranked  # a clear first, with the background subtracted
+            assert best["copylens-sscd18g"][1] < 0.15, best  # far under the recall floor (0.3)
+            assert best["copylens-sscd18g"][0] != rows[f"wallpaper{i}"], best
+            r = run_job(eng.query(from_array(grey)))
+            assert "global:copylens-sscd18g@grey" in r.matches[0].signals

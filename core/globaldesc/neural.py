@@ -53,6 +53,10 @@ class NeuralConfig:
     # again (median 0.78, nearest in all 57), while one distractor's negative in 148 reached 0.3
     # (bench/inverted_global.py; bench/README.md, "Inverted copies and the global descriptor")
     query_variants: tuple[int, ...] = (0, 8)
+    # describe the picture's luma only (ITU-R BT.601, replicated to three channels), references and queries
+    # alike: a recoloured or greyscaled copy keeps its reference's grey picture, while the colour description
+    # of a smooth wallpaper is mostly its colours (registry name suffix "@grey"; see GREY_SUFFIX)
+    grey: bool = False
 
 
 def gem(features: torch.Tensor, p: float = 3.0, eps: float = 1e-6) -> torch.Tensor:
@@ -126,6 +130,11 @@ class NeuralDescriptor:
         extra = [self.whitening.digest().encode()] if self.whitening is not None else []
         return config_digest(cfg, *extra)
 
+    def _prepare(self, image: np.ndarray) -> np.ndarray:
+        """The network's input: the image resized (and its luma when ``config.grey``), uint8 RGB."""
+        small = self._resize(image)
+        return luma3(small) if self.config.grey else small
+
     def _resize(self, image: np.ndarray) -> np.ndarray:
         h, w = image.shape[:2]
         s = self.config.input_size
@@ -147,7 +156,7 @@ class NeuralDescriptor:
         return v.float()
 
     def _forward(self, images: Sequence[np.ndarray], whiten: bool = True) -> np.ndarray:
-        return self._forward_prepared([self._resize(check_image(im)) for im in images], whiten)
+        return self._forward_prepared([self._prepare(check_image(im)) for im in images], whiten)
 
     def _forward_prepared(self, prepared: list[np.ndarray], whiten: bool = True) -> np.ndarray:
         out: list[np.ndarray | None] = [None] * len(prepared)
@@ -175,12 +184,12 @@ class NeuralDescriptor:
     def extract(self, images: Sequence[np.ndarray]) -> DescriptorBatch:
         if len(images) == 0:
             return DescriptorBatch.empty(self.dim, self.metric)
-        return self._batch([self._resize(check_image(im)) for im in images], range(len(images)))
+        return self._batch([self._prepare(check_image(im)) for im in images], range(len(images)))
 
     def extract_query(self, image: np.ndarray) -> DescriptorBatch:
         image = check_image(image)
         variants = list(self.config.query_variants)
-        return self._batch([self._resize(variant_pixels(image, k)) for k in variants], variants)
+        return self._batch([self._prepare(variant_pixels(image, k)) for k in variants], variants)
 
 
 # A network describes a flat image too, and every flat image alike: a blank white reference (one in dev v2's
@@ -189,6 +198,12 @@ class NeuralDescriptor:
 # (0-255, at the network's input size) an image is one flat colour and its descriptor is not used, as PDQ
 # does below its quality 50. Dev v2's next flattest reference spreads 8.8 (a glass drawn in thin grey lines).
 FLAT_SPREAD = 2.0
+
+
+def luma3(image: np.ndarray) -> np.ndarray:
+    """An RGB uint8 image's BT.601 luma, rounded, as three equal channels."""
+    y = image[..., :3].astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+    return np.repeat(np.clip(np.rint(y), 0, 255).astype(np.uint8)[..., None], 3, axis=2)
 
 
 def is_flat(image: np.ndarray) -> bool:

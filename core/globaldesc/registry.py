@@ -1,5 +1,8 @@
 """Global descriptor backends by name: ``create_descriptor("pdq")``, ``create_descriptor("timm:...")``, ...
 
+A neural name may end in ``@grey`` (:data:`GREY_SUFFIX`): the same network describing the picture's luma
+only (:attr:`~.neural.NeuralConfig.grey`), a branch of its own beside the colour one.
+
 Torch is imported only when a neural backend is asked for, so PDQ-only use stays light;
 ``validate_name`` checks a name without building anything.
 """
@@ -63,11 +66,24 @@ REGISTRY: dict[str, Callable[..., GlobalDescriptor]] = {
 }
 SYNTAX = {
     "pdq": "pdq",
-    "timm": "timm:<model-name>[:<weights.safetensors>]",
-    "torchscript": "torchscript:<path>",
-    "copylens": "copylens-<name>",
+    "timm": "timm:<model-name>[:<weights.safetensors>][@grey]",
+    "torchscript": "torchscript:<path>[@grey]",
+    "copylens": "copylens-<name>[@grey]",
     "none": "none",
 }
+GREY_SUFFIX = "@grey"
+NEURAL = ("timm", "torchscript", "copylens")
+
+
+def split_view(name: str) -> tuple[str, bool]:
+    """``"copylens-sscd18g@grey"`` -> ``("copylens-sscd18g", True)``; a name without the suffix -> False.
+    Only neural kinds take the suffix (UnknownBackendError otherwise)."""
+    if not name.endswith(GREY_SUFFIX):
+        return name, False
+    base = name[:-len(GREY_SUFFIX)]
+    if split_name(base)[0] not in NEURAL:
+        raise UnknownBackendError("global descriptor", name, list(SYNTAX.values()))
+    return base, True
 
 
 def split_name(name: str) -> tuple[str, str]:
@@ -89,11 +105,15 @@ def create_descriptor(name: str, **kw) -> GlobalDescriptor:
     ``copylens-<name>``, ``models_dir``. Unknown names raise
     :class:`~copylens.core.errors.UnknownBackendError` listing the valid forms.
     """
-    kind, rest = split_name(name.strip())
+    name = name.strip()
+    base, grey = split_view(name)
+    kind, rest = split_name(base)
     factory = REGISTRY.get(kind)
     if factory is None:
         raise UnknownBackendError("global descriptor", name, list(SYNTAX.values()))
-    return factory(name.strip(), rest, **kw)
+    if grey:
+        kw["grey"] = True
+    return factory(name, rest, **kw)
 
 
 def validate_name(name: str, directory: Path | None = None) -> str:
@@ -106,7 +126,7 @@ def validate_name(name: str, directory: Path | None = None) -> str:
     built. Returns the name stripped; raises UnknownBackendError or ModelLoadError like create_descriptor.
     """
     name = name.strip()
-    kind, rest = split_name(name)
+    kind, rest = split_name(split_view(name)[0])
     takes_rest = kind not in ("pdq", "none")  # "pdq" and "none" are complete names; the others need more
     if kind not in REGISTRY or takes_rest != bool(rest):
         raise UnknownBackendError("global descriptor", name, list(SYNTAX.values()))
