@@ -302,3 +302,10 @@ def test_grey_view_is_the_network_on_the_luma(weights, square):
             create_descriptor(bad)
         with pytest.raises(UnknownBackendError):
             validate_name(bad)
+
+
+def test_the_shipped_models_fingerprint_is_unchanged():
+    """Indexes built with copylens-sscd18g keep opening: its fingerprint is the one they store (a new
+    NeuralConfig field at its default, like ``grey``, must not change it)."""
+    desc = create_descriptor("copylens-sscd18g", device="cpu")
+    assert desc.fingerprint() == "cccab493342358bbbb60471e629ffe5398240a305d252f7a962791be3aa4d0df"

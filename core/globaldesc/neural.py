@@ -126,6 +126,8 @@ class NeuralDescriptor:
         cfg = asdict(self.config)
         for key in ("batch_size", "query_variants"):  # they do not change reference descriptors
             cfg.pop(key)
+        if not cfg["grey"]:
+            cfg.pop("grey")  # the colour view keeps the fingerprint it had before the grey view existed
         cfg.update(kind="neural", weights=self._weights_digest, prefix_tokens=self.prefix_tokens)
         extra = [self.whitening.digest().encode()] if self.whitening is not None else []
         return config_digest(cfg, *extra)
