@@ -65,6 +65,26 @@ def test_paste_on_photo_is_found(box):
     assert hit.kind == "edges" and hit.score >= 0.5
 
 
+def _gradient(w: int, h: int, c0, c1) -> np.ndarray:
+    """A smooth wallpaper: a diagonal two-colour gradient with a soft glow, and no edge anywhere."""
+    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
+    t = (x / w + y / h)[..., None] / 2
+    glow = np.exp(-(((x - 0.7 * w) / (0.3 * w)) ** 2 + ((y - 0.4 * h) / (0.4 * h)) ** 2))[..., None]
+    return np.clip(np.float32(c0) * (1 - t) + np.float32(c1) * t + 50 * glow, 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("box", [(250, 100, 450, 230), (60, 220, 340, 380)])
+def test_smooth_wallpaper_pasted_on_photo_is_found(box):
+    """A gradient has colour but hardly an edge inside: it is a picture, not a flat window."""
+    x0, y0, x1, y1 = box
+    query = data.coffee().copy()
+    query[y0:y1, x0:x1] = _gradient(x1 - x0, y1 - y0, (120, 30, 110), (230, 90, 40))
+    regions = propose_regions(query)
+    _check_valid(regions, query.shape)
+    assert _best_iou(regions, box) >= 0.8
+    assert max(regions, key=lambda r: box_iou(r.box, box)).score >= 0.5
+
+
 @pytest.mark.parametrize("seed", [0, 1])
 def test_paste_on_texture_is_found(seed):
     query = _texture(seed, 640, 480)

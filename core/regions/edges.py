@@ -24,6 +24,10 @@ NEIGHBOUR_OFFSETS = (-7, -4, 4, 7)  # parallel lines compared with a side (worki
 TOP_RECTANGLES = 60  # best rectangles by side evidence that are checked for overshooting sides
 OVERSHOOT_WEIGHT = 0.8  # evidence lost when every side's edge runs on past both corners
 FLAT_INSIDE = 0.05  # edge-pixel density inside a box below which it counts as flat (scaled down)
+# colour spread (0-255) of a box's inside seen as a SPREAD_GRID x SPREAD_GRID mosaic, above which it counts
+# as a picture however few edges it has: a smooth wallpaper pasted onto a photo is a gradient, not flat
+SPREAD_GRID = 8
+SPREAD_FULL = 40.0
 INNER_SIDES_FACTOR = {2: 0.75, 3: 0.9, 4: 1.0}  # evidence kept when only that many sides are inner lines
 
 
@@ -185,16 +189,24 @@ def _rectangles(hs: np.ndarray, vs: np.ndarray) -> np.ndarray:
     return np.where(valid, evidence, -1.0)
 
 
-def _content(busy: np.ndarray, box: tuple[int, int, int, int]) -> float:
-    """1 for a box with texture inside (a picture), down to 0 for a flat one (a window, a letter's stroke).
+def _content(busy: np.ndarray, px: np.ndarray, box: tuple[int, int, int, int]) -> float:
+    """1 for a box with a picture inside, down to 0 for a flat one (a window, a letter's stroke).
 
-    ``busy`` is the integral image of edge pixels; the outer 3 pixels of the box are left out.
+    A picture shows texture (edge pixels; ``busy`` is their integral image) or, smooth as a wallpaper's
+    gradient, colour that changes across the box (the spread of its coarse mosaic). The outer 3 pixels of
+    the box are left out.
     """
     x0, y0, x1, y1 = box[0] + 3, box[1] + 3, box[2] - 3, box[3] - 3
     if x1 <= x0 or y1 <= y0:
         return 0.0
     n = float(busy[y1, x1] - busy[y0, x1] - busy[y1, x0] + busy[y0, x0])
-    return min(1.0, n / ((x1 - x0) * (y1 - y0)) / FLAT_INSIDE)
+    texture = n / ((x1 - x0) * (y1 - y0)) / FLAT_INSIDE
+    if texture >= 1.0:
+        return 1.0
+    grid = min(SPREAD_GRID, x1 - x0, y1 - y0)
+    mosaic = cv2.resize(px[y0:y1, x0:x1], (grid, grid), interpolation=cv2.INTER_AREA)
+    spread = float(mosaic.reshape(-1, mosaic.shape[-1]).std(axis=0).max()) / SPREAD_FULL
+    return min(1.0, max(texture, spread))
 
 
 def propose_edges(work: WorkImage, config: ProposalConfig) -> list[Region]:
@@ -229,7 +241,7 @@ def propose_edges(work: WorkImage, config: ProposalConfig) -> list[Region]:
     scored = []
     for k, idx in enumerate(top):
         box = tuple(int(v) for v in boxes[k])
-        e = float(ev[idx]) * (1.0 - OVERSHOOT_WEIGHT * float(over[k])) * _content(busy, box)
+        e = float(ev[idx]) * (1.0 - OVERSHOOT_WEIGHT * float(over[k])) * _content(busy, px, box)
         scored.append((e, box))
     scored.sort(key=lambda t: -t[0])
     out: list[Region] = []
