@@ -26,6 +26,7 @@ from copylens.core.regions import box_iou, propose_regions
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("bench")
+    ap.add_argument("--iou", type=float, default=0.7, help="least IoU with the true box that counts as found")
     args = ap.parse_args()
     bench = Path(args.bench)
     side = QueryConfig().query_max_side
@@ -44,10 +45,10 @@ def main() -> None:
         ious = [box_iou(tuple(v * s for v in p.box), truth) for p in props]
         searched = [i for i, p in zip(ious, props, strict=True) if p.score >= cfg.region_min_score][: cfg.regions]
         for key in (r["edit"], f"{r['edit']}/{r['content']}", "ALL"):
-            hit[key].append(int(bool(ious) and max(ious) >= 0.7))
-            used[key].append(int(bool(searched) and max(searched) >= 0.7))
-            top[key].append(int(bool(ious) and ious[0] >= 0.7))
-    print(f"{'edit':>22} {'n':>5} {'best of all':>12} {'best searched':>14} {'top-1':>7}   (share with IoU >= 0.7)")
+            hit[key].append(int(bool(ious) and max(ious) >= args.iou))
+            used[key].append(int(bool(searched) and max(searched) >= args.iou))
+            top[key].append(int(bool(ious) and ious[0] >= args.iou))
+    print(f"{'edit':>22} {'n':>5} {'best of all':>12} {'best searched':>14} {'top-1':>7}   (share with IoU >= {args.iou})")
     for k in sorted(hit):
         print(f"{k:>22} {len(hit[k]):5d} {np.mean(hit[k]):12.3f} {np.mean(used[k]):14.3f} {np.mean(top[k]):7.3f}")
 

@@ -25,9 +25,12 @@ TOP_RECTANGLES = 60  # best rectangles by side evidence that are checked for ove
 OVERSHOOT_WEIGHT = 0.8  # evidence lost when every side's edge runs on past both corners
 FLAT_INSIDE = 0.05  # edge-pixel density inside a box below which it counts as flat (scaled down)
 # colour spread (0-255) of a box's inside seen as a SPREAD_GRID x SPREAD_GRID mosaic, above which it counts
-# as a picture however few edges it has: a smooth wallpaper pasted onto a photo is a gradient, not flat
+# as a picture however few edges it has: a smooth wallpaper pasted onto a photo is a gradient, not flat.
+# Low enough that a faint gradient's own box is full content: a box reaching past it into a busier
+# background gains spread, and must not outscore the exact box (a padded blue wallpaper: 27 inside; 40
+# preferred the box running on into the pad, bench/regions_on_benchmark.py --iou 0.9)
 SPREAD_GRID = 8
-SPREAD_FULL = 40.0
+SPREAD_FULL = 20.0
 INNER_SIDES_FACTOR = {2: 0.75, 3: 0.9, 4: 1.0}  # evidence kept when only that many sides are inner lines
 
 
