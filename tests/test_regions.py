@@ -85,6 +85,17 @@ def test_smooth_wallpaper_pasted_on_photo_is_found(box):
     assert max(regions, key=lambda r: box_iou(r.box, box)).score >= 0.5
 
 
+def test_faint_gradient_on_a_busy_background_gets_its_exact_box():
+    """A faint wallpaper centred on a colourful background: the best box is the wallpaper's own, not one
+    running on into the background (whose colours would make it look like more of a picture)."""
+    query = _texture(3, 800, 512)
+    box = (24, 52, 680, 424)
+    query[52:424, 24:680] = _gradient(656, 372, (10, 70, 100), (20, 120, 160))
+    regions = propose_regions(query)
+    _check_valid(regions, query.shape)
+    assert box_iou(regions[0].box, box) >= 0.9, regions
+
+
 @pytest.mark.parametrize("seed", [0, 1])
 def test_paste_on_texture_is_found(seed):
     query = _texture(seed, 640, 480)
