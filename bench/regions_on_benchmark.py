@@ -3,10 +3,11 @@
 For every query of a benchmark folder (made by ``copylens bench make``) whose ground truth carries a box
 (paste, screenshot, meme, pad), run ``propose_regions`` the way the engine does (on the query decoded with
 the engine's ``query_max_side``) and report, per edit and content, the share whose best-IoU proposal has
-IoU >= 0.7 with the true box: among all proposals returned, among those the engine searches (score >=
-region_min_score, at most ``regions``), and for the top-scored proposal alone.
+IoU >= ``--iou`` (default 0.7) with the true box: among all proposals returned, among those the engine
+searches (score >= region_min_score, at most ``regions``), and for the top-scored proposal alone. 0.9 asks
+for the exact box, which the region's descriptors need.
 
-    .venv/bin/python bench/regions_on_benchmark.py /tmp/copylens-dev
+    .venv/bin/python bench/regions_on_benchmark.py /tmp/copylens-dev [--iou 0.9]
 """
 
 from __future__ import annotations
