@@ -13,22 +13,18 @@ copy of ``--kind`` that either view misses.
 from __future__ import annotations
 
 import argparse
-import csv
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 
+from copylens.core.bench.metrics import read_ground_truth
 from copylens.core.engine import QueryConfig
 from copylens.core.globaldesc import create_descriptor
 from copylens.core.imageio import load_image, scan_images
 from copylens.core.query_input import QuerySource, read_query
 
 LOAD_SIDE = 512  # references are decoded at most this large (the network sees 112-224 px)
-
-
-def describe(desc, images: list[np.ndarray], batch: int = 64) -> np.ndarray:
-    return np.concatenate([desc.extract(images[i:i + batch]).vectors for i in range(0, len(images), batch)])
 
 
 def main() -> None:
@@ -42,13 +38,13 @@ def main() -> None:
     paths = scan_images(root)
     ids = {str(p.relative_to(root).with_suffix("")): i for i, p in enumerate(paths)}
     refs = [load_image(p, max_side=LOAD_SIDE).pixels for p in paths]
-    rc, rg = describe(colour, refs), describe(grey, refs)
+    rc, rg = colour.extract(refs).vectors, grey.extract(refs).vectors  # batched by the descriptor
     del refs
-    gt = list(csv.DictReader(open(args.bench / "ground_truth.csv", encoding="utf-8")))
+    gt = read_ground_truth(args.bench / "ground_truth.csv")
     side = QueryConfig().query_max_side
     sc, sg = [], []
     for row in gt:
-        q = next((args.bench / "queries").glob(row["query_id"] + ".*"))
+        q = next((args.bench / "queries").glob(row.query_id + ".*"))
         px = read_query(QuerySource.of(q), side).image.pixels
         sc.append((colour.extract_query(px).vectors @ rc.T).max(0))
         sg.append((grey.extract_query(px).vectors @ rg.T).max(0))
@@ -59,9 +55,9 @@ def main() -> None:
     for name, s in views.items():
         per: dict[str, list] = defaultdict(lambda: [[], [], []])
         for i, row in enumerate(gt):
-            acc = per[row["content"]]
-            if row["reference_id"]:
-                t = ids[row["reference_id"]]
+            acc = per[row.content]
+            if row.reference_id:
+                t = ids[row.reference_id]
                 acc[0].append(s[i].argmax() == t)
                 acc[1].append(s[i, t] >= 0.3)
             else:
@@ -72,12 +68,12 @@ def main() -> None:
                   f"{np.median(d):.2f} / {np.quantile(d, 0.9):.2f}")
     print(f"\n{args.kind} copies a view misses (similarity to the reference; 1 = nearest):")
     for i, row in enumerate(gt):
-        if row["content"] != args.kind or not row["reference_id"]:
+        if row.content != args.kind or not row.reference_id:
             continue
-        t = ids[row["reference_id"]]
+        t = ids[row.reference_id]
         c, g = views["colour"][i], views["grey"][i]
         if c.argmax() != t or g.argmax() != t:
-            print(f"  {row['query_id']} {row['edit']:12s} {row['reference_id'].split('/')[-1]:40s} colour "
+            print(f"  {row.query_id} {row.edit:12s} {row.reference_id.split('/')[-1]:40s} colour "
                   f"{c[t]:.2f} {int(c.argmax() == t)}  grey {g[t]:.2f} {int(g.argmax() == t)}")
 
 

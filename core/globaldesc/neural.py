@@ -27,6 +27,7 @@ import cv2
 import numpy as np
 import torch
 
+from ..features import to_gray
 from .base import NUM_VARIANTS, DescriptorBatch, ModelLoadError, check_image, config_digest, variant_pixels
 from .models import copylens_model_files
 from .whitening import Whitening
@@ -203,9 +204,8 @@ FLAT_SPREAD = 2.0
 
 
 def luma3(image: np.ndarray) -> np.ndarray:
-    """An RGB uint8 image's BT.601 luma, rounded, as three equal channels."""
-    y = image[..., :3].astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
-    return np.repeat(np.clip(np.rint(y), 0, 255).astype(np.uint8)[..., None], 3, axis=2)
+    """An RGB uint8 image's BT.601 luma (the grey SIFT sees, features.to_gray) as three equal channels."""
+    return cv2.cvtColor(to_gray(image), cv2.COLOR_GRAY2RGB)
 
 
 def is_flat(image: np.ndarray) -> bool:

@@ -127,7 +127,7 @@ def validate_name(name: str, directory: Path | None = None) -> str:
     """
     name = name.strip()
     kind, rest = split_name(split_view(name)[0])
-    takes_rest = kind not in ("pdq", "none")  # "pdq" and "none" are complete names; the others need more
+    takes_rest = kind in NEURAL  # "pdq" and "none" are complete names; the neural kinds need more
     if kind not in REGISTRY or takes_rest != bool(rest):
         raise UnknownBackendError("global descriptor", name, list(SYNTAX.values()))
     if kind == "timm":
