@@ -2,7 +2,8 @@
 descriptor (as the engine's global recall sees them: whitened, background-normalised, rescaled), against
 a benchmark run's predictions: per floor, the copies whose reference was missing from the run's returned
 matches and would be recalled (among a descriptor's best ``global_candidates``), and the extra candidates
-per query that floor costs.
+per query that floor costs; and the same for the engine's own rule (``recalled_rows``: the floor, or a
+distinct nearest reference below it) against the floor alone.
 
     .venv/bin/python bench/global_floor.py BENCH INDEX RUN [--descriptor copylens-sscd18g]
 
@@ -16,7 +17,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 from copylens.core.bench.metrics import read_ground_truth, read_predictions
-from copylens.core.engine import Engine
+from copylens.core.engine import Engine, recalled_rows
 from copylens.core.query_input import QuerySource, read_query
 
 LOWER = (0.25, 0.2, 0.15, 0.1)  # floors tried below the engine's (QueryConfig.global_recall_floor)
@@ -34,7 +35,8 @@ def main() -> None:
     for p in read_predictions(a.run / "predictions.csv"):
         returned[p.query_id].add(p.reference_id)
     recalled: dict[float, Counter] = defaultdict(Counter)
-    extra = Counter()
+    extra: Counter = Counter()
+    wrong: Counter = Counter()  # queries the rule gave an extra candidate that is not their reference
     lost = Counter()
     with Engine.open(a.index) as eng:
         branch = next((b for b in eng.globals if b.name == a.descriptor), None)
@@ -55,10 +57,21 @@ def main() -> None:
                 extra[f] += len(rows) - at_default
                 if missing and row_of[g.reference_id] in rows:
                     recalled[f][g.content] += 1
+            rows = recalled_rows(dict(ranked), branch.descriptor.metric, eng.config)
+            extra["rule"] += len(rows) - at_default
+            wrong["rule"] += len(rows) > at_default and (not g.reference_id or row_of[g.reference_id] not in rows)
+            if missing and row_of[g.reference_id] in rows:
+                recalled["rule"][g.content] += 1
     print(f"{len(gt)} queries; copies whose reference the run did not return, by kind: {dict(lost)}")
     for f in floors:
         print(f"floor {f:.2f}: {extra[f] / len(gt):.2f} more global candidates per query; of those copies it "
               f"recalls {sum(recalled[f].values())} {dict(recalled[f])}")
+    c = eng.config
+    print(f"the engine's rule (floor, or a distinct nearest reference at or above "
+          f"{dict(c.global_recall_distinct).get(branch.descriptor.metric)} and {c.global_recall_ratio:g} x the "
+          f"next): {extra['rule'] / len(gt):.3f} more global candidates per query, {wrong['rule']} of them not "
+          f"the query's reference; of those copies it recalls {sum(recalled['rule'].values())} "
+          f"{dict(recalled['rule'])}")
 
 
 if __name__ == "__main__":

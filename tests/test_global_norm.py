@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from copylens.core.engine import Engine
+from copylens.core.engine import Engine, QueryConfig, recalled_rows
 from copylens.core.errors import IndexFormatError
 from copylens.core.fileio import file_sha256
 from copylens.core.globaldesc import DescriptorBatch, create_descriptor
@@ -358,3 +358,42 @@ def test_normalisation_lowers_an_unrelated_query_more_than_a_copy():
     q = normalised.query(images[0])
     assert normalised.similarity(q, None) == 0.0
     assert normalised.similarity(q, GlobalVector(refs[7], 1.0, False)) == pytest.approx(top_norm[0], abs=1e-6)
+
+
+def test_a_distinct_nearest_reference_is_recalled_below_the_floor():
+    """Each branch recalls its best references at or above the floor; when none is, its nearest one still
+    joins if it stands out (Lowe's ratio test on the global ranking). The similarities are those of the
+    dev v2 wide benchmark's seed 7: a wallpaper rotated 8 degrees has its reference first at 0.297, the next
+    at 0.101, under the floor 0.3."""
+    cfg = QueryConfig()
+    assert dict(cfg.global_recall_floor)["ip"] == 0.3 and dict(cfg.global_recall_distinct)["ip"] == 0.2
+    rotated = {11: 0.297, 12: 0.101, 13: 0.08}
+    assert recalled_rows(rotated, "ip", cfg) == [11]
+    assert recalled_rows({11: 0.297}, "ip", cfg) == [11]  # alone among the neighbours
+    # a near-identical reference close behind (a family of wallpapers): which one is ambiguous, none joins
+    assert recalled_rows({11: 0.297, 12: 0.16}, "ip", cfg) == []
+    assert recalled_rows({11: 0.19, 12: 0.05}, "ip", cfg) == []  # too weak to stand out at all
+    # above the floor nothing changes: the best three, however close they are
+    assert recalled_rows({1: 0.9, 2: 0.85, 3: 0.4, 4: 0.35, 5: 0.1}, "ip", cfg) == [1, 2, 3]
+    assert recalled_rows({1: 0.31, 2: 0.2}, "ip", cfg) == [1]
+    # PDQ (hamming) has no such rule: its floor alone decides
+    assert recalled_rows({7: 0.45, 8: 0.1}, "hamming", cfg) == []
+    assert recalled_rows({11: 0.297, 12: 0.101}, "ip", QueryConfig(global_recall_distinct=())) == []
+
+
+def test_the_engine_recalls_a_distinct_neighbour_and_refuses_a_close_one(built):
+    """The rule in the engine's global recall, on the built index's real search: with a floor nothing
+    reaches, a copy's nearest reference joins the candidates when the ratio test passes, and not when the
+    runner-up is too close for the asked ratio."""
+    _, index = built
+    copy = _crop(PHOTOS[5], 0)[4:-6, 3:-5]
+    with Engine.open(index, device="cpu") as eng:
+        branch = eng.globals[0]
+        (r1, s1), (r2, s2) = sorted(branch.search(branch.query(copy), NUM_REFS).items(), key=lambda kv: -kv[1])[:2]
+        assert 0 < s2 < s1 < 1
+    strict = dict(global_recall_floor=(("hamming", 0.5), ("ip", 1.01)), global_recall_distinct=(("ip", 0.0),))
+    with Engine.open(index, QueryConfig(**strict, global_recall_ratio=0.5 * (1 + s1 / s2)), device="cpu") as eng:
+        assert eng.global_recall(copy, frozenset()).rows == [r1]
+        assert r1 not in eng.global_recall(copy, frozenset({r1})).rows  # an excluded row is no neighbour
+    with Engine.open(index, QueryConfig(**strict, global_recall_ratio=1.01 * s1 / s2), device="cpu") as eng:
+        assert eng.global_recall(copy, frozenset()).rows == []
