@@ -26,7 +26,8 @@ def register(subparsers) -> None:
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--screenshot", metavar="OUT.png",
-                   help="render offscreen once the queries are done, save the window to OUT.png and exit")
+                   help="render offscreen once the queries are done, save the window to OUT.png and exit "
+                        "(default settings and layout; the user's are neither read nor changed)")
     p.add_argument("--timeout", type=float, default=600.0,
                    help="with --screenshot: give up after this many seconds (default 600)")
     p.add_argument("--data-dir", help="app data folder (review log, demo index); default: the user's")
@@ -64,7 +65,19 @@ def _window(args):
     from .main_window import MainWindow
 
     data_dir = Path(args.data_dir) if args.data_dir else None
-    win = MainWindow(data_dir=data_dir)
+    if not args.screenshot:
+        win = MainWindow(data_dir=data_dir)
+    else:
+        # a rendering run (the demo's picture, tests) starts from the default layout and settings and leaves
+        # the user's alone: its offscreen window's size, saved on close, became the next real window's
+        import tempfile
+
+        from PySide6.QtCore import QSettings
+
+        scratch = tempfile.TemporaryDirectory(prefix="copylens-screenshot-")
+        win = MainWindow(store=QSettings(str(Path(scratch.name) / "settings.ini"), QSettings.Format.IniFormat),
+                         data_dir=data_dir)
+        win.scratch_settings = scratch  # removed with the window
     win.show()
     return win
 

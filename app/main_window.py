@@ -52,6 +52,9 @@ IMAGE_MIME = ("image/png", "image/jpeg", "image/webp", "image/bmp", "image/gif",
               "image/avif")
 
 
+RESULTS_MIN_WIDTH = 240  # pixels: a thumbnail, a reference's name and its confidence
+
+
 class MainWindow(ExportsAndSession, QMainWindow):
     engine_opened = Signal(object)  # the Engine
     inspector_ready = Signal()  # the inspector shows a new pair
@@ -95,6 +98,10 @@ class MainWindow(ExportsAndSession, QMainWindow):
         main.addWidget(self.inspector)
         main.setStretchFactor(2, 1)
         main.setSizes([260, 480, 860])
+        # a narrow window (or a layout saved in one) squeezed the ranked matches to a 70-px strip, names
+        # and confidences cut off: the splitter now stops at a width that still reads
+        self.results.setMinimumWidth(RESULTS_MIN_WIDTH)
+        main.setCollapsible(1, False)
         central = QWidget()
         lay = QVBoxLayout(central)
         lay.addWidget(self.header)

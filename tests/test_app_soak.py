@@ -34,10 +34,14 @@ def test_demo_builds_in_the_window_and_exits_cleanly(tmp_path):
     """``copylens demo`` builds its index in a worker, renders, and leaves through normal interpreter
     shutdown (no ``os._exit``): exit status 0 and no fatal error on the way out."""
     out = tmp_path / "demo.png"
-    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
+    config = tmp_path / "config"  # where the user's settings would be (QSettings follows XDG_CONFIG_HOME)
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "XDG_CONFIG_HOME": str(config)}
     proc = subprocess.run([sys.executable, "-m", "copylens.app", "demo", "--data-dir", str(tmp_path / "data"),
                            "--screenshot", str(out), "--timeout", "300"],
                           capture_output=True, text=True, timeout=400, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Fatal" not in proc.stderr and "Traceback" not in proc.stderr, proc.stderr[-3000:]
     assert out.stat().st_size > 10_000
+    # a rendering run leaves the user's settings alone: its offscreen window's layout and the demo index
+    # in "recent" once reached them, and the next real window opened at the offscreen size
+    assert not list(config.rglob("*")), sorted(config.rglob("*"))

@@ -19,7 +19,7 @@ from PIL import Image  # noqa: E402
 from PySide6.QtCore import QMimeData, QPointF, QSettings, QStandardPaths, Qt, QTimer, QUrl  # noqa: E402
 from PySide6.QtGui import QDropEvent, QGuiApplication  # noqa: E402
 
-from copylens.app.main_window import MainWindow  # noqa: E402
+from copylens.app.main_window import RESULTS_MIN_WIDTH, MainWindow  # noqa: E402
 from copylens.core.index.build import build_index  # noqa: E402
 from copylens.core.progress import run_job  # noqa: E402
 
@@ -501,3 +501,22 @@ def test_settings_dialog_share_of_copies(qtbot):
     qtbot.addWidget(dlg)
     dlg.estimate_button.click()
     assert "too few" in dlg.estimate_note.text() and dlg.value().copy_share == 0.3
+
+
+def test_a_narrow_window_keeps_the_ranked_matches_readable(qtbot, tmp_path):
+    """Shrinking the window, or restoring a layout saved in a narrow one, squeezed the results column to a
+    70-px strip (names and confidences cut off); it now stops at RESULTS_MIN_WIDTH and the window's
+    minimum grows instead."""
+    store = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
+    win = MainWindow(store=store, data_dir=tmp_path / "data")
+    qtbot.addWidget(win)
+    win.show()
+    win.main_split.setSizes([272, 480, 860])
+    win.resize(850, 770)
+    QGuiApplication.processEvents()
+    assert win.results.width() >= RESULTS_MIN_WIDTH
+    assert win.inspector.width() > 0 and win.queue_panel.width() > 0
+    win.main_split.setSizes([272, 0, 1200])  # dragged shut: it does not collapse
+    QGuiApplication.processEvents()
+    assert win.results.width() >= RESULTS_MIN_WIDTH
+    win.close()
