@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
+from copylens.core.bench.make import read_benchmark_query
 from copylens.core.bench.metrics import Prediction, evaluate, read_ground_truth
 from copylens.core.engine import Engine
-from copylens.core.query_input import QuerySource, read_query
 
 
 def main() -> None:
@@ -33,8 +33,7 @@ def main() -> None:
     preds = []
     rows = list(csv.DictReader(open(bench / "ground_truth.csv", encoding="utf-8")))
     for r in rows:
-        q = next(bench.joinpath("queries").glob(r["query_id"] + ".*"))
-        img = read_query(QuerySource.of(q), eng.config.query_max_side).image  # the engine's own pixels
+        img = read_benchmark_query(bench, r["query_id"], eng.config.query_max_side)  # the engine's own pixels
         hits = branch.search(branch.query(img.pixels), args.top_k)
         ids = eng.store.ids_of_rows(list(hits))
         best = sorted(((s, ids[row]) for row, s in hits.items() if row in ids), reverse=True)[: args.top_k]

@@ -16,9 +16,9 @@ import argparse
 from collections import Counter, defaultdict
 from pathlib import Path
 
+from copylens.core.bench.make import read_benchmark_query
 from copylens.core.bench.metrics import read_ground_truth, read_predictions
 from copylens.core.engine import Engine, recalled_rows
-from copylens.core.query_input import QuerySource, read_query
 
 LOWER = (0.25, 0.2, 0.15, 0.1)  # floors tried below the engine's (QueryConfig.global_recall_floor)
 
@@ -36,7 +36,7 @@ def main() -> None:
         returned[p.query_id].add(p.reference_id)
     recalled: dict[float, Counter] = defaultdict(Counter)
     extra: Counter = Counter()
-    wrong: Counter = Counter()  # queries the rule gave an extra candidate that is not their reference
+    wrong = 0  # queries the rule gave an extra candidate that is not their reference
     lost = Counter()
     with Engine.open(a.index) as eng:
         branch = next((b for b in eng.globals if b.name == a.descriptor), None)
@@ -47,7 +47,7 @@ def main() -> None:
         row_of = dict(eng.store.rows_by_id())
         for g in gt:
             # the engine's own pixels (decoded at its query_max_side), as global_alone.py reads them
-            image = read_query(QuerySource.of(a.bench / "queries" / f"{g.query_id}.jpg"), eng.config.query_max_side).image
+            image = read_benchmark_query(a.bench, g.query_id, eng.config.query_max_side)
             ranked = sorted(branch.search(branch.query(image.pixels), 20).items(), key=lambda kv: -kv[1])
             at_default = len([r for r, s in ranked if s >= floors[0]][:keep])
             missing = bool(g.reference_id) and g.reference_id not in returned[g.query_id]
@@ -59,7 +59,7 @@ def main() -> None:
                     recalled[f][g.content] += 1
             rows = recalled_rows(dict(ranked), branch.descriptor.metric, eng.config)
             extra["rule"] += len(rows) - at_default
-            wrong["rule"] += len(rows) > at_default and (not g.reference_id or row_of[g.reference_id] not in rows)
+            wrong += len(rows) > at_default and (not g.reference_id or row_of[g.reference_id] not in rows)
             if missing and row_of[g.reference_id] in rows:
                 recalled["rule"][g.content] += 1
     print(f"{len(gt)} queries; copies whose reference the run did not return, by kind: {dict(lost)}")
@@ -69,7 +69,7 @@ def main() -> None:
     c = eng.config
     print(f"the engine's rule (floor, or a distinct nearest reference at or above "
           f"{dict(c.global_recall_distinct).get(branch.descriptor.metric)} and {c.global_recall_ratio:g} x the "
-          f"next): {extra['rule'] / len(gt):.3f} more global candidates per query, {wrong['rule']} of them not "
+          f"next): {extra['rule'] / len(gt):.3f} more global candidates per query, {wrong} of them not "
           f"the query's reference; of those copies it recalls {sum(recalled['rule'].values())} "
           f"{dict(recalled['rule'])}")
 

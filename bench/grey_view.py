@@ -18,11 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
+from copylens.core.bench.make import read_benchmark_query
 from copylens.core.bench.metrics import read_ground_truth
 from copylens.core.engine import QueryConfig
 from copylens.core.globaldesc import create_descriptor
 from copylens.core.imageio import load_image, scan_images
-from copylens.core.query_input import QuerySource, read_query
 
 LOAD_SIDE = 512  # references are decoded at most this large (the network sees 112-224 px)
 
@@ -44,8 +44,7 @@ def main() -> None:
     side = QueryConfig().query_max_side
     sc, sg = [], []
     for row in gt:
-        q = next((args.bench / "queries").glob(row.query_id + ".*"))
-        px = read_query(QuerySource.of(q), side).image.pixels
+        px = read_benchmark_query(args.bench, row.query_id, side).pixels
         sc.append((colour.extract_query(px).vectors @ rc.T).max(0))
         sg.append((grey.extract_query(px).vectors @ rg.T).max(0))
     views = {"colour": np.stack(sc), "grey": np.stack(sg)}

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
+from copylens.core.bench.make import read_benchmark_query
 from copylens.core.bench.metrics import read_ground_truth
 from copylens.core.engine import Engine
-from copylens.core.query_input import QuerySource, read_query
 
 VARIANTS = {0: "image", 8: "negative"}
 
@@ -54,8 +54,7 @@ def main() -> None:
 
         def pixels(query_id: str) -> np.ndarray:
             """The engine's own pixels (decoded at its query_max_side), as global_alone.py reads them."""
-            path = a.bench / "queries" / f"{query_id}.jpg"
-            return read_query(QuerySource.of(path), eng.config.query_max_side).image.pixels
+            return read_benchmark_query(a.bench, query_id, eng.config.query_max_side).pixels
         found = {v: [] for v in VARIANTS}  # (rank or None, similarity) of the inverted copies' references
         for g in gt:
             if g.edit != "invert" or not g.reference_id:

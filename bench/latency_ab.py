@@ -24,6 +24,7 @@ import numpy as np
 from profile_queries import query_args, sample_rows
 
 import copylens.core.index.local as local_index
+from copylens.core.bench.make import query_file
 from copylens.core.engine import Engine, QueryConfig
 from copylens.core.progress import run_job
 
@@ -61,9 +62,9 @@ def main() -> None:
     stages: dict[str, dict[str, list[float]]] = {n: defaultdict(list) for n in names}
     hits: dict[str, dict[str, list[int]]] = {n: defaultdict(list) for n in names}
     for e in engines:  # warm-up: model weights, FAISS, SQLite caches
-        run_job(e.search(next(bench.joinpath("queries").glob(rows[0]["query_id"] + ".*")), top_k=5))
+        run_job(e.search(query_file(bench, rows[0]["query_id"]), top_k=5))
     for i, r in enumerate(rows):
-        q = next(bench.joinpath("queries").glob(r["query_id"] + ".*"))
+        q = query_file(bench, r["query_id"])
         k = i % len(engines)
         for j in list(range(k, len(engines))) + list(range(k)):
             t = time.perf_counter()

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 import copylens.core.index.local as local_index
+from copylens.core.bench.make import query_file
 from copylens.core.engine import Engine, QueryConfig
 from copylens.core.progress import run_job
 
@@ -62,7 +63,7 @@ def main() -> None:
     hits: dict[str, list[int]] = defaultdict(list)
     dist_scores, pos_scores, totals = [], [], []
     for r in rows:
-        q = next(bench.joinpath("queries").glob(r["query_id"] + ".*"))
+        q = query_file(bench, r["query_id"])
         t = time.perf_counter()
         res = run_job(engine.search(q, top_k=5))
         totals.append((time.perf_counter() - t) * 1000)

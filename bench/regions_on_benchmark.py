@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from copylens.core.bench.make import query_file
 from copylens.core.engine import QueryConfig
 from copylens.core.imageio import load_image
 from copylens.core.regions import box_iou, propose_regions
@@ -38,7 +39,7 @@ def main() -> None:
     for r in ({"edit": r.get("attack", ""), **r} for r in csv.DictReader(open(bench / "ground_truth.csv", encoding="utf-8"))):
         if not r.get("x0") or r["edit"] not in ("paste", "screenshot", "meme", "pad"):
             continue
-        q = next(bench.joinpath("queries").glob(r["query_id"] + ".*"))
+        q = query_file(bench, r["query_id"])
         img = load_image(q, max_side=side)
         s = img.scale_to_original
         truth = tuple(float(r[k]) for k in ("x0", "y0", "x1", "y1"))

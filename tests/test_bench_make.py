@@ -11,7 +11,15 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from copylens.core.bench.make import MAX_EDITS_PER_IMAGE, Source, load_config, make_benchmark, split_benchmark
+from copylens.core.bench.make import (
+    MAX_EDITS_PER_IMAGE,
+    Source,
+    load_config,
+    make_benchmark,
+    query_file,
+    read_benchmark_query,
+    split_benchmark,
+)
 from copylens.core.cli import main as _cli  # the real `copylens` entry point
 from copylens.core.errors import UnknownBackendError
 from copylens.core.progress import Progress, run_job
@@ -82,13 +90,21 @@ def test_layout_ids_and_ground_truth(source_tree, tmp_path):
     assert summary.per_content["photo"]["copies"] + summary.per_content["graphics"]["copies"] == 6
     for r in rows:
         assert re.fullmatch(r"q\d{5}", r["query_id"])
-        assert (out / "queries" / f"{r['query_id']}.jpg").is_file()
+        assert query_file(out, r["query_id"]) == out / "queries" / f"{r['query_id']}.jpg"
         assert r["content"] in ("photo", "graphics") and r["edit"]
         if r["reference_id"]:
             assert r["reference_id"] in ref_ids
         else:  # distractors: no reference, no box
             assert r["x0"] == r["y0"] == r["x1"] == r["y1"] == ""
     assert sorted(p.stem for p in (out / "queries").iterdir()) == sorted(r["query_id"] for r in rows)
+    # scripts read a query as the engine decodes it: the file's pixels, at most max_side on a side
+    first = rows[0]["query_id"]
+    with Image.open(out / "queries" / f"{first}.jpg") as im:
+        size = im.size
+    img = read_benchmark_query(out, first, max(size) // 2)
+    assert max(img.pixels.shape[:2]) == max(size) // 2 and img.original_size == size
+    with pytest.raises(FileNotFoundError, match="q99999"):
+        query_file(out, "q99999")
     # a query's name says nothing about its answer: copies and distractors are interleaved
     kinds = "".join("c" if r["reference_id"] else "d" for r in sorted(rows, key=lambda r: r["query_id"]))
     assert kinds != "c" * 6 + "d" * 5

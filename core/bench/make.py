@@ -33,8 +33,9 @@ from copylens.core.bench.metrics import GT_COLUMNS
 from copylens.core.edits import EDITS, Edited, apply_edit
 from copylens.core.errors import ImageLoadError, UnknownBackendError
 from copylens.core.fileio import write_atomic
-from copylens.core.imageio import is_image_path, load_image
+from copylens.core.imageio import DecodedImage, is_image_path, load_image
 from copylens.core.progress import Job, Progress, run_job
+from copylens.core.query_input import QuerySource, read_query
 
 JPEG_QUALITY = 90  # quality of the query JPEGs
 SOURCE_MAX_SIDE = 1024  # images are decoded at most this large before editing
@@ -106,6 +107,21 @@ def load_config(path: str | Path) -> BenchConfig:
 
     return BenchConfig(sources, total("references"), total("queries"), total("distractors"),
                        int(bench.get("seed", 0)))
+
+
+def query_file(bench_dir: str | Path, query_id: str) -> Path:
+    """The image of query ``query_id`` in a benchmark folder (``DIR/queries/<id>.jpg`` as made here, any
+    extension found)."""
+    found = sorted((Path(bench_dir) / "queries").glob(f"{query_id}.*"))
+    if not found:
+        raise FileNotFoundError(f"{bench_dir}: no image for query {query_id!r} in queries/")
+    return found[0]
+
+
+def read_benchmark_query(bench_dir: str | Path, query_id: str, max_side: int) -> DecodedImage:
+    """Query ``query_id``'s pixels as the engine decodes them (``read_query`` at ``max_side``, the engine's
+    ``QueryConfig.query_max_side``), for scripts that call one stage at a time."""
+    return read_query(QuerySource.of(query_file(bench_dir, query_id)), max_side).image
 
 
 def list_images(folder: Path) -> list[Path]:
